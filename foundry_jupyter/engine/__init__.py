@@ -1,0 +1,1 @@
+"""Layer 1: inference on onnxruntime-genai. No Jupyter, no HTTP."""

@@ -1,0 +1,1 @@
+"""Front end: %foundry magics, widgets and DataFrames inside an IPython kernel."""

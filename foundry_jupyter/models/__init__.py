@@ -1,0 +1,1 @@
+"""Layer 2: catalog, cache, downloads, model import. No Jupyter, no HTTP."""

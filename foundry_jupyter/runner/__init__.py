@@ -1,0 +1,1 @@
+"""Front end: the model runner process, one per loaded model."""

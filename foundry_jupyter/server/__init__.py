@@ -1,0 +1,1 @@
+"""Front end: the jupyter_server extension (FoundryApp and its handlers)."""
