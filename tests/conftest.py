@@ -14,7 +14,7 @@ pytest_plugins = ("pytest_jupyter.jupyter_server",)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory):
     """No test reads or writes the real ~/.foundry-jupyter, and nothing reaches a model hub."""
     home = tmp_path_factory.mktemp("foundry-home")
-    saved = {k: os.environ.get(k) for k in ("FOUNDRY_JUPYTER_CACHE", "HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY")}
+    saved = {k: os.environ.get(k) for k in ("FOUNDRY_JUPYTER_CACHE", "HF_HUB_DISABLE_TELEMETRY")}
     os.environ["FOUNDRY_JUPYTER_CACHE"] = str(home / "cache" / "models")
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
     yield home

