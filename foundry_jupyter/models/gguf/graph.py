@@ -1,0 +1,323 @@
+"""Write the decoder as an ONNX graph with the operators onnxruntime-genai's own builder uses.
+
+The graph matches what og's builder writes for a llama model on CPU (opset 21 + com.microsoft):
+`SimplifiedLayerNormalization` / `SkipSimplifiedLayerNormalization`, one fused QKV projection into
+`GroupQueryAttention` with its rotary caches, a SiLU-gated MLP, and either float32 `MatMul`s or
+`MatMulNBits` over GGUF's own 4-bit blocks. Large initializers go straight to `model.onnx.data` as
+they are produced, so a conversion never holds two copies of the weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .reader import BLOCK, GGUFModel, Hyperparams, QuantLinear, Weight
+
+OPSET = 21
+DATA_FILE = "model.onnx.data"
+_INLINE_LIMIT = 1024  # bytes; smaller initializers stay inside model.onnx
+_ALIGN = 4096  # external data offsets aligned so onnxruntime can memory-map them
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How linears are stored: 4-bit blocks kept (`int4`) or everything float32.
+
+    `accuracy_level` is MatMulNBits' compute type: 1 keeps float32 activations (exact), 4 quantizes
+    activations to int8 (faster, flips close calls). `head_bits` 8 stores a quantized LM head.
+    """
+
+    name: str
+    keep_int4: bool
+    accuracy_level: int = 1
+    head_bits: int = 32
+
+
+PRECISIONS = {
+    "fp32": Precision("fp32", keep_int4=False),
+    "int4": Precision("int4", keep_int4=True, accuracy_level=1),
+    "int4-fast": Precision("int4-fast", keep_int4=True, accuracy_level=4),
+}
+
+
+class _Builder:
+    def __init__(self, data_path: Path) -> None:
+        from onnx import helper
+
+        self.helper = helper
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self._data = data_path.open("wb")
+        self._names: dict[str, int] = {}
+        self._consts: dict[tuple[str, bytes], str] = {}
+
+    def close(self) -> None:
+        self._data.close()
+
+    def name(self, base: str) -> str:
+        count = self._names.get(base, 0)
+        self._names[base] = count + 1
+        return base if count == 0 else f"{base}_{count}"
+
+    def node(
+        self, op: str, inputs: list[str], outputs: int | list[str] = 1, *, domain: str = "", **attrs: Any
+    ):
+        node_name = self.name(f"/{op}")
+        if isinstance(outputs, int):
+            outputs = [f"{node_name}/output_{i}" for i in range(outputs)]
+        self.nodes.append(self.helper.make_node(op, inputs, outputs, name=node_name, domain=domain, **attrs))
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def initializer(self, name: str, array: np.ndarray) -> str:
+        from onnx import TensorProto, numpy_helper
+
+        array = np.ascontiguousarray(array)
+        if array.nbytes < _INLINE_LIMIT:
+            self.initializers.append(numpy_helper.from_array(array, name))
+            return name
+        tensor = TensorProto()
+        tensor.name = name
+        tensor.data_type = self.helper.np_dtype_to_tensor_dtype(array.dtype)
+        tensor.dims.extend(array.shape)
+        pad = -self._data.tell() % _ALIGN
+        self._data.write(b"\0" * pad)
+        offset = self._data.tell()
+        self._data.write(memoryview(array).cast("B"))
+        tensor.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", DATA_FILE), ("offset", str(offset)), ("length", str(array.nbytes))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+        self.initializers.append(tensor)
+        return name
+
+    def const(self, value: Any, dtype: Any = np.int64) -> str:
+        array = np.asarray(value, dtype=dtype)
+        key = (f"{array.dtype}{array.shape}", array.tobytes())
+        if key not in self._consts:
+            self._consts[key] = self.initializer(self.name("const"), array)
+        return self._consts[key]
+
+
+def rotary_caches(hp: Hyperparams) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin `[context_length, head_dim / 2]` as GroupQueryAttention wants them."""
+    inv_freq = 1.0 / (hp.rope_theta ** (np.arange(0, hp.rope_dim, 2, dtype=np.float64) / hp.rope_dim))
+    positions = np.arange(hp.context_length, dtype=np.float64) / hp.rope_linear_factor
+    angles = np.outer(positions, inv_freq)
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+class _Linears:
+    """Emits y = x @ W^T (+ b) for dense or 4-bit weights, sharing per-input block sums."""
+
+    def __init__(self, b: _Builder, precision: Precision) -> None:
+        self.b = b
+        self.precision = precision
+        self._block_sums: dict[str, str] = {}
+
+    def __call__(self, x: str, weight: Weight, name: str, bias: np.ndarray | None = None) -> str:
+        b = self.b
+        n, k = weight.shape
+        if isinstance(weight, QuantLinear):
+            packed = b.initializer(f"{name}.weight.packed", weight.packed)
+            scales = b.initializer(f"{name}.weight.scales", weight.scale.reshape(-1))
+            y = b.node(
+                "MatMulNBits",
+                [x, packed, scales],
+                domain="com.microsoft",
+                K=k,
+                N=n,
+                bits=4,
+                block_size=BLOCK,
+                accuracy_level=self.precision.accuracy_level,
+            )
+            if weight.offset is not None:
+                # Q4_1's per-block offset c: sum over blocks of c[n, b] * sum(x in block b).
+                offsets = b.initializer(f"{name}.weight.offsets", np.ascontiguousarray(weight.offset.T))
+                y = b.node("Add", [y, b.node("MatMul", [self._block_sum(x, k), offsets])])
+        else:
+            w = b.initializer(f"{name}.weight", np.ascontiguousarray(weight.T))
+            y = b.node("MatMul", [x, w])
+        if bias is not None:
+            y = b.node("Add", [y, b.initializer(f"{name}.bias", bias.astype(np.float32))])
+        return y
+
+    def _block_sum(self, x: str, k: int) -> str:
+        if x not in self._block_sums:
+            b = self.b
+            blocks = b.node("Reshape", [x, b.const([0, 0, k // BLOCK, BLOCK])])
+            self._block_sums[x] = b.node("ReduceSum", [blocks, b.const([-1])], keepdims=0)
+        return self._block_sums[x]
+
+
+def build_model(
+    model: GGUFModel, dest: Path, precision: Precision, progress: Callable[[str], None] | None = None
+) -> Path:
+    """Write `model.onnx` and `model.onnx.data` into `dest` (an existing folder)."""
+    import onnx
+    from onnx import TensorProto
+
+    hp = model.hparams
+    b = _Builder(dest / DATA_FILE)
+    try:
+        graph = _build_graph(model, b, precision, progress)
+    finally:
+        b.close()
+    h = b.helper
+    batch, seq, total, past = "batch_size", "sequence_length", "total_sequence_length", "past_sequence_length"
+    inputs = [
+        h.make_tensor_value_info("input_ids", TensorProto.INT64, [batch, seq]),
+        h.make_tensor_value_info("attention_mask", TensorProto.INT64, [batch, total]),
+    ]
+    outputs = [h.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, seq, hp.vocab_size])]
+    kv_past = [batch, hp.num_kv_heads, past, hp.head_dim]
+    kv_present = [batch, hp.num_kv_heads, total, hp.head_dim]
+    for i in range(hp.num_layers):
+        for kind in ("key", "value"):
+            inputs.append(h.make_tensor_value_info(f"past_key_values.{i}.{kind}", TensorProto.FLOAT, kv_past))
+            outputs.append(h.make_tensor_value_info(f"present.{i}.{kind}", TensorProto.FLOAT, kv_present))
+    onnx_graph = h.make_graph(graph["nodes"], "decoder", inputs, outputs, graph["initializers"])
+    onnx_model = h.make_model(
+        onnx_graph,
+        opset_imports=[h.make_opsetid("", OPSET), h.make_opsetid("com.microsoft", 1)],
+        ir_version=10,
+        producer_name="foundry-jupyter",
+    )
+    path = dest / "model.onnx"
+    onnx.save_model(onnx_model, str(path))
+    return path
+
+
+def _build_graph(
+    model: GGUFModel, b: _Builder, precision: Precision, progress: Callable[[str], None] | None
+) -> dict[str, Any]:
+    hp = model.hparams
+    linear = _Linears(b, precision)
+
+    # seqlens_k = (sum of the mask) - 1 and the total length, both int32, as GroupQueryAttention wants.
+    mask_sum = b.node("ReduceSum", ["attention_mask", b.const([1])], keepdims=0)
+    seqlens_k = b.node("Cast", [b.node("Sub", [mask_sum, b.const(1)])], to=6)
+    mask_shape = b.node("Shape", ["attention_mask"])
+    total_len = b.node("Cast", [b.node("Gather", [mask_shape, b.const(1)], axis=0)], to=6)
+    cos, sin = rotary_caches(hp)
+    cos_cache = b.initializer("cos_cache", cos)
+    sin_cache = b.initializer("sin_cache", sin)
+
+    # Embedding, tied to the LM head unless the file has its own output matrix: one [hidden, vocab]
+    # initializer, which onnxruntime transposes once at load for the Gather.
+    embedding = model.dense("token_embd.weight")
+    tied = not model.has("output.weight")
+    if tied:
+        head = b.initializer("lm_head.weight", np.ascontiguousarray(embedding.T))
+        table = b.node("Transpose", [head], perm=[1, 0])
+    else:
+        table = b.initializer("embed_tokens.weight", embedding)
+    del embedding
+    hidden = b.node("Gather", [table, "input_ids"], axis=0)
+
+    residual = hidden
+    normed = b.node(
+        "SimplifiedLayerNormalization",
+        [hidden, b.initializer("layers.0.input_layernorm.weight", model.dense("blk.0.attn_norm.weight"))],
+        axis=-1,
+        epsilon=hp.rms_eps,
+        stash_type=1,
+    )
+    for i in range(hp.num_layers):
+        if progress:
+            progress(f"layer {i + 1}/{hp.num_layers}")
+        p = f"blk.{i}"
+        q = model.linear(f"{p}.attn_q.weight", keep_int4=precision.keep_int4, permute_heads=hp.num_heads)
+        k = model.linear(f"{p}.attn_k.weight", keep_int4=precision.keep_int4, permute_heads=hp.num_kv_heads)
+        v = model.linear(f"{p}.attn_v.weight", keep_int4=precision.keep_int4)
+        qkv = _concat_rows([q, k, v])
+        bias = None
+        if model.has(f"{p}.attn_q.bias"):
+            bias = np.concatenate(
+                [
+                    _permute_vector(model.dense(f"{p}.attn_q.bias"), hp.num_heads),
+                    _permute_vector(model.dense(f"{p}.attn_k.bias"), hp.num_kv_heads),
+                    model.dense(f"{p}.attn_v.bias"),
+                ]
+            )
+        qkv_out = linear(normed, qkv, f"layers.{i}.attn.qkv_proj", bias)
+        past = [f"past_key_values.{i}.key", f"past_key_values.{i}.value"]
+        attn, _, _ = b.node(
+            "GroupQueryAttention",
+            [qkv_out, "", "", *past, seqlens_k, total_len, cos_cache, sin_cache],
+            [b.name(f"/layers.{i}/attn/output"), f"present.{i}.key", f"present.{i}.value"],
+            domain="com.microsoft",
+            num_heads=hp.num_heads,
+            kv_num_heads=hp.num_kv_heads,
+            scale=float(1.0 / np.sqrt(hp.head_dim)),
+            do_rotary=1,
+            rotary_interleaved=0,
+            local_window_size=-1,
+            softcap=0.0,
+        )
+        o = model.linear(f"{p}.attn_output.weight", keep_int4=precision.keep_int4)
+        attn_out = linear(attn, o, f"layers.{i}.attn.o_proj")
+        normed, _, _, residual = b.node(
+            "SkipSimplifiedLayerNormalization",
+            [
+                attn_out,
+                residual,
+                b.initializer(
+                    f"layers.{i}.post_attention_layernorm.weight", model.dense(f"{p}.ffn_norm.weight")
+                ),
+            ],
+            [b.name(f"/layers.{i}/post_attention_norm/output"), "", "", b.name(f"/layers.{i}/residual")],
+            domain="com.microsoft",
+            epsilon=hp.rms_eps,
+        )
+        gate = linear(
+            normed,
+            model.linear(f"{p}.ffn_gate.weight", keep_int4=precision.keep_int4),
+            f"layers.{i}.mlp.gate_proj",
+        )
+        up = linear(
+            normed,
+            model.linear(f"{p}.ffn_up.weight", keep_int4=precision.keep_int4),
+            f"layers.{i}.mlp.up_proj",
+        )
+        act = b.node("Mul", [b.node("Mul", [gate, b.node("Sigmoid", [gate])]), up])
+        down = model.linear(f"{p}.ffn_down.weight", keep_int4=precision.keep_int4)
+        mlp_out = linear(act, down, f"layers.{i}.mlp.down_proj")
+        next_norm = f"blk.{i + 1}.attn_norm.weight" if i + 1 < hp.num_layers else "output_norm.weight"
+        next_name = f"layers.{i + 1}.input_layernorm.weight" if i + 1 < hp.num_layers else "norm.weight"
+        normed, _, _, residual = b.node(
+            "SkipSimplifiedLayerNormalization",
+            [mlp_out, residual, b.initializer(next_name, model.dense(next_norm))],
+            [b.name(f"/layers.{i}/next_norm/output"), "", "", b.name(f"/layers.{i}/residual_out")],
+            domain="com.microsoft",
+            epsilon=hp.rms_eps,
+        )
+
+    if tied:
+        b.node("MatMul", [normed, head], ["logits"])
+    else:
+        out = model.linear("output.weight", keep_int4=precision.keep_int4)
+        logits = linear(normed, out, "lm_head")
+        b.node("Identity", [logits], ["logits"])
+    return {"nodes": b.nodes, "initializers": b.initializers}
+
+
+def _concat_rows(parts: list[Weight]) -> Weight:
+    if all(isinstance(p, QuantLinear) for p in parts):
+        offsets = [p.offset for p in parts]  # type: ignore[union-attr]
+        if all(o is not None for o in offsets) or all(o is None for o in offsets):
+            return QuantLinear(
+                np.concatenate([p.packed for p in parts]),  # type: ignore[union-attr]
+                np.concatenate([p.scale for p in parts]),  # type: ignore[union-attr]
+                None if offsets[0] is None else np.concatenate(offsets),  # type: ignore[arg-type]
+            )
+    return np.concatenate([p.dequantize() if isinstance(p, QuantLinear) else p for p in parts])
+
+
+def _permute_vector(v: np.ndarray, heads: int) -> np.ndarray:
+    n = v.shape[0]
+    return v.reshape(heads, n // heads // 2, 2).swapaxes(1, 2).reshape(-1)
