@@ -186,6 +186,10 @@ def _build_onnx(bias: Any) -> Any:
     const("axes_0", np.array([0], dtype=np.int64))
     const("axes_1", np.array([1], dtype=np.int64))
     const("axes_12", np.array([1, 2], dtype=np.int64))
+    const("axes_13", np.array([1, 3], dtype=np.int64))
+    const("heads_1", np.array([HEADS], dtype=np.int64))
+    const("head_size_1", np.array([HEAD_SIZE], dtype=np.int64))
+    const("pad_id", np.array(ENDOFTEXT_ID, dtype=np.int64))
 
     # Embeddings: token + learned absolute position.
     tok = node("Gather", [weight("embed_tokens", (VOCAB_SIZE, HIDDEN), 1.0), "input_ids"], "tok_embed")
@@ -194,13 +198,43 @@ def _build_onnx(bias: Any) -> Any:
     )
     x = node("Add", [tok, pos], "embed")
 
-    # Additive mask [batch, 1, seq, total]: causal over (past + seq) and the attention_mask's padding.
+    # Rows of a batch are right-padded, each at its own length (og's static-batching Engine does this;
+    # a single Generator row is the special case with no padding). Like GroupQueryAttention, each
+    # row's new keys go right after its own valid past, so per row b:
+    #   length[b] = sum(attention_mask[b]); new[b] = 1 + index of its last non-pad input token;
+    #   past[b] = length[b] - new[b]; present[b, t] = past[b, t] if t < past[b] else new[b, t - past[b]].
     total = node("Squeeze", [node("Shape", ["attention_mask"], "total_1", start=1, end=2), "axes_0"], "total")
     seq = node("Squeeze", [node("Shape", ["input_ids"], "seq_1", start=1, end=2), "axes_0"], "seq")
-    past = node("Sub", [total, seq], "past")
-    rows = node("Unsqueeze", [node("Range", [past, total, "one_i"], "rows_1"), "axes_1"], "rows")
-    cols = node("Range", ["zero_i", total, "one_i"], "cols")
-    causal = node("LessOrEqual", [cols, rows], "causal")
+    past_width = node(
+        "Squeeze", [node("Shape", ["past_key_values.0.key"], "past_w_1", start=2, end=3), "axes_0"], "past_w"
+    )
+    length = node("ReduceSum", ["attention_mask", "axes_1"], "row_length", keepdims=1)  # [B, 1]
+    steps = node("Add", [node("Range", ["zero_i", seq, "one_i"], "steps_0"), "one_i"], "steps")  # 1..S
+    real = node(
+        "Cast",
+        [node("Not", [node("Equal", ["input_ids", "pad_id"], "is_pad")], "not_pad")],
+        "real",
+        to=TensorProto.INT64,
+    )
+    new_count = node(
+        "ReduceMax", [node("Mul", [real, steps], "real_steps")], "new_count", axes=[1], keepdims=1
+    )
+    row_past = node("Sub", [length, new_count], "row_past")  # [B, 1]
+    cols = node(
+        "Unsqueeze", [node("Range", ["zero_i", total, "one_i"], "cols_0"), "axes_0"], "cols"
+    )  # [1, T]
+    from_new = node("Add", [past_width, node("Sub", [cols, row_past], "col_minus_past")], "from_new")
+    source = node("Where", [node("Less", [cols, row_past], "in_past"), cols, from_new], "source_0")
+    last = node("Sub", [node("Add", [past_width, seq], "concat_width"), "one_i"], "concat_last")
+    source = node("Min", [node("Max", [source, "zero_i"], "source_1"), last], "source")  # [B, T]
+    batch = node("Shape", ["input_ids"], "batch_1", start=0, end=1)
+    kv_shape = node("Concat", [batch, "heads_1", "total_1", "head_size_1"], "kv_shape", axis=0)
+    kv_index = node("Expand", [node("Unsqueeze", [source, "axes_13"], "kv_index_0"), kv_shape], "kv_index")
+
+    # Additive mask [B, 1, S, T]: query j of row b sees keys t <= past[b] + j that attention_mask keeps.
+    query_pos = node("Add", [row_past, node("Sub", [steps, "one_i"], "j")], "q_pos")  # [B, S]
+    query_pos = node("Unsqueeze", [query_pos, "axes_13"], "query_pos")  # [B, 1, S, 1]
+    causal = node("LessOrEqual", [node("Unsqueeze", [cols, "axes_0"], "cols_3"), query_pos], "causal")
     keep = node("Cast", ["attention_mask"], "keep_1", to=TensorProto.BOOL)
     keep = node("Unsqueeze", [keep, "axes_12"], "keep")
     allowed = node("And", [causal, keep], "allowed")
@@ -223,8 +257,10 @@ def _build_onnx(bias: Any) -> Any:
         v = heads(
             node("MatMul", [h, weight(f"{p}.v", (HIDDEN, HIDDEN), HIDDEN**-0.5)], f"{p}.v_proj"), f"{p}.vh"
         )
-        k_all = node("Concat", [f"past_key_values.{i}.key", k], f"present.{i}.key", axis=2)
-        v_all = node("Concat", [f"past_key_values.{i}.value", v], f"present.{i}.value", axis=2)
+        k_cat = node("Concat", [f"past_key_values.{i}.key", k], f"{p}.k_cat", axis=2)
+        v_cat = node("Concat", [f"past_key_values.{i}.value", v], f"{p}.v_cat", axis=2)
+        k_all = node("GatherElements", [k_cat, kv_index], f"present.{i}.key", axis=2)
+        v_all = node("GatherElements", [v_cat, kv_index], f"present.{i}.value", axis=2)
         k_t = node("Transpose", [k_all], f"{p}.k_t", perm=[0, 1, 3, 2])
         scores = node("Mul", [node("MatMul", [q, k_t], f"{p}.qk"), "attn_scale"], f"{p}.scores_raw")
         probs = node("Softmax", [node("Add", [scores, mask], f"{p}.scores")], f"{p}.probs", axis=-1)
