@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .reader import BLOCK, GGUFModel, Hyperparams, QuantLinear, Weight
+from .reader import BLOCK, PERMUTED_QK, GGUFModel, Hyperparams, QuantLinear, Weight
 
 OPSET = 21
 DATA_FILE = "model.onnx.data"
@@ -239,8 +239,8 @@ def _build_graph(
         if model.has(f"{p}.attn_q.bias"):
             bias = np.concatenate(
                 [
-                    _permute_vector(model.dense(f"{p}.attn_q.bias"), hp.num_heads),
-                    _permute_vector(model.dense(f"{p}.attn_k.bias"), hp.num_kv_heads),
+                    _unpermute(model, model.dense(f"{p}.attn_q.bias"), hp.num_heads),
+                    _unpermute(model, model.dense(f"{p}.attn_k.bias"), hp.num_kv_heads),
                     model.dense(f"{p}.attn_v.bias"),
                 ]
             )
@@ -318,6 +318,8 @@ def _concat_rows(parts: list[Weight]) -> Weight:
     return np.concatenate([p.dequantize() if isinstance(p, QuantLinear) else p for p in parts])
 
 
-def _permute_vector(v: np.ndarray, heads: int) -> np.ndarray:
+def _unpermute(model: GGUFModel, v: np.ndarray, heads: int) -> np.ndarray:
+    if model.hparams.architecture not in PERMUTED_QK:
+        return v
     n = v.shape[0]
     return v.reshape(heads, n // heads // 2, 2).swapaxes(1, 2).reshape(-1)

@@ -18,6 +18,9 @@ from ...errors import InvalidRequest
 
 # Architectures whose tensors and attention follow llama's layout (qwen2 adds Q/K/V biases).
 SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2")
+# llama.cpp's converter permutes Q/K rows into its interleaved rotary order only for these; qwen2
+# files keep the original (rotate-half) order.
+PERMUTED_QK = ("llama", "mistral")
 BLOCK = 32  # weights per Q4_0 / Q4_1 / Q8_0 block
 
 
@@ -190,14 +193,15 @@ class GGUFModel:
     def linear(self, name: str, *, keep_int4: bool, permute_heads: int = 0) -> Weight:
         """A linear's weight `[N, K]`: exact 4-bit blocks when asked and possible, else float32.
 
-        `permute_heads` undoes llama.cpp's rotary row order for Q (heads) or K (kv heads).
+        `permute_heads` (heads for Q, kv heads for K) undoes llama.cpp's rotary row order where the
+        converter applied it.
         """
         from gguf import GGMLQuantizationType as T
 
         t = self._tensor(name)
         exact = keep_int4 and t.tensor_type in (T.Q4_0, T.Q4_1)
         weight: Weight = self._quant(t) if exact else self.dense(name)
-        if permute_heads:
+        if permute_heads and self.hparams.architecture in PERMUTED_QK:
             n = weight.shape[0]
             # GGUF row (h, i, j) holds original row (h, j, i) of each head's [2, head_dim/2] halves.
             order = np.arange(n).reshape(permute_heads, n // permute_heads // 2, 2).swapaxes(1, 2).reshape(-1)

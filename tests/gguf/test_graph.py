@@ -1,0 +1,83 @@
+"""The imported ONNX decoder against a numpy forward pass of the same GGUF weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from .ortrun import Decoder
+from .reference import Reference
+
+IDS = [5, 17, 99, 3, 250, 42, 7, 8, 120, 64, 11]
+# float32 graph vs float64 reference; logits here are of order 10-40.
+TOL = {"rtol": 1e-4, "atol": 5e-4}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int4"])
+@pytest.mark.parametrize("qtype", ["F32", "F16", "Q8_0", "Q4_0", "Q4_1", "mixed"])
+def test_logits_match_reference(tiny_gguf, converted, qtype, precision):
+    path = tiny_gguf(qtype)
+    expected = Reference(path).logits(IDS)
+    decoder = Decoder(converted(path, precision))
+    np.testing.assert_allclose(decoder.logits(IDS), expected, **TOL)
+
+
+@pytest.mark.parametrize(
+    ("arch", "tied"), [("llama", True), ("llama", False), ("qwen2", True), ("mistral", True)]
+)
+def test_kv_cache_steps_match_reference(tiny_gguf, converted, arch, tied):
+    path = tiny_gguf("mixed", arch=arch, tie_embeddings=tied)
+    expected = Reference(path).logits(IDS)
+    decoder = Decoder(converted(path, "int4"))
+    got, cache = decoder.step(IDS[:4], decoder.empty_cache())
+    rows = [got]
+    for i in range(4, 7):  # one token at a time
+        got, cache = decoder.step([IDS[i]], cache)
+        rows.append(got)
+    got, cache = decoder.step(IDS[7:], cache)  # then a chunk on top of the cache
+    rows.append(got)
+    np.testing.assert_allclose(np.concatenate(rows), expected, **TOL)
+
+
+def test_int4_keeps_blocks_and_fp32_has_none(tiny_gguf, converted):
+    import onnx
+
+    path = tiny_gguf("Q4_1")
+    ops_int4 = {
+        n.op_type
+        for n in onnx.load(converted(path, "int4") / "model.onnx", load_external_data=False).graph.node
+    }
+    ops_fp32 = {
+        n.op_type
+        for n in onnx.load(converted(path, "fp32") / "model.onnx", load_external_data=False).graph.node
+    }
+    assert {"MatMulNBits", "GroupQueryAttention", "SkipSimplifiedLayerNormalization"} <= ops_int4
+    assert "MatMulNBits" not in ops_fp32
+    weights = converted(path, "int4") / "model.onnx.data"
+    assert weights.stat().st_size < (converted(path, "fp32") / "model.onnx.data").stat().st_size
+
+
+def test_onnxruntime_genai_greedy_matches_reference(tiny_gguf, converted):
+    import onnxruntime_genai as og
+
+    path = tiny_gguf("Q4_1")
+    folder = converted(path, "int4")
+    config = json.loads((folder / "genai_config.json").read_text())
+    assert config["model"]["eos_token_id"] == 2 and config["model"]["type"] == "llama"
+
+    reference = Reference(path)
+    prompt = [5, 17, 99, 3]
+    expected = list(prompt)
+    for _ in range(8):
+        expected.append(int(np.argmax(reference.logits(expected)[-1])))
+
+    model = og.Model(str(folder))
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(expected), min_length=len(expected))
+    generator = og.Generator(model, params)
+    generator.append_tokens(prompt)
+    while not generator.is_done():
+        generator.generate_next_token()
+    assert list(generator.get_sequence(0)) == expected

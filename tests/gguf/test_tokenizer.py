@@ -1,0 +1,78 @@
+"""The tokenizer rebuilt from GGUF metadata: same ids as the original, in `tokenizers` and in og."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from foundry_jupyter.models.gguf import GGUFError, GGUFModel
+from foundry_jupyter.models.gguf.tokenizer import tokenizer_files
+
+from .tinygguf import train_tokenizer
+
+TEXTS = [
+    "The capital of France is Paris.",
+    "In 2024 there were 365 days",
+    "  leading spaces and trailing   ",
+    "def add(a, b):\n    return a + b\n",
+    "Émile naïvely typed 日本語 🙂",
+    "x=3.14159; y=2718",
+    "<|im_start|>user\nHi<|im_end|>",
+    "",
+]
+
+
+def test_rebuilt_tokenizer_encodes_like_the_original(tiny_gguf, converted):
+    from tokenizers import Tokenizer
+
+    original = train_tokenizer()
+    rebuilt = Tokenizer.from_file(str(converted(tiny_gguf("Q4_1"), "int4") / "tokenizer.json"))
+    for text in TEXTS:
+        assert rebuilt.encode(text).ids == original.encode(text).ids, text
+        assert rebuilt.decode(rebuilt.encode(text).ids, skip_special_tokens=False) == text
+
+
+def test_onnxruntime_genai_tokenizer_and_chat_template(tiny_gguf, converted):
+    import onnxruntime_genai as og
+    from tokenizers import Tokenizer
+
+    folder = converted(tiny_gguf("Q4_1"), "int4")
+    rebuilt = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer = og.Tokenizer(og.Model(str(folder)))
+    for text in TEXTS:
+        assert list(tokenizer.encode(text)) == rebuilt.encode(text).ids, text
+    messages = json.dumps([{"role": "user", "content": "What is 12 + 30?"}])
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    assert prompt == "<|im_start|>user\nWhat is 12 + 30?<|im_end|>\n<|im_start|>assistant\n"
+    ids = list(tokenizer.encode(prompt))
+    assert ids[0] == 1 and ids.count(2) == 1  # control tokens stay whole
+
+
+def test_config_files_name_special_tokens(tiny_gguf, converted):
+    folder = converted(tiny_gguf("Q4_1"), "int4")
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    assert config["eos_token"] == "<|im_end|>" and config["bos_token"] == "<|im_start|>"
+    assert config["tokenizer_class"] == "GPT2Tokenizer" and "im_start" in config["chat_template"]
+    special = json.loads((folder / "special_tokens_map.json").read_text())
+    assert set(special["additional_special_tokens"]) == {"<|endoftext|>", "<|im_start|>", "<|im_end|>"}
+
+
+def test_sentencepiece_vocabulary_is_refused_clearly(tiny_gguf, tmp_path):
+    import gguf
+
+    source = GGUFModel(tiny_gguf("Q4_1"))
+    path = tmp_path / "spm.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    writer.add_embedding_length(64)
+    writer.add_feed_forward_length(128)
+    writer.add_head_count(4)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(source.field("tokenizer.ggml.tokens"))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(GGUFError, match="tokenizer model 'llama' is not supported"):
+        tokenizer_files(GGUFModel(path))

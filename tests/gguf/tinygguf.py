@@ -1,0 +1,132 @@
+"""A small llama-family GGUF with random weights, written with the `gguf` package's own writer.
+
+The tokenizer is a byte-level BPE trained here on a few sentences with SmolLM2's pre-tokenization
+(every digit alone, then the GPT-2 regex) and a ChatML template, so the converted folder chats like
+the real thing, only in gibberish.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+GPT2_REGEX = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+CORPUS = [
+    "The capital of France is Paris. The capital of Italy is Rome.",
+    "In 2024 there were 365 days, and 12 months; 7 days make a week.",
+    "def add(a, b):\n    return a + b\n",
+    "Hello, world! How are you today? I'm fine, thanks.",
+    "Numbers like 3.14159 and 2718 are split into single digits.",
+    "Émile naïvely typed 日本語 and emojis 🙂 into the notebook.",
+]
+
+HIDDEN, HEADS, KV_HEADS, FFN, LAYERS, CONTEXT = 64, 4, 2, 128, 2, 256
+
+
+def train_tokenizer(vocab_size: int = 400):
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(r"\p{N}"), "isolated"),
+            pre_tokenizers.Split(Regex(GPT2_REGEX), "isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS * 4, trainer)
+    return tok
+
+
+def write_tiny_gguf(
+    path: Path, qtype: str = "Q4_1", *, arch: str = "llama", seed: int = 0, tie_embeddings: bool = True
+) -> Path:
+    """Write the file; `qtype` is the type of every matrix (F32, F16, Q8_0, Q4_0, Q4_1) or "mixed"."""
+    import gguf
+    from gguf import GGMLQuantizationType as T
+
+    tok = train_tokenizer()
+    spec = json.loads(tok.to_str())
+    vocab: dict[str, int] = spec["model"]["vocab"]
+    tokens = [t for t, _ in sorted(vocab.items(), key=lambda item: item[1])]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]]
+    types = [3 if t in SPECIAL else 1 for t in tokens]
+
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_name("tiny-test")
+    w.add_block_count(LAYERS)
+    w.add_context_length(CONTEXT)
+    w.add_embedding_length(HIDDEN)
+    w.add_feed_forward_length(FFN)
+    w.add_head_count(HEADS)
+    w.add_head_count_kv(KV_HEADS)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(10000.0)
+    w.add_uint32(f"{arch}.vocab_size", len(tokens))
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("smollm")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_pad_token_id(2)
+    w.add_add_bos_token(False)
+    w.add_chat_template(CHATML)
+
+    rng = np.random.default_rng(seed)
+    kinds = [T.Q4_1, T.Q8_0, T.Q4_0, T.F16, T.F32]
+
+    def add(name: str, array: np.ndarray, index: int = 0) -> None:
+        kind = kinds[index % len(kinds)] if qtype == "mixed" else T[qtype]
+        if array.ndim == 1 or kind == T.F32:
+            w.add_tensor(name, array.astype(np.float32))
+        elif kind == T.F16:
+            w.add_tensor(name, array.astype(np.float16))
+        else:
+            w.add_tensor(name, gguf.quants.quantize(array.astype(np.float32), kind), raw_dtype=kind)
+
+    def matrix(rows: int, cols: int, scale: float) -> np.ndarray:
+        return (rng.standard_normal((rows, cols)) * scale).astype(np.float32)
+
+    head_dim = HIDDEN // HEADS
+    add("token_embd.weight", matrix(len(tokens), HIDDEN, 1.0), 1)
+    for i in range(LAYERS):
+        p = f"blk.{i}"
+        add(f"{p}.attn_norm.weight", 1.0 + 0.1 * rng.standard_normal(HIDDEN))
+        add(f"{p}.ffn_norm.weight", 1.0 + 0.1 * rng.standard_normal(HIDDEN))
+        add(f"{p}.attn_q.weight", matrix(HEADS * head_dim, HIDDEN, 0.3), i)
+        add(f"{p}.attn_k.weight", matrix(KV_HEADS * head_dim, HIDDEN, 0.3), i + 1)
+        add(f"{p}.attn_v.weight", matrix(KV_HEADS * head_dim, HIDDEN, 0.2), i + 2)
+        add(f"{p}.attn_output.weight", matrix(HIDDEN, HEADS * head_dim, 0.1), i + 3)
+        add(f"{p}.ffn_gate.weight", matrix(FFN, HIDDEN, 0.2), i + 4)
+        add(f"{p}.ffn_up.weight", matrix(FFN, HIDDEN, 0.2), i)
+        add(f"{p}.ffn_down.weight", matrix(HIDDEN, FFN, 0.1), i + 1)
+        if arch == "qwen2":
+            add(f"{p}.attn_q.bias", 0.1 * rng.standard_normal(HEADS * head_dim))
+            add(f"{p}.attn_k.bias", 0.1 * rng.standard_normal(KV_HEADS * head_dim))
+            add(f"{p}.attn_v.bias", 0.1 * rng.standard_normal(KV_HEADS * head_dim))
+    add("output_norm.weight", 1.0 + 0.1 * rng.standard_normal(HIDDEN))
+    if not tie_embeddings:
+        add("output.weight", matrix(len(tokens), HIDDEN, 0.5), 2)
+
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
