@@ -1,0 +1,596 @@
+"""Where models run for a notebook, behind one interface.
+
+`KernelBackend` hosts the engine inside the kernel (`ChatModel` in-process, models from the local cache).
+`ServiceBackend` asks the Jupyter server's Foundry API (REST + the OpenAI client), so one loaded copy
+of a model serves every notebook. Both answer with the same plain rows (the REST API's JSON shapes),
+which `tables.py` turns into the same DataFrames, so the magics cannot tell them apart.
+
+This module imports neither the server nor the service layer: the kernel side talks to the server only
+over HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from ..config import ENV_SERVICE_TOKEN, ENV_SERVICE_URL, Settings, defaults
+from ..engine.types import Delta, GenerationParams, Message, ResponseFormat, Usage
+from ..errors import FoundryError, ModelNotFound
+
+# progress(bytes_done, bytes_total or None, what is being fetched)
+Progress = Callable[[int, int | None, str], None]
+
+
+class ServiceUnavailable(FoundryError):
+    """No Foundry service to talk to (the kernel was not started by a server with the extension)."""
+
+    status = 503
+    type = "server_error"
+    code = "service_unavailable"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model ready to answer."""
+
+    id: str
+    alias: str
+    execution_provider: str
+
+
+@dataclass
+class ChatStream:
+    """The deltas of one answer, with the model that gives it."""
+
+    model: ModelInfo
+    deltas: Iterator[Delta]
+
+
+class Backend(ABC):
+    """What the magics, widgets and notebook helpers need from wherever the models run."""
+
+    name: str
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """Where this backend runs models (for `%foundry status`)."""
+
+    @abstractmethod
+    def catalog(self) -> list[dict[str, Any]]:
+        """Catalog entries in `/foundry/list` shape, each with `cached` set."""
+
+    @abstractmethod
+    def cache(self) -> dict[str, Any]:
+        """`{"location", "models": [...]}` as `GET foundry/cache` answers."""
+
+    @abstractmethod
+    def loaded(self) -> list[dict[str, Any]]:
+        """Loaded models as `GET foundry/loaded` lists them."""
+
+    @abstractmethod
+    def hardware(self) -> dict[str, Any]:
+        """`hardware_report()` as JSON."""
+
+    @abstractmethod
+    def resolve(self, name: str) -> dict[str, Any]:
+        """The catalog entry (Foundry shape) an alias or id stands for on this machine."""
+
+    @abstractmethod
+    def download(self, name: str, progress: Progress | None = None, force: bool = False) -> dict[str, Any]:
+        """Make sure a model is in the cache; answers its cache row."""
+
+    @abstractmethod
+    def load(self, name: str, progress: Progress | None = None, ep: str | None = None) -> ModelInfo:
+        """Download if needed, then load. Loading a loaded model is a no-op."""
+
+    @abstractmethod
+    def unload(self, name: str) -> str:
+        """Unload a model; answers its id."""
+
+    @abstractmethod
+    def remove(self, name: str) -> str:
+        """Delete a model from the cache (unloading it first); answers its id."""
+
+    @abstractmethod
+    def stream_chat(
+        self, model: str, messages: list[Message], params: GenerationParams, cancel: threading.Event
+    ) -> ChatStream:
+        """Answer `messages` with the (already loaded) model, streaming."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Give back what this backend holds."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Kernel-resident engine
+
+
+class KernelBackend(Backend):
+    """The engine inside this kernel: models load into this process."""
+
+    name = "kernel"
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or defaults()
+        self._manager: Any = None
+        self._models: dict[str, Any] = {}  # id -> ChatModel
+        self._lock = threading.RLock()
+
+    @property
+    def manager(self) -> Any:
+        if self._manager is None:
+            from ..models.manager import ModelManager
+
+            self._manager = ModelManager(self.settings)
+        return self._manager
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "where": f"inside this kernel (pid {os.getpid()})",
+            "cache": str(self.settings.cache_dir),
+        }
+
+    def catalog(self) -> list[dict[str, Any]]:
+        cached = {m.id for m in self.manager.list_cached()}
+        entries = _catalog_entries(self.manager)
+        return [e.to_foundry(cached=e.id in cached) for e in entries]
+
+    def cache(self) -> dict[str, Any]:
+        return {
+            "location": str(self.settings.cache_dir),
+            "models": [m.to_dict() for m in self.manager.list_cached()],
+        }
+
+    def loaded(self) -> list[dict[str, Any]]:
+        with self._lock:
+            models = list(self._models.values())
+        return [
+            {
+                "id": m.model_id,
+                "alias": _alias_of(m.model_id, self.manager),
+                "executionProvider": m.execution_provider,
+                "memoryBytes": None,
+                "ttlSeconds": None,
+                "ttlRemaining": None,
+                "pid": os.getpid(),
+            }
+            for m in models
+        ]
+
+    def hardware(self) -> dict[str, Any]:
+        from ..engine.hardware import hardware_report
+
+        return _jsonable(hardware_report())
+
+    def resolve(self, name: str) -> dict[str, Any]:
+        entry = self.manager.resolve(name)
+        return entry.to_foundry(cached=self.manager.local_path(entry.id) is not None)
+
+    def download(self, name: str, progress: Progress | None = None, force: bool = False) -> dict[str, Any]:
+        callback = _engine_progress(progress) if progress else None
+        if force:
+            cached = self.manager.ensure(name, progress=callback, force=True)
+        else:
+            cached = self.manager.ensure(name, progress=callback)
+        return cached.to_dict()
+
+    def load(self, name: str, progress: Progress | None = None, ep: str | None = None) -> ModelInfo:
+        from ..engine.model import ChatModel
+
+        with self._lock:
+            found = self._find_loaded(name)
+            if found is not None and (ep is None or _same_ep(found.execution_provider, ep)):
+                return _info(found, self.manager)
+            cached = self.manager.ensure(name, progress=_engine_progress(progress) if progress else None)
+            if cached.id in self._models:
+                self._models.pop(cached.id).close()
+            model = ChatModel.load(cached.path, ep=ep or self.settings.execution_provider, model_id=cached.id)
+            self._models[cached.id] = model
+            return ModelInfo(cached.id, cached.alias, model.execution_provider)
+
+    def unload(self, name: str) -> str:
+        with self._lock:
+            found = self._find_loaded(name)
+            if found is None:
+                raise ModelNotFound(f"{name} is not loaded")
+            self._models.pop(found.model_id).close()
+            return found.model_id
+
+    def remove(self, name: str) -> str:
+        with self._lock:
+            found = self._find_loaded(name)
+            if found is not None:
+                self._models.pop(found.model_id).close()
+        removed = self.manager.remove(name)
+        return getattr(removed, "id", None) or str(removed)
+
+    def stream_chat(
+        self, model: str, messages: list[Message], params: GenerationParams, cancel: threading.Event
+    ) -> ChatStream:
+        with self._lock:
+            found = self._find_loaded(model)
+        if found is None:
+            raise ModelNotFound(f"{model} is not loaded: %foundry load {model}")
+        self._touch(found.model_id)
+        return ChatStream(_info(found, self.manager), found.stream_chat(messages, params, cancel=cancel))
+
+    def close(self) -> None:
+        with self._lock:
+            for model in self._models.values():
+                model.close()
+            self._models.clear()
+
+    def _find_loaded(self, name: str) -> Any:
+        """A loaded model by id, by id without version, or by alias (the best loaded variant)."""
+        if name in self._models:
+            return self._models[name]
+        for model_id, model in self._models.items():
+            if model_id.rsplit(":", 1)[0] == name or model_id.lower() == name.lower():
+                return model
+        try:
+            wanted = self.manager.resolve(name).id
+        except FoundryError:
+            return None
+        if wanted in self._models:
+            return self._models[wanted]
+        for model_id, model in self._models.items():  # another variant of the alias is loaded
+            if _alias_of(model_id, self.manager) == name:
+                return model
+        return None
+
+    def _touch(self, model_id: str) -> None:
+        cache = getattr(self.manager, "cache", None)
+        if cache is not None and hasattr(cache, "touch"):
+            with contextlib.suppress(OSError):  # a read-only cache still answers
+                cache.touch(model_id)
+
+
+def _catalog_entries(manager: Any) -> list[Any]:
+    from ..models.providers import usable_providers
+
+    if hasattr(manager, "entries"):  # catalog entries plus cached models no catalog names
+        return list(manager.entries())
+    return manager.catalog.sorted(usable_providers())
+
+
+def _alias_of(model_id: str, manager: Any) -> str:
+    cached = manager.list_cached()
+    for m in cached:
+        if m.id == model_id:
+            return m.alias
+    return model_id.rsplit(":", 1)[0]
+
+
+def _info(model: Any, manager: Any) -> ModelInfo:
+    return ModelInfo(model.model_id, _alias_of(model.model_id, manager), model.execution_provider)
+
+
+def _same_ep(a: str, b: str) -> bool:
+    def short(name: str) -> str:
+        name = name.strip().lower()
+        return name[: -len("executionprovider")] if name.endswith("executionprovider") else name
+
+    return short(a) == short(b)
+
+
+def _engine_progress(progress: Progress) -> Callable[[Any], None]:
+    def on_progress(p: Any) -> None:
+        progress(int(p.bytes_done or 0), int(p.bytes_total) if p.bytes_total else None, str(p.file or ""))
+
+    return on_progress
+
+
+def _jsonable(value: Any) -> Any:
+    """A report object as plain JSON data (to_dict() when it has one, else its dataclass fields)."""
+    import dataclasses
+    import enum
+    from pathlib import PurePath
+
+    if hasattr(value, "to_dict"):
+        return _jsonable(value.to_dict())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, PurePath):
+        return str(value)
+    return value
+
+
+# --------------------------------------------------------------------------------------------------
+# The Jupyter server's Foundry API
+
+
+class ServiceBackend(Backend):
+    """The Foundry API of the Jupyter server that started this kernel."""
+
+    name = "server"
+
+    def __init__(self, url: str, token: str, timeout_s: float = 30.0) -> None:
+        import httpx
+
+        self.url = url if url.endswith("/") else url + "/"
+        self.token = token
+        self._http = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"token {token}"}, timeout=timeout_s
+        )
+        self._openai: Any = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> ServiceBackend | None:
+        env = dict(os.environ) if env is None else env
+        url, token = env.get(ENV_SERVICE_URL), env.get(ENV_SERVICE_TOKEN)
+        return cls(url, token) if url and token is not None else None
+
+    @property
+    def openai(self) -> Any:
+        if self._openai is None:
+            import openai
+
+            key = self.token or "none"
+            self._openai = openai.OpenAI(base_url=self.url + "v1", api_key=key, max_retries=0)
+        return self._openai
+
+    def ping(self, timeout_s: float = 3.0) -> bool:
+        """Whether the service answers (used to pick a backend)."""
+        import httpx
+
+        try:
+            return self._http.get("openai/status", timeout=timeout_s).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as err:
+            raise ServiceUnavailable(f"the Foundry service at {self.url} does not answer ({err})") from None
+        if response.status_code >= 400:
+            raise _service_error(response)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return response.text
+
+    def describe(self) -> dict[str, Any]:
+        status = self._request("GET", "openai/status") or {}
+        return {
+            "backend": self.name,
+            "where": f"the Jupyter server's Foundry service at {self.url}",
+            "cache": status.get("modelDirPath") or status.get("ModelDirPath"),
+        }
+
+    def catalog(self) -> list[dict[str, Any]]:
+        entries = self._request("GET", "foundry/list")
+        if isinstance(entries, dict):  # tolerate {"models": [...]}
+            entries = entries.get("models", [])
+        if entries and not any("cached" in e for e in entries):
+            cached = {m["id"] for m in self.cache()["models"]}
+            for e in entries:
+                e["cached"] = e.get("name") in cached or e.get("id") in cached
+        return list(entries)
+
+    def cache(self) -> dict[str, Any]:
+        return self._request("GET", "cache")
+
+    def loaded(self) -> list[dict[str, Any]]:
+        return list(self._request("GET", "loaded").get("models", []))
+
+    def hardware(self) -> dict[str, Any]:
+        return self._request("GET", "hardware")
+
+    def resolve(self, name: str) -> dict[str, Any]:
+        cached = [m for m in self.cache()["models"] if name in (m.get("id"), m.get("alias"))]
+        wanted = cached[0]["id"] if cached else None
+        entries = self.catalog()
+        matches = [e for e in entries if wanted in (e.get("name"), e.get("id"))] if wanted else []
+        matches = matches or [e for e in entries if name in (e.get("name"), e.get("id"), e.get("alias"))]
+        if not matches and ":" not in name:
+            matches = [e for e in entries if str(e.get("name", "")).rsplit(":", 1)[0] == name]
+        if not matches:
+            raise ModelNotFound(f"Model {name} was not found in the catalog")
+        return matches[0]  # the service lists the best variant of an alias first
+
+    def download(self, name: str, progress: Progress | None = None, force: bool = False) -> dict[str, Any]:
+        if not force:
+            for m in self.cache()["models"]:
+                if name in (m.get("id"), m.get("alias")):
+                    return m
+        record = self._request("POST", "downloads", json={"model": name})
+        deadline = time.monotonic() + 6 * 3600
+        while record.get("state") == "running" and time.monotonic() < deadline:
+            if progress:
+                done = int(record.get("bytesDone") or 0)
+                progress(done, record.get("bytesTotal"), record.get("file") or "")
+            time.sleep(0.25)
+            found = [d for d in self._request("GET", "downloads")["downloads"] if d.get("id") == record["id"]]
+            record = found[0] if found else {**record, "state": "done"}
+        if record.get("state") != "done":
+            reason = record.get("error") or record.get("state")
+            raise FoundryError(f"download of {name} did not finish: {reason}")
+        if progress:
+            total = record.get("bytesTotal") or record.get("bytesDone") or 0
+            progress(int(total), int(total) if total else None, "")
+        model_id = record.get("model") or name
+        for m in self.cache()["models"]:
+            if model_id in (m.get("id"), m.get("alias")) or name in (m.get("id"), m.get("alias")):
+                return m
+        raise FoundryError(f"{name} was downloaded but is not in the cache")
+
+    def load(self, name: str, progress: Progress | None = None, ep: str | None = None) -> ModelInfo:
+        found = self._find_loaded(name)
+        if found is not None and (ep is None or _same_ep(found.get("executionProvider", ""), ep)):
+            return _loaded_info(found)
+        cached = self.download(name, progress)
+        params = {"ep": ep} if ep else {}
+        self._request("GET", f"openai/load/{quote(cached['id'], safe='')}", params=params)
+        found = self._find_loaded(cached["id"])
+        if found is None:
+            return ModelInfo(cached["id"], cached.get("alias", ""), cached.get("executionProvider", ""))
+        return _loaded_info(found)
+
+    def unload(self, name: str) -> str:
+        found = self._find_loaded(name)
+        if found is None:
+            raise ModelNotFound(f"{name} is not loaded")
+        self._request("GET", f"openai/unload/{quote(found['id'], safe='')}", params={"force": "true"})
+        return found["id"]
+
+    def remove(self, name: str) -> str:
+        answer = self._request("DELETE", f"cache/{quote(name, safe='')}") or {}
+        return answer.get("removed", name)
+
+    def stream_chat(
+        self, model: str, messages: list[Message], params: GenerationParams, cancel: threading.Event
+    ) -> ChatStream:
+        found = self._find_loaded(model)
+        info = _loaded_info(found) if found else ModelInfo(model, model, "")
+        body = _openai_params(params)
+        try:
+            stream = self.openai.chat.completions.create(
+                model=info.id, messages=messages, stream=True, stream_options={"include_usage": True}, **body
+            )
+        except Exception as err:
+            raise _openai_error(err) from None
+        return ChatStream(info, _openai_deltas(stream, cancel))
+
+    def close(self) -> None:
+        self._http.close()
+        if self._openai is not None:
+            self._openai.close()
+
+    def _find_loaded(self, name: str) -> dict[str, Any] | None:
+        rows = self.loaded()
+        for row in rows:
+            if name in (row.get("id"), row.get("alias")) or str(row.get("id", "")).rsplit(":", 1)[0] == name:
+                return row
+        return None
+
+
+def _loaded_info(row: dict[str, Any]) -> ModelInfo:
+    return ModelInfo(row["id"], row.get("alias") or "", row.get("executionProvider") or "")
+
+
+def _openai_params(params: GenerationParams) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if params.max_tokens is not None:
+        body["max_tokens"] = params.max_tokens
+    for key in ("temperature", "top_p", "seed"):
+        if getattr(params, key) is not None:
+            body[key] = getattr(params, key)
+    if params.stop:
+        body["stop"] = list(params.stop)
+    extra: dict[str, Any] = {}
+    if params.top_k is not None:
+        extra["top_k"] = params.top_k
+    if extra:
+        body["extra_body"] = extra
+    fmt: ResponseFormat | None = params.response_format
+    if fmt is not None and fmt.kind == "json_schema":
+        schema = {"name": "answer", "schema": fmt.schema}
+        body["response_format"] = {"type": "json_schema", "json_schema": schema}
+    elif fmt is not None and fmt.kind == "json_object":
+        body["response_format"] = {"type": "json_object"}
+    return body
+
+
+def _openai_deltas(stream: Any, cancel: threading.Event) -> Iterator[Delta]:
+    finish: Any = None
+    usage: Usage | None = None
+    try:
+        for chunk in stream:
+            if cancel.is_set():
+                finish = "cancelled"
+                break
+            if chunk.usage is not None:
+                usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+            for choice in chunk.choices:
+                if choice.finish_reason:
+                    finish = choice.finish_reason
+                text = choice.delta.content if choice.delta else None
+                if text:
+                    yield Delta(text)
+    except Exception as err:
+        raise _openai_error(err) from None
+    finally:
+        stream.close()
+    yield Delta("", finish_reason=finish or "stop", usage=usage)
+
+
+def _service_error(response: Any) -> FoundryError:
+    message = f"the Foundry service answered {response.status_code}"
+    code = None
+    try:
+        body = response.json()
+        error = body.get("error", body) if isinstance(body, dict) else {}
+        if isinstance(error, dict):
+            message = error.get("message") or error.get("reason") or message
+            code = error.get("code")
+    except ValueError:
+        pass
+    error_class = ModelNotFound if response.status_code == 404 else FoundryError
+    return error_class(str(message), code=code, status=response.status_code)
+
+
+def _openai_error(err: Exception) -> FoundryError:
+    import openai
+
+    if isinstance(err, FoundryError):
+        return err
+    if isinstance(err, openai.APIConnectionError):
+        return ServiceUnavailable(f"the Foundry service does not answer ({err})")
+    if isinstance(err, openai.APIStatusError):
+        body = err.body if isinstance(err.body, dict) else {}
+        error = body.get("error", body) if isinstance(body, dict) else {}
+        message = (error.get("message") if isinstance(error, dict) else None) or err.message
+        code = error.get("code") if isinstance(error, dict) else None
+        error_class = ModelNotFound if err.status_code == 404 else FoundryError
+        return error_class(str(message), code=code, status=err.status_code)
+    return FoundryError(f"the Foundry service failed: {err}")
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def choose_backend(which: str = "auto", settings: Settings | None = None) -> Backend:
+    """`server` needs the service the kernel was started with; `auto` uses it when it answers."""
+    if which not in ("auto", "kernel", "server"):
+        raise FoundryError(f"unknown backend {which!r}: use kernel, server or auto")
+    if which == "kernel":
+        return KernelBackend(settings)
+    service = ServiceBackend.from_env()
+    if which == "server":
+        if service is None:
+            raise ServiceUnavailable(
+                f"no Foundry service: {ENV_SERVICE_URL} is not set (this kernel was not started by a "
+                "Jupyter server with the foundry_jupyter extension)"
+            )
+        if not service.ping():
+            service.close()
+            raise ServiceUnavailable(f"the Foundry service at {service.url} does not answer")
+        return service
+    if service is not None and service.ping():
+        return service
+    if service is not None:
+        service.close()
+    return KernelBackend(settings)
