@@ -1,0 +1,504 @@
+"""`ChatModel`: one loaded model folder, answering chat and text prompts with streaming.
+
+Requests go through og's `Engine` (batched, driven by one owner thread, see `scheduler`). og.Generator
+runs a request in the caller's thread where the Engine cannot: a seeded sampled request (0.18's
+static-batching Engine rejects per-turn seeds) or a model the Engine refuses to load.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from foundry_jupyter.config import DEFAULT_MAX_TOKENS
+from foundry_jupyter.engine.hardware import (
+    normalize_provider,
+    provider_info,
+    provider_status,
+    usable_providers,
+)
+from foundry_jupyter.engine.scheduler import EngineScheduler, Job, Sampling
+from foundry_jupyter.engine.stops import StopFilter
+from foundry_jupyter.engine.types import Completion, Delta, FinishReason, GenerationParams, Message, Usage
+from foundry_jupyter.errors import (
+    ContextLengthExceeded,
+    FoundryError,
+    InvalidRequest,
+    ModelNotFound,
+    ProviderUnavailable,
+)
+
+_ROLES = {"system", "user", "assistant", "tool", "developer"}
+_POLL_S = 0.05
+# Compact JSON: a small model under a grammar that allows free whitespace can spend its whole budget
+# on it. The caller's own "x-guidance" settings win.
+_COMPACT_JSON = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+_OG_FINISH: dict[str, FinishReason] = {
+    "EOS": "stop",
+    "STOP_STRING": "stop",
+    "MAX_GENERATED_TOKENS": "length",
+    "MAX_SESSION_TOKENS": "length",
+    "CANCELLED": "cancelled",
+    "FAILED": "error",
+}
+
+
+class ChatModel:
+    """A model folder loaded on one execution provider. Safe to use from many threads at once."""
+
+    def __init__(
+        self,
+        path: Path,
+        og_model: Any,
+        tokenizer: Any,
+        *,
+        model_id: str,
+        execution_provider: str,
+        config: dict[str, Any],
+        use_engine: bool = True,
+        max_conversations: int = 4,
+    ) -> None:
+        self.path = path
+        self.model_id = model_id
+        self.execution_provider = execution_provider
+        self._og_model = og_model
+        self._tokenizer = tokenizer
+        self._tok_lock = threading.Lock()
+        model_cfg = config.get("model", {})
+        search = config.get("search", {})
+        limits = [v for v in (model_cfg.get("context_length"), search.get("max_length")) if v]
+        self.context_length: int = int(min(limits)) if limits else 4096
+        self._default_do_sample = bool(search.get("do_sample", False))
+        self._default_temperature = search.get("temperature")
+        eos = model_cfg.get("eos_token_id", [])
+        self._eos = set(eos if isinstance(eos, list) else [eos])
+        self._has_template = _has_chat_template(path)
+        self._scheduler: EngineScheduler | None = None
+        self.engine_error: str | None = None
+        if use_engine:
+            try:
+                self._scheduler = EngineScheduler(
+                    og_model, max_held=max_conversations, name=f"engine:{model_id}"
+                )
+            except Exception as exc:  # e.g. a model-managed KV cache: og.Generator serves it instead
+                self.engine_error = str(exc)
+        self._closed = False
+
+    # ---- loading -----------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls, path: str | Path, *, ep: str | None = None, model_id: str | None = None, use_engine: bool = True
+    ) -> ChatModel:
+        """Load the model folder at `path` on execution provider `ep` (None: what the folder names)."""
+        path = Path(path).expanduser()
+        config_file = path / "genai_config.json"
+        if not config_file.is_file():
+            raise ModelNotFound(f"No model at {path}: genai_config.json is missing.", param="model")
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidRequest(f"Cannot read {config_file}: {exc}", param="model") from exc
+        declared = _declared_provider(config)
+        short = normalize_provider(ep) if ep else declared
+        status = provider_status(short)
+        if not status.usable:
+            usable = ", ".join(usable_providers())
+            raise ProviderUnavailable(
+                f"Execution provider '{short}' is not usable on this machine: {status.note}. "
+                f"Usable here: {usable}.",
+                param="ep",
+            )
+
+        import onnxruntime_genai as og
+
+        try:
+            og_config = og.Config(str(path))
+            if ep is not None:
+                og_config.clear_providers()
+                og_name = provider_info(short).og_name
+                if og_name:
+                    og_config.append_provider(og_name)
+            og_model = og.Model(og_config)
+            tokenizer = og.Tokenizer(og_model)
+        except Exception as exc:
+            raise FoundryError(
+                f"Could not load the model at {path} on {short}: {exc}", param="model"
+            ) from exc
+        return cls(
+            path,
+            og_model,
+            tokenizer,
+            model_id=model_id or path.name,
+            execution_provider=short,
+            config=config,
+            use_engine=use_engine,
+        )
+
+    def close(self) -> None:
+        """Stop the engine thread and release the model."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._scheduler is not None:
+            self._scheduler.close()
+        self._scheduler = None
+        self._tokenizer = None
+        self._og_model = None
+
+    def __enter__(self) -> ChatModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def uses_engine(self) -> bool:
+        return self._scheduler is not None
+
+    @property
+    def held_conversations(self) -> int:
+        return self._scheduler.held_conversations if self._scheduler else 0
+
+    # ---- tokens ------------------------------------------------------------------------------
+    def render_chat(self, messages: list[Message]) -> str:
+        """The prompt text the chat template makes of `messages`, ending where the answer begins."""
+        normalized = _normalize_messages(messages)
+        if not self._has_template:
+            return "".join(f"{m['role']}: {m['content']}\n" for m in normalized) + "assistant: "
+        self._check_open()
+        try:
+            with self._tok_lock:
+                return self._tokenizer.apply_chat_template(json.dumps(normalized), add_generation_prompt=True)
+        except Exception as exc:
+            raise InvalidRequest(f"The chat template could not format these messages: {exc}") from exc
+
+    def encode(self, text: str) -> list[int]:
+        self._check_open()
+        with self._tok_lock:
+            return [int(t) for t in self._tokenizer.encode(text)]
+
+    def encode_chat(self, messages: list[Message]) -> list[int]:
+        return self.encode(self.render_chat(messages))
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        return len(self.encode_chat(messages))
+
+    # ---- generation --------------------------------------------------------------------------
+    def stream_chat(
+        self,
+        messages: list[Message],
+        params: GenerationParams | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Delta]:
+        ids = self.encode_chat(messages)
+        return self._stream(ids, params or GenerationParams(), cancel)
+
+    def complete_chat(
+        self,
+        messages: list[Message],
+        params: GenerationParams | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Completion:
+        return self._collect(self.stream_chat(messages, params, cancel))
+
+    def stream_text(
+        self, prompt: str, params: GenerationParams | None = None, cancel: threading.Event | None = None
+    ) -> Iterator[Delta]:
+        if not isinstance(prompt, str) or not prompt:
+            raise InvalidRequest("The prompt must be a non-empty string.", param="prompt")
+        return self._stream(self.encode(prompt), params or GenerationParams(), cancel)
+
+    def complete_text(
+        self, prompt: str, params: GenerationParams | None = None, cancel: threading.Event | None = None
+    ) -> Completion:
+        return self._collect(self.stream_text(prompt, params, cancel))
+
+    def _collect(self, deltas: Iterator[Delta]) -> Completion:
+        parts: list[str] = []
+        last: Delta | None = None
+        for delta in deltas:
+            parts.append(delta.text)
+            last = delta
+        assert last is not None and last.finish_reason is not None and last.usage is not None
+        return Completion(
+            text="".join(parts),
+            finish_reason=last.finish_reason,
+            usage=last.usage,
+            model=self.model_id,
+            execution_provider=self.execution_provider,
+        )
+
+    def _stream(
+        self, ids: list[int], params: GenerationParams, cancel: threading.Event | None
+    ) -> Iterator[Delta]:
+        # Validate before the first next(): errors surface at the call, not mid-stream.
+        self._check_open()
+        max_new = self._max_new(len(ids), params)
+        sampling = self._sampling(params)
+        guidance = _guidance(params)
+        stops = _stops(params)
+        if self._scheduler is not None and not (sampling.do_sample and sampling.seed is not None):
+            job = Job(ids=ids, max_new=max_new, sampling=sampling, guidance=guidance)
+            self._scheduler.submit(job)
+            return self._engine_deltas(job, len(ids), stops, cancel)
+        return self._generator_deltas(ids, max_new, sampling, guidance, stops, cancel)
+
+    def _max_new(self, prompt_len: int, params: GenerationParams) -> int:
+        if params.max_tokens is not None and (
+            not isinstance(params.max_tokens, int) or params.max_tokens < 1
+        ):
+            raise InvalidRequest("max_tokens must be a positive integer.", param="max_tokens")
+        room = self.context_length - prompt_len
+        if room < 1:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self.context_length} tokens, but the prompt has "
+                f"{prompt_len} tokens. Shorten the messages.",
+                param="messages",
+            )
+        wanted = params.max_tokens if params.max_tokens is not None else DEFAULT_MAX_TOKENS
+        return min(wanted, room)
+
+    def _sampling(self, params: GenerationParams) -> Sampling:
+        t, top_p, top_k = params.temperature, params.top_p, params.top_k
+        if t is not None and not 0 <= t <= 2:
+            raise InvalidRequest("temperature must be between 0 and 2.", param="temperature")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise InvalidRequest("top_p must be greater than 0 and at most 1.", param="top_p")
+        if top_k is not None and top_k < 0:
+            raise InvalidRequest("top_k must be zero or positive.", param="top_k")
+        if t is None:
+            do_sample, t = self._default_do_sample, self._default_temperature
+        else:
+            do_sample = t > 0
+        return Sampling(
+            do_sample=do_sample,
+            temperature=float(t) if do_sample and t is not None else None,
+            top_p=top_p,
+            top_k=top_k,
+            seed=params.seed,
+        )
+
+    def _engine_deltas(
+        self, job: Job, prompt_len: int, stops: tuple[str, ...], cancel: threading.Event | None
+    ) -> Iterator[Delta]:
+        with self._tok_lock:
+            stream = self._tokenizer.create_stream()
+        text_filter = StopFilter(stops)
+        count = 0
+        finish: FinishReason | None = None
+        done = False
+        try:
+            while True:
+                try:
+                    event = job.events.get(timeout=_POLL_S)
+                except _Empty:
+                    if cancel is not None and cancel.is_set():
+                        job.cancel.set()
+                    continue
+                kind = event[0]
+                if kind == "error":
+                    done = True
+                    raise _as_foundry_error(event[1])
+                if kind == "done":
+                    done = True
+                    if finish is None:
+                        finish = _OG_FINISH.get(event[1], "stop")
+                    usage = Usage(prompt_tokens=prompt_len, completion_tokens=count, cached_tokens=job.cached)
+                    yield Delta(
+                        text="" if text_filter.stopped else text_filter.flush(),
+                        finish_reason=finish,
+                        usage=usage,
+                    )
+                    return
+                if finish is not None:  # already stopped or cancelled: the turn is winding down
+                    continue
+                count += 1
+                piece = text_filter.feed(stream.decode(event[1]))
+                if text_filter.stopped:
+                    finish = "stop"
+                    job.cancel.set()
+                elif cancel is not None and cancel.is_set():
+                    finish = "cancelled"
+                    job.cancel.set()
+                if piece:
+                    yield Delta(text=piece)
+        finally:
+            if not done:  # the consumer left early: stop generating for nobody
+                job.cancel.set()
+
+    def _generator_deltas(
+        self,
+        ids: list[int],
+        max_new: int,
+        sampling: Sampling,
+        guidance: tuple[str, str] | None,
+        stops: tuple[str, ...],
+        cancel: threading.Event | None,
+    ) -> Iterator[Delta]:
+        import numpy as np
+        import onnxruntime_genai as og
+
+        params = og.GeneratorParams(self._og_model)
+        options: dict[str, Any] = {"max_length": len(ids) + max_new, "do_sample": sampling.do_sample}
+        if sampling.do_sample:
+            for key in ("temperature", "top_p", "top_k"):
+                value = getattr(sampling, key)
+                if value is not None:
+                    options[key] = value
+            if sampling.seed is not None:
+                options["random_seed"] = int(sampling.seed) & 0x7FFFFFFF
+        params.set_search_options(**options)
+        try:
+            if guidance is not None:
+                params.set_guidance(*guidance)
+            generator = og.Generator(self._og_model, params)
+            generator.append_tokens(np.asarray(ids, dtype=np.int32))
+        except Exception as exc:
+            raise _as_foundry_error(exc) from exc
+        with self._tok_lock:
+            stream = self._tokenizer.create_stream()
+        return self._generator_loop(generator, stream, len(ids), max_new, stops, cancel)
+
+    def _generator_loop(
+        self,
+        generator: Any,
+        stream: Any,
+        prompt_len: int,
+        max_new: int,
+        stops: tuple[str, ...],
+        cancel: threading.Event | None,
+    ) -> Iterator[Delta]:
+        text_filter = StopFilter(stops)
+        count = 0
+        finish: FinishReason = "length"
+        while count < max_new:
+            if cancel is not None and cancel.is_set():
+                finish = "cancelled"
+                break
+            if generator.is_done():
+                finish = "stop"
+                break
+            generator.generate_next_token()
+            token = int(generator.get_next_tokens()[0])
+            if token in self._eos:
+                finish = "stop"
+                break
+            count += 1
+            piece = text_filter.feed(stream.decode(token))
+            if piece:
+                yield Delta(text=piece)
+            if text_filter.stopped:
+                finish = "stop"
+                break
+        usage = Usage(prompt_tokens=prompt_len, completion_tokens=count)
+        yield Delta(text=text_filter.flush(), finish_reason=finish, usage=usage)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FoundryError(f"The model {self.model_id} has been unloaded.", code="model_not_loaded")
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+from queue import Empty as _Empty  # noqa: E402  (kept near its only use)
+
+
+def _declared_provider(config: dict[str, Any]) -> str:
+    """The provider a genai_config.json asks for (its first provider_options entry), else CPU."""
+    options = (
+        config.get("model", {}).get("decoder", {}).get("session_options", {}).get("provider_options", [])
+    )
+    for entry in options if isinstance(options, list) else []:
+        if isinstance(entry, dict) and entry:
+            try:
+                return normalize_provider(next(iter(entry)))
+            except InvalidRequest:
+                continue
+    return "cpu"
+
+
+def _has_chat_template(path: Path) -> bool:
+    if (path / "chat_template.jinja").is_file():
+        return True
+    try:
+        data = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(data.get("chat_template"))
+
+
+def _normalize_messages(messages: list[Message]) -> list[dict[str, str]]:
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages must be a non-empty list.", param="messages")
+    out = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidRequest(
+                f"messages[{i}] must be an object with a role and content.", param="messages"
+            )
+        role = message.get("role")
+        if role not in _ROLES:
+            raise InvalidRequest(
+                f"messages[{i}].role must be one of {', '.join(sorted(_ROLES))}, not {role!r}.",
+                param="messages",
+            )
+        content = message.get("content")
+        if content is None:
+            content = ""
+        elif isinstance(content, list):  # OpenAI content parts: keep the text ones
+            texts = []
+            for part in content:
+                if (
+                    not isinstance(part, dict)
+                    or part.get("type") != "text"
+                    or not isinstance(part.get("text"), str)
+                ):
+                    raise InvalidRequest(
+                        f"messages[{i}].content: only text parts are supported.", param="messages"
+                    )
+                texts.append(part["text"])
+            content = "".join(texts)
+        elif not isinstance(content, str):
+            raise InvalidRequest(f"messages[{i}].content must be a string.", param="messages")
+        out.append({"role": "system" if role == "developer" else role, "content": content})
+    return out
+
+
+def _guidance(params: GenerationParams) -> tuple[str, str] | None:
+    fmt = params.response_format
+    if fmt is None or fmt.kind == "text":
+        return None
+    if fmt.kind in ("json_object", "json_schema"):
+        schema = (
+            dict(fmt.schema) if fmt.kind == "json_schema" and fmt.schema is not None else {"type": "object"}
+        )
+        if fmt.kind == "json_schema" and not isinstance(fmt.schema, dict):
+            raise InvalidRequest(
+                "response_format json_schema needs a schema object.", param="response_format"
+            )
+        schema.setdefault("x-guidance", _COMPACT_JSON)
+        return "json_schema", json.dumps(schema)
+    if fmt.kind in ("regex", "lark"):
+        if not fmt.grammar:
+            raise InvalidRequest(f"response_format {fmt.kind} needs a grammar.", param="response_format")
+        return ("regex" if fmt.kind == "regex" else "lark_grammar"), fmt.grammar
+    raise InvalidRequest(f"Unknown response_format type {fmt.kind!r}.", param="response_format")
+
+
+def _stops(params: GenerationParams) -> tuple[str, ...]:
+    stop = params.stop
+    stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+    if len(stops) > 4 or not all(isinstance(s, str) and s for s in stops):
+        raise InvalidRequest("stop must be up to 4 non-empty strings.", param="stop")
+    return stops
+
+
+def _as_foundry_error(exc: BaseException) -> FoundryError:
+    if isinstance(exc, FoundryError):
+        return exc
+    text = str(exc)
+    if any(word in text.lower() for word in ("grammar", "guidance", "schema", "regex", "lark")):
+        return InvalidRequest(f"Invalid response_format: {text}", param="response_format")
+    return FoundryError(f"Generation failed: {text}", status=500, code="generation_failed")

@@ -1,0 +1,259 @@
+"""One thread that owns an `og.Engine`: requests from many threads, batched together, each cancellable.
+
+og 0.18's Engine must be driven by a single owner thread (it checks). Callers hand a `Job` to
+`EngineScheduler.submit` and read tokens from the job's queue; the owner thread creates og requests,
+runs engine steps, routes token and finish events back, and cancels turns whose `cancel` is set.
+
+Conversations: a finished og request still holds its KV cache. The scheduler keeps the last few
+(LRU, `max_held`) with their token ids (prompt + generated). A new job whose ids extend one of them
+continues that request with a new turn on just the new tokens instead of recomputing the history.
+
+Batching in 0.18: for a model without a paged KV cache (plain past/present tensors, as the model
+builder writes for CPU) the Engine batches statically: requests queued together run as one batch,
+and a request that arrives while a batch runs waits for that batch to finish. Starting a new batch
+releases every earlier request's cache, so a held conversation can be continued only if no other
+batch ran since; otherwise the job falls back to a fresh request (same text, no reuse).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_IDLE_WAIT_S = 0.5
+
+
+@dataclass(frozen=True)
+class Sampling:
+    do_sample: bool
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+
+
+@dataclass(eq=False)
+class Job:
+    """One generation turn.
+
+    `events` receives ("token", id) items, then ("done", og finish reason name) or ("error", exc).
+    """
+
+    ids: list[int]
+    max_new: int
+    sampling: Sampling
+    guidance: tuple[str, str] | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    events: queue.Queue[tuple[Any, ...]] = field(default_factory=queue.Queue)
+    cached: int = 0  # prompt tokens served from a held conversation
+    # Owned by the scheduler thread.
+    _request: Any = None
+    _turn: int = 0
+    _tokens: list[int] = field(default_factory=list)
+    _cancel_sent: bool = False
+
+
+class EngineScheduler:
+    def __init__(
+        self, og_model: Any, *, max_held: int = 4, static: bool = True, name: str = "foundry-engine"
+    ) -> None:
+        self._model = og_model
+        self._max_held = max_held
+        self._static = static
+        self._inbox: queue.Queue[Job | None] = queue.Queue()
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._closed = False
+        self._held: OrderedDict[int, tuple[Any, list[int]]] = OrderedDict()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    # ---- caller side -------------------------------------------------------------------------
+    def submit(self, job: Job) -> None:
+        if self._closed:
+            raise RuntimeError("the engine is closed")
+        self._inbox.put(job)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._inbox.put(None)
+        self._thread.join(timeout=30)
+
+    @property
+    def held_conversations(self) -> int:
+        return len(self._held)
+
+    # ---- owner thread ------------------------------------------------------------------------
+    def _main(self) -> None:
+        import onnxruntime_genai as og
+
+        try:
+            self._og = og
+            self._engine = og.Engine(self._model)
+            self._buffer = self._engine.create_event_buffer(64)
+        except BaseException as exc:  # reported to the constructor's caller
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._active: dict[int, Job] = {}
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+
+    def _loop(self) -> None:
+        while True:
+            busy = bool(self._active)
+            try:
+                first = self._inbox.get(timeout=_IDLE_WAIT_S) if not busy else self._inbox.get_nowait()
+            except queue.Empty:
+                first = ...
+            if first is None:
+                return
+            incoming = [] if first is ... else [first]
+            while True:
+                try:
+                    more = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._start_all(incoming)
+                    return
+                incoming.append(more)
+            self._start_all(incoming)
+            self._send_cancels()
+            if self._active and self._engine.has_pending_requests():
+                self._step()
+
+    def _start_all(self, jobs: list[Job]) -> None:
+        # Continuations first: a fresh request admitted before them would release their caches.
+        jobs.sort(key=lambda j: self._match(j.ids) is None)
+        for job in jobs:
+            if job.cancel.is_set():
+                job.events.put(("done", "CANCELLED"))
+                continue
+            try:
+                self._start(job)
+            except Exception as exc:
+                job.events.put(("error", exc))
+
+    def _match(self, ids: list[int]) -> int | None:
+        """The held conversation whose ids are the longest proper prefix of `ids`."""
+        best, best_len = None, 0
+        for key, (_, held_ids) in self._held.items():
+            n = len(held_ids)
+            if best_len < n < len(ids) and ids[:n] == held_ids:
+                best, best_len = key, n
+        return best
+
+    def _options(self, request: Any, job: Job) -> Any:
+        og = self._og
+        options = og.TurnOptions(request)
+        options.set_max_generated_tokens(job.max_new)
+        options.set_do_sample(job.sampling.do_sample)
+        if job.sampling.do_sample:
+            if job.sampling.temperature is not None:
+                options.set_temperature(job.sampling.temperature)
+            if job.sampling.top_p is not None:
+                options.set_top_p(job.sampling.top_p)
+            if job.sampling.top_k is not None:
+                options.set_top_k(job.sampling.top_k)
+        if job.guidance is not None:
+            options.set_guidance(*job.guidance)
+        return options
+
+    def _start(self, job: Job) -> None:
+        import numpy as np
+
+        key = self._match(job.ids)
+        if key is not None:
+            request, held_ids = self._held.pop(key)
+            try:
+                job._turn = request.begin_turn(
+                    np.asarray(job.ids[len(held_ids) :], dtype=np.int32), self._options(request, job)
+                )
+                job._request, job.cached = request, len(held_ids)
+            except RuntimeError as exc:  # its cache went with a later batch: start afresh
+                log.debug("held conversation not continued: %s", exc)
+                request.close()
+        if job._request is None:
+            if self._static:
+                # The batch this request joins releases every finished request's cache: drop them now.
+                self._release_held()
+            request = self._engine.create_request()
+            try:
+                job._turn = request.begin_turn(
+                    np.asarray(job.ids, dtype=np.int32), self._options(request, job)
+                )
+            except BaseException:
+                request.close()
+                raise
+            job._request = request
+        self._active[id(job._request)] = job
+
+    def _send_cancels(self) -> None:
+        for job in self._active.values():
+            if job.cancel.is_set() and not job._cancel_sent:
+                job._cancel_sent = True
+                job._request.cancel_turn(job._turn)
+
+    def _step(self) -> None:
+        og = self._og
+        flags = og.EngineEventFlags
+        for event in self._engine.run(self._buffer):
+            job = self._active.get(id(event.request))
+            if job is None:
+                continue
+            if event.flags & flags.FAILED:
+                self._active.pop(id(job._request), None)
+                job._request.close()
+                job.events.put(("error", RuntimeError(f"generation failed ({event.error_code.name})")))
+                continue
+            if event.flags & flags.TOKEN:
+                token = int(event.token)
+                job._tokens.append(token)
+                job.events.put(("token", token))
+            if event.flags & flags.TURN_FINISHED:
+                self._active.pop(id(job._request), None)
+                self._hold(job._request, job.ids + job._tokens)
+                job.events.put(("done", event.finish_reason.name))
+
+    def _hold(self, request: Any, ids: list[int]) -> None:
+        self._held[id(request)] = (request, ids)
+        while len(self._held) > self._max_held:
+            _, (old, _) = self._held.popitem(last=False)
+            old.close()
+
+    def _release_held(self) -> None:
+        for request, _ in self._held.values():
+            request.close()
+        self._held.clear()
+
+    def _shutdown(self) -> None:
+        for job in list(self._active.values()):
+            job.events.put(("error", RuntimeError("the model was closed")))
+            job._request.close()
+        self._active.clear()
+        self._release_held()
+        # Drop the Engine on its owner thread.
+        self._buffer = None
+        self._engine = None
+        while True:
+            try:
+                job = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job.events.put(("error", RuntimeError("the model was closed")))
