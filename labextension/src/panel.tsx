@@ -1,0 +1,470 @@
+/**
+ * The sidebar: service, hardware, loaded models, cache, downloads and catalog, drawn with React from
+ * the store's state. Polling runs only while the panel is visible.
+ */
+import { Clipboard, Dialog, showDialog } from '@jupyterlab/apputils';
+import {
+  Button,
+  copyIcon,
+  deleteIcon,
+  downloadIcon,
+  HTMLSelect,
+  InputGroup,
+  ReactWidget,
+  refreshIcon,
+  runIcon,
+  stopIcon,
+  closeIcon
+} from '@jupyterlab/ui-components';
+import { Message } from '@lumino/messaging';
+import * as React from 'react';
+
+import { foundryIcon } from './icon';
+import {
+  activeDownloadFor,
+  catalogFacets,
+  filterCatalog,
+  formatBytes,
+  formatDuration,
+  formatPercent,
+  formatSpeed,
+  formatWhen,
+  ICachedModel,
+  ICatalogEntry,
+  IDownload,
+  ILoadedModel
+} from './model';
+import { FoundryStore, IFoundryState } from './store';
+
+export class FoundryPanel extends ReactWidget {
+  constructor(
+    readonly store: FoundryStore,
+    readonly endpoint: string
+  ) {
+    super();
+    this.id = 'foundry-jupyter-panel';
+    this.addClass('jp-FoundryPanel');
+    this.title.icon = foundryIcon;
+    this.title.caption = 'Foundry: local models';
+    this._unsubscribe = store.subscribe(() => this.update());
+  }
+
+  /** Asks before removing a model from the cache; true when removed. */
+  async confirmRemove(model: ICachedModel): Promise<boolean> {
+    const answer = await showDialog({
+      title: 'Remove cached model',
+      body: `Remove ${model.id} (${formatBytes(model.sizeBytes)}) from ${model.path || 'the cache'}?`,
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Remove' })]
+    });
+    return answer.button.accept ? this.store.remove(model.id) : false;
+  }
+
+  dispose(): void {
+    this.store.stopPolling();
+    this._unsubscribe();
+    super.dispose();
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    if (!this._loadedOnce) {
+      this._loadedOnce = true;
+      void this.store.refreshAll();
+    }
+    this.store.startPolling();
+  }
+
+  protected onAfterHide(msg: Message): void {
+    super.onAfterHide(msg);
+    this.store.stopPolling();
+  }
+
+  protected render(): JSX.Element {
+    return <PanelView panel={this} state={this.store.state} />;
+  }
+
+  private _unsubscribe: () => void;
+  private _loadedOnce = false;
+}
+
+interface IViewProps {
+  panel: FoundryPanel;
+  state: IFoundryState;
+}
+
+function PanelView({ panel, state }: IViewProps): JSX.Element {
+  const store = panel.store;
+  return (
+    <div className="jp-FoundryPanel-body">
+      <div className="jp-FoundryPanel-header">
+        <h2>Foundry</h2>
+        <Button minimal small title="Refresh" aria-label="Refresh" onClick={() => void store.refreshAll()}>
+          <refreshIcon.react tag="span" />
+        </Button>
+      </div>
+      {state.actionError && (
+        <div className="jp-FoundryPanel-error" role="alert">
+          <span className="jp-FoundryPanel-errorText">{state.actionError}</span>
+          <Button minimal small title="Dismiss" aria-label="Dismiss" onClick={() => store.dismissError()}>
+            <closeIcon.react tag="span" />
+          </Button>
+        </div>
+      )}
+      {state.refreshError && (
+        <div className="jp-FoundryPanel-warning" role="status">
+          Cannot refresh: {state.refreshError}
+        </div>
+      )}
+      <ServiceSection panel={panel} state={state} />
+      <LoadedSection panel={panel} state={state} />
+      <CachedSection panel={panel} state={state} />
+      <DownloadsSection panel={panel} state={state} />
+      <CatalogSection panel={panel} state={state} />
+    </div>
+  );
+}
+
+function Section(props: { name: string; title: string; count?: number; children: React.ReactNode }): JSX.Element {
+  return (
+    <details className="jp-FoundryPanel-section" data-section={props.name} open>
+      <summary>
+        {props.title}
+        {props.count !== undefined && <span className="jp-FoundryPanel-count">{props.count}</span>}
+      </summary>
+      <div className="jp-FoundryPanel-sectionBody">{props.children}</div>
+    </details>
+  );
+}
+
+function Empty(props: { children: React.ReactNode }): JSX.Element {
+  return <div className="jp-FoundryPanel-empty">{props.children}</div>;
+}
+
+function ServiceSection({ panel, state }: IViewProps): JSX.Element {
+  const hardware = state.hardware;
+  return (
+    <Section name="service" title="Service">
+      <div className="jp-FoundryPanel-field">
+        <span className="jp-FoundryPanel-label">OpenAI endpoint</span>
+        <span className="jp-FoundryPanel-copyable">
+          <code className="jp-FoundryPanel-endpoint">{panel.endpoint}</code>
+          <Button
+            minimal
+            small
+            title="Copy the endpoint URL"
+            aria-label="Copy endpoint"
+            onClick={() => Clipboard.copyToSystem(panel.endpoint)}
+          >
+            <copyIcon.react tag="span" />
+          </Button>
+        </span>
+      </div>
+      <div className="jp-FoundryPanel-field">
+        <span className="jp-FoundryPanel-label">Cache</span>
+        <code className="jp-FoundryPanel-path">
+          {state.cache?.location || state.status?.modelDirPath || '…'}
+        </code>
+      </div>
+      {hardware && hardware.providers.length > 0 && (
+        <div className="jp-FoundryPanel-field">
+          <span className="jp-FoundryPanel-label">Execution providers</span>
+          <span className="jp-FoundryPanel-providers">
+            {hardware.providers.map(p => (
+              <span
+                key={p.name}
+                className={`jp-FoundryPanel-chip ${p.usable ? 'jp-mod-usable' : 'jp-mod-unusable'}`}
+                title={p.detail || (p.usable ? 'usable' : 'not usable here')}
+              >
+                {p.name}
+              </span>
+            ))}
+          </span>
+        </div>
+      )}
+      {hardware && hardware.facts.length > 0 && (
+        <details className="jp-FoundryPanel-hardware">
+          <summary>Hardware</summary>
+          <table className="jp-FoundryPanel-facts">
+            <tbody>
+              {hardware.facts.map(([label, value]) => (
+                <tr key={label}>
+                  <th>{label}</th>
+                  <td>{value}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </details>
+      )}
+    </Section>
+  );
+}
+
+function LoadedSection({ panel, state }: IViewProps): JSX.Element {
+  const loaded = state.loaded;
+  return (
+    <Section name="loaded" title="Loaded models" count={loaded?.length}>
+      {loaded === null ? (
+        <Empty>Loading…</Empty>
+      ) : loaded.length === 0 ? (
+        <Empty>No model is loaded. Load one from the cache below.</Empty>
+      ) : (
+        loaded.map(m => <LoadedRow key={m.id} model={m} panel={panel} />)
+      )}
+    </Section>
+  );
+}
+
+function LoadedRow({ model, panel }: { model: ILoadedModel; panel: FoundryPanel }): JSX.Element {
+  const store = panel.store;
+  const busy = store.isBusy(`unload:${model.id}`);
+  return (
+    <div className="jp-FoundryPanel-row" data-model-id={model.id}>
+      <div className="jp-FoundryPanel-rowMain">
+        <span className="jp-FoundryPanel-alias">{model.alias || model.id}</span>
+        <span className="jp-FoundryPanel-id">{model.id}</span>
+        <span className="jp-FoundryPanel-meta">
+          {model.executionProvider && <span>{model.executionProvider}</span>}
+          <span title="Memory">{formatBytes(model.memoryBytes)}</span>
+          <span title="Time until the model is unloaded when idle">
+            TTL {formatDuration(model.ttlRemaining ?? model.ttlSeconds)}
+          </span>
+        </span>
+      </div>
+      <Button
+        small
+        minimal
+        disabled={busy}
+        title={`Unload ${model.id}`}
+        aria-label={`Unload ${model.id}`}
+        onClick={() => void store.unload(model.id)}
+      >
+        <stopIcon.react tag="span" />
+        {busy ? 'Unloading…' : 'Unload'}
+      </Button>
+    </div>
+  );
+}
+
+function CachedSection({ panel, state }: IViewProps): JSX.Element {
+  const cache = state.cache;
+  const loadedIds = new Set((state.loaded ?? []).map(m => m.id));
+  return (
+    <Section name="cached" title="Cached models" count={cache?.models.length}>
+      {cache === null ? (
+        <Empty>Loading…</Empty>
+      ) : cache.models.length === 0 ? (
+        <Empty>The cache is empty. Download a model from the catalog below.</Empty>
+      ) : (
+        cache.models.map(m => (
+          <CachedRow key={m.id} model={m} panel={panel} isLoaded={loadedIds.has(m.id)} />
+        ))
+      )}
+    </Section>
+  );
+}
+
+function CachedRow(props: { model: ICachedModel; panel: FoundryPanel; isLoaded: boolean }): JSX.Element {
+  const { model, panel, isLoaded } = props;
+  const store = panel.store;
+  const loading = store.isBusy(`load:${model.id}`);
+  const removing = store.isBusy(`remove:${model.id}`);
+  return (
+    <div className="jp-FoundryPanel-row" data-model-id={model.id}>
+      <div className="jp-FoundryPanel-rowMain">
+        <span className="jp-FoundryPanel-alias">{model.alias || model.id}</span>
+        <span className="jp-FoundryPanel-id">{model.id}</span>
+        <span className="jp-FoundryPanel-meta">
+          <span>{formatBytes(model.sizeBytes)}</span>
+          {(model.device || model.executionProvider) && (
+            <span>{[model.device, model.executionProvider].filter(Boolean).join(' · ')}</span>
+          )}
+          <span title="Last used">{formatWhen(model.lastUsed, Date.now())}</span>
+        </span>
+      </div>
+      <div className="jp-FoundryPanel-actions">
+        <Button
+          small
+          minimal
+          disabled={loading || isLoaded}
+          title={isLoaded ? `${model.id} is loaded` : `Load ${model.id}`}
+          aria-label={`Load ${model.id}`}
+          onClick={() => void store.load(model.id)}
+        >
+          <runIcon.react tag="span" />
+          {loading ? 'Loading…' : isLoaded ? 'Loaded' : 'Load'}
+        </Button>
+        <Button
+          small
+          minimal
+          disabled={removing}
+          title={`Remove ${model.id} from the cache`}
+          aria-label={`Remove ${model.id}`}
+          onClick={() => void panel.confirmRemove(model)}
+        >
+          <deleteIcon.react tag="span" />
+        </Button>
+      </div>
+    </div>
+  );
+}
+
+function DownloadsSection({ panel, state }: IViewProps): JSX.Element | null {
+  if (state.downloads.length === 0) {
+    return null;
+  }
+  return (
+    <Section name="downloads" title="Downloads" count={state.downloads.length}>
+      {state.downloads.map(d => (
+        <DownloadRow key={d.id} download={d} panel={panel} />
+      ))}
+    </Section>
+  );
+}
+
+function DownloadRow({ download, panel }: { download: IDownload; panel: FoundryPanel }): JSX.Element {
+  const running = download.state === 'running';
+  const percent = Math.min(100, Math.max(0, download.percent ?? 0));
+  return (
+    <div className="jp-FoundryPanel-row jp-FoundryPanel-download" data-download-id={download.id}>
+      <div className="jp-FoundryPanel-rowMain">
+        <span className="jp-FoundryPanel-alias">{download.model}</span>
+        {running ? (
+          <>
+            <progress className="jp-FoundryPanel-progress" max={100} value={percent} />
+            <span className="jp-FoundryPanel-meta">
+              <span>{formatPercent(download.percent)}</span>
+              <span>{formatSpeed(download.speedBps)}</span>
+              {download.file && <span className="jp-FoundryPanel-file">{download.file}</span>}
+            </span>
+          </>
+        ) : (
+          <span className={`jp-FoundryPanel-meta jp-mod-${download.state}`}>
+            <span>{download.state}</span>
+            {download.error && <span className="jp-FoundryPanel-errorText">{download.error}</span>}
+          </span>
+        )}
+      </div>
+      {running && (
+        <Button
+          small
+          minimal
+          title={`Cancel the download of ${download.model}`}
+          aria-label={`Cancel ${download.model}`}
+          onClick={() => void panel.store.cancelDownload(download.id)}
+        >
+          <closeIcon.react tag="span" />
+        </Button>
+      )}
+    </div>
+  );
+}
+
+function CatalogSection({ panel, state }: IViewProps): JSX.Element {
+  const [text, setText] = React.useState('');
+  const [device, setDevice] = React.useState('');
+  const [task, setTask] = React.useState('');
+  const catalog = state.catalog;
+  const facets = React.useMemo(() => catalogFacets(catalog ?? []), [catalog]);
+  const shown = catalog ? filterCatalog(catalog, { text, device, task }) : [];
+  const cachedIds = new Set((state.cache?.models ?? []).map(m => m.id));
+  return (
+    <Section name="catalog" title="Catalog" count={catalog?.length}>
+      <div className="jp-FoundryPanel-filters">
+        <InputGroup
+          className="jp-FoundryPanel-search"
+          type="text"
+          placeholder="Filter by alias or id"
+          aria-label="Filter the catalog"
+          value={text}
+          rightIcon="ui-components:search"
+          onChange={e => setText(e.target.value)}
+        />
+        <HTMLSelect
+          aria-label="Device"
+          value={device}
+          onChange={e => setDevice(e.target.value)}
+          options={[{ label: 'Any device', value: '' }, ...facets.devices]}
+        />
+        <HTMLSelect
+          aria-label="Task"
+          value={task}
+          onChange={e => setTask(e.target.value)}
+          options={[{ label: 'Any task', value: '' }, ...facets.tasks]}
+        />
+      </div>
+      {catalog === null ? (
+        <Empty>Loading…</Empty>
+      ) : shown.length === 0 ? (
+        <Empty>No catalog entry matches.</Empty>
+      ) : (
+        shown.map(e => (
+          <CatalogRow
+            key={e.name}
+            entry={e}
+            panel={panel}
+            cached={cachedIds.has(e.name)}
+            download={activeDownloadFor(e, state.downloads)}
+          />
+        ))
+      )}
+    </Section>
+  );
+}
+
+function CatalogRow(props: {
+  entry: ICatalogEntry;
+  panel: FoundryPanel;
+  cached: boolean;
+  download: IDownload | undefined;
+}): JSX.Element {
+  const { entry, panel, cached, download } = props;
+  const starting = panel.store.isBusy(`download:${entry.name}`);
+  const size = entry.fileSizeMb === null ? null : entry.fileSizeMb * 1024 * 1024;
+  return (
+    <div className="jp-FoundryPanel-row" data-model-id={entry.name}>
+      <div className="jp-FoundryPanel-rowMain">
+        <span className="jp-FoundryPanel-alias">{entry.alias || entry.name}</span>
+        <span className="jp-FoundryPanel-id">{entry.name}</span>
+        <span className="jp-FoundryPanel-meta">
+          {entry.deviceType && <span>{entry.deviceType}</span>}
+          {size !== null && <span>{formatBytes(size)}</span>}
+          {entry.task && <span>{entry.task}</span>}
+          {entry.license && <span>{entry.license}</span>}
+        </span>
+        {download && (
+          <span className="jp-FoundryPanel-meta">
+            <progress className="jp-FoundryPanel-progress" max={100} value={download.percent ?? 0} />
+            <span>{formatPercent(download.percent)}</span>
+          </span>
+        )}
+      </div>
+      {cached ? (
+        <span className="jp-FoundryPanel-badge">cached</span>
+      ) : download ? (
+        <Button
+          small
+          minimal
+          title={`Cancel the download of ${entry.name}`}
+          aria-label={`Cancel ${entry.name}`}
+          onClick={() => void panel.store.cancelDownload(download.id)}
+        >
+          <closeIcon.react tag="span" />
+        </Button>
+      ) : (
+        <Button
+          small
+          minimal
+          disabled={starting}
+          title={`Download ${entry.name}`}
+          aria-label={`Download ${entry.name}`}
+          onClick={() => void panel.store.download(entry.name)}
+        >
+          <downloadIcon.react tag="span" />
+        </Button>
+      )}
+    </div>
+  );
+}
+
+export { foundryIcon };
