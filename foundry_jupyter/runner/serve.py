@@ -1,0 +1,174 @@
+"""The runner's socket server: one loaded `ChatModel`, many requests at once.
+
+Each connection carries one request (protocol in `foundry_jupyter.service.wire`). Generation runs in
+worker threads (the model batches concurrent requests); deltas go back to the client as they are
+made. A connection closed by the client sets that request's cancel event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..errors import FoundryError, InvalidRequest
+from ..service import wire
+
+log = logging.getLogger("foundry_jupyter.runner")
+
+PARENT_POLL_S = 1.0
+
+
+class RunnerServer:
+    def __init__(self, model: Any, *, max_workers: int = 64) -> None:
+        self.model = model
+        self.executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="generate")
+        self.cancels: set[threading.Event] = set()
+
+    async def serve(self, socket_path: str, parent_pid: int | None) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        server = await asyncio.start_unix_server(self._handle, path=socket_path, limit=wire.LINE_LIMIT)
+        watcher = asyncio.create_task(_watch_parent(parent_pid, stop))
+        try:
+            await stop.wait()
+        finally:
+            watcher.cancel()
+            server.close()
+            for cancel in list(self.cancels):
+                cancel.set()
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            with contextlib.suppress(OSError):
+                os.unlink(socket_path)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readline()
+            if not line:
+                return
+            request = wire.decode(line)
+            op = request.get("op")
+            if op == "info":
+                await _send(writer, {"result": self._info()})
+            elif op == "count":
+                loop = asyncio.get_running_loop()
+                messages = request.get("messages") or []
+                count = await loop.run_in_executor(self.executor, self.model.count_tokens, messages)
+                await _send(writer, {"result": {"tokens": int(count)}})
+            elif op in ("chat", "text"):
+                await self._generate(op, request, reader, writer)
+            else:
+                raise InvalidRequest(f"unknown runner operation {op!r}")
+        except FoundryError as exc:
+            with contextlib.suppress(OSError):
+                await _send(writer, {"error": wire.error_to_wire(exc)})
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client left
+        except Exception as exc:
+            log.exception("request failed")
+            with contextlib.suppress(OSError):
+                await _send(writer, {"error": wire.error_to_wire(exc)})
+        finally:
+            with contextlib.suppress(OSError):
+                writer.close()
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "model_id": getattr(self.model, "model_id", ""),
+            "execution_provider": getattr(self.model, "execution_provider", ""),
+            "context_length": getattr(self.model, "context_length", None),
+            "pid": os.getpid(),
+        }
+
+    async def _generate(
+        self, op: str, request: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        params = wire.params_from_wire(request.get("params") or {})
+        cancel = threading.Event()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+        def put(kind: str, value: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+
+        def work() -> None:
+            try:
+                if op == "chat":
+                    deltas = self.model.stream_chat(request.get("messages") or [], params, cancel=cancel)
+                else:
+                    deltas = self.model.stream_text(str(request.get("prompt", "")), params, cancel=cancel)
+                for delta in deltas:
+                    put("delta", delta)
+                    if cancel.is_set():
+                        break
+            except BaseException as exc:
+                put("error", exc)
+            finally:
+                put("end", None)
+
+        self.cancels.add(cancel)
+        watcher = asyncio.create_task(_cancel_on_eof(reader, cancel))
+        future = loop.run_in_executor(self.executor, work)
+        client_gone = False
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == "end":
+                    break
+                if client_gone:
+                    continue  # keep draining until the worker notices the cancel
+                try:
+                    await _send(writer, _event(kind, value))
+                except (ConnectionError, OSError):
+                    client_gone = True
+                    cancel.set()
+        finally:
+            cancel.set()
+            watcher.cancel()
+            self.cancels.discard(cancel)
+            await future  # the worker has seen the cancel: its thread is free again
+
+
+def _event(kind: str, value: Any) -> dict[str, Any]:
+    if kind == "error":
+        if not isinstance(value, FoundryError):
+            log.error("generation failed", exc_info=value)
+        return {"error": wire.error_to_wire(value)}
+    delta = value
+    if delta.finish_reason is None:
+        return {"t": delta.text}
+    return {
+        "t": delta.text,
+        "done": {"finish_reason": delta.finish_reason, "usage": wire.usage_to_wire(delta.usage)},
+    }
+
+
+async def _send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
+    writer.write(wire.encode(message))
+    await writer.drain()
+
+
+async def _cancel_on_eof(reader: asyncio.StreamReader, cancel: threading.Event) -> None:
+    with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+        while await reader.read(4096):
+            pass
+    cancel.set()
+
+
+async def _watch_parent(parent_pid: int | None, stop: asyncio.Event) -> None:
+    """Stop when the server that started this runner is gone, so no runner outlives its server."""
+    if not parent_pid:
+        return
+    while not stop.is_set():
+        if os.getppid() != parent_pid:
+            log.warning("parent process %s is gone; stopping", parent_pid)
+            stop.set()
+            return
+        await asyncio.sleep(PARENT_POLL_S)

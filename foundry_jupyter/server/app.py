@@ -1,0 +1,149 @@
+"""`FoundryApp`: the jupyter_server extension serving models under `{base_url}foundry/`.
+
+Configured by traitlets (`c.FoundryApp.cache_dir = ...`) whose defaults come from
+`foundry_jupyter.config.defaults()`, so the `FOUNDRY_JUPYTER_*` environment variables apply too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
+from traitlets import Bool, Float, Int, List, Unicode, default
+
+from .. import config
+from ..service.core import FoundryService
+from ..service.runners import RunnerSupervisor
+from .handlers import ROUTES
+
+PREFIX = "foundry"
+
+
+class FoundryApp(ExtensionApp):
+    name = "foundry"
+    description = "Local LLM inference on ONNX Runtime GenAI, served under the Jupyter server."
+    extension_url = "/foundry/openapi.json"
+    load_other_extensions = True
+
+    cache_dir = Unicode(
+        help="Folder of the model cache (Foundry Local layout). Default: $FOUNDRY_JUPYTER_CACHE, else "
+        "~/.foundry-jupyter/cache/models."
+    ).tag(config=True)
+
+    catalog_files = List(
+        Unicode(),
+        help="Extra catalog JSON files (a list of entries or {'models': [...]}), added to the shipped "
+        "catalog. Default: $FOUNDRY_JUPYTER_CATALOGS (os.pathsep-separated).",
+    ).tag(config=True)
+
+    default_ttl = Int(
+        help="Seconds a loaded model may stay idle before its runner is stopped; 0 keeps it loaded until "
+        "unloaded. A load or request may set its own `ttl`. Default: $FOUNDRY_JUPYTER_TTL, else 600.",
+    ).tag(config=True)
+
+    max_loaded_models = Int(
+        help="At most this many models are loaded at once (one runner process each); loading one more "
+        "unloads the least recently used idle model. Default: $FOUNDRY_JUPYTER_MAX_LOADED, else 4.",
+    ).tag(config=True)
+
+    default_ep = Unicode(
+        allow_none=True,
+        help="Execution provider for models loaded without an explicit `ep` (cpu, cuda, dml, ...); empty "
+        "picks the best one the model and machine allow. Default: $FOUNDRY_JUPYTER_EP.",
+    ).tag(config=True)
+
+    runner_start_timeout = Float(
+        120.0, help="Seconds a runner process may take to load its model before the load fails."
+    ).tag(config=True)
+
+    runner_stop_timeout = Float(
+        5.0, help="Seconds a runner gets to exit after SIGTERM before it is killed."
+    ).tag(config=True)
+
+    export_env = Bool(
+        True,
+        help="Export FOUNDRY_JUPYTER_URL and FOUNDRY_JUPYTER_TOKEN into this process's environment, so the "
+        "kernels this server starts find the service without configuration.",
+    ).tag(config=True)
+
+    @default("cache_dir")
+    def _cache_dir(self) -> str:
+        return str(config.defaults().cache_dir)
+
+    @default("catalog_files")
+    def _catalog_files(self) -> list[str]:
+        return [str(p) for p in config.defaults().catalog_files]
+
+    @default("default_ttl")
+    def _default_ttl(self) -> int:
+        return config.defaults().ttl_s
+
+    @default("max_loaded_models")
+    def _max_loaded(self) -> int:
+        return config.defaults().max_loaded_models
+
+    @default("default_ep")
+    def _default_ep(self) -> str | None:
+        return config.defaults().execution_provider
+
+    # ---- extension hooks ----------------------------------------------------------------------
+    def settings_object(self) -> config.Settings:
+        base = config.defaults()
+        cache = Path(self.cache_dir).expanduser()
+        return dataclasses.replace(
+            base,
+            cache_dir=cache,
+            catalog_files=tuple(Path(p).expanduser() for p in self.catalog_files),
+            ttl_s=self.default_ttl,
+            execution_provider=self.default_ep or None,
+            max_loaded_models=max(1, self.max_loaded_models),
+            registry_file=cache.parent / "registered.json",
+        )
+
+    def initialize_settings(self) -> None:
+        settings = self.settings_object()
+        supervisor = RunnerSupervisor(
+            start_timeout_s=self.runner_start_timeout,
+            stop_timeout_s=self.runner_stop_timeout,
+            max_loaded=settings.max_loaded_models,
+            default_ttl_s=settings.ttl_s,
+        )
+        self.service = FoundryService(settings, supervisor=supervisor)
+        base_url = self.serverapp.base_url if self.serverapp else "/"
+        self.settings["foundry_service"] = self.service
+        self.settings["foundry_prefix"] = url_path_join(base_url, PREFIX) + "/"
+        self._export_env()
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend((url_path_join(PREFIX, path), handler) for path, handler in ROUTES)
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        # The port is bound by now (it may differ from the configured one after port retries).
+        self._export_env()
+        self.service.warm_up()
+        self.service.supervisor.start()
+
+    async def stop_extension(self) -> None:
+        try:
+            await self.service.close()
+        except Exception:
+            self.log.exception("stopping the model runners failed")
+
+    def _export_env(self) -> None:
+        if not self.export_env or self.serverapp is None:
+            return
+        try:
+            url = url_path_join(self.serverapp.connection_url, PREFIX) + "/"
+            token = self.serverapp.identity_provider.token or ""
+        except Exception:
+            self.log.debug("service URL not known yet", exc_info=True)
+            return
+        os.environ[config.ENV_SERVICE_URL] = url
+        os.environ[config.ENV_SERVICE_TOKEN] = token
+
+
+main = launch_new_instance = FoundryApp.launch_instance

@@ -1,0 +1,256 @@
+"""The base handler: authentication, the OpenAI error shape, JSON bodies and server-sent events.
+
+jupyter_server's `APIHandler` answers errors as `{"message", "reason"}`, turns a body that is not UTF-8
+into a 500 and leaves unknown paths to an HTML 404; every route here answers
+`{"error": {"message", "type", "param", "code"}}` instead, with no traceback in any body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+from ..errors import FoundryError, InvalidRequest
+from ..service.core import FoundryService
+
+AUTH_RESOURCE = "foundry"
+_VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+
+
+class FoundryHandler(ExtensionHandlerMixin, APIHandler):
+    auth_resource = AUTH_RESOURCE
+
+    def initialize(self, name: str = "foundry", *args: Any, **kwargs: Any) -> None:
+        super().initialize(name, *args, **kwargs)
+        self._cancel_on_close: Any = None
+        self._client_gone = False
+
+    @functools.cached_property
+    def request_id(self) -> str:
+        """Names this request in the log and in the `X-Request-Id` header."""
+        return secrets.token_hex(6)
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("X-Request-Id", self.request_id)
+
+    @property
+    def service(self) -> FoundryService:
+        return self.settings["foundry_service"]
+
+    @property
+    def service_url(self) -> str:
+        """The `.../foundry` root as the client reached it (no trailing slash, as Foundry's Endpoints)."""
+        prefix = self.settings.get("foundry_prefix", "/foundry/")
+        return f"{self.request.protocol}://{self.request.host}{prefix}".rstrip("/")
+
+    # ---- request bodies ----------------------------------------------------------------------
+    def json_body(self) -> Any:
+        body = self.request.body or b""
+        if not body.strip():
+            raise InvalidRequest(
+                "The request body is empty: send a JSON object (Content-Type: application/json)."
+            )
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRequest(
+                "The request body is not valid UTF-8 text: send JSON encoded as UTF-8."
+            ) from None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest(
+                f"The request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
+            ) from None
+
+    def query_int(self, name: str, *, minimum: int = 0) -> int | None:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return None
+        try:
+            value = int(raw)
+        except ValueError:
+            raise InvalidRequest(
+                f"Query parameter '{name}' must be an integer, not {raw!r}.", param=name
+            ) from None
+        if value < minimum:
+            raise InvalidRequest(f"Query parameter '{name}' must be at least {minimum}.", param=name)
+        return value
+
+    def query_bool(self, name: str, default: bool = False) -> bool:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        value = raw.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise InvalidRequest(f"Query parameter '{name}' must be true or false, not {raw!r}.", param=name)
+
+    # ---- answers -------------------------------------------------------------------------------
+    def send_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(data, ensure_ascii=False))
+
+    def cancel_on_close(self, stream: Any) -> None:
+        """Cancel `stream` (anything with `cancel()`) if the client disconnects."""
+        self._cancel_on_close = stream
+        if self._client_gone:
+            stream.cancel()
+
+    def on_connection_close(self) -> None:
+        self._client_gone = True
+        if self._cancel_on_close is not None:
+            self._cancel_on_close.cancel()
+        super().on_connection_close()
+
+    async def send_events(self, events: AsyncIterator[Any], *, done: bool = True) -> None:
+        """Server-sent events: `data: <json>` per item, `data: [DONE]` at the end. A failure after the
+        stream started becomes a final `data: {"error": ...}` event."""
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        try:
+            async for item in events:
+                await self._write_event(json.dumps(item, ensure_ascii=False))
+            if done:
+                await self._write_event("[DONE]")
+        except StreamClosedError:
+            self._client_left()
+            return
+        except Exception as exc:
+            if self._client_gone:
+                return
+            if not isinstance(exc, FoundryError):
+                self.log.error("request %s failed mid-stream", self.request_id, exc_info=exc)
+            error = self._error_body(exc)[1]
+            try:
+                await self._write_event(json.dumps(error))
+            except StreamClosedError:
+                return
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if not self._client_gone:
+            with contextlib.suppress(StreamClosedError):
+                await self.finish(set_content_type="text/event-stream")
+
+    async def send_lines(
+        self, lines: AsyncIterator[str], content_type: str = "text/plain; charset=utf-8"
+    ) -> None:
+        """A streamed plain-text body, one line at a time (Foundry's download progress)."""
+        self.set_header("Content-Type", content_type)
+        self.set_header("Cache-Control", "no-cache")
+        try:
+            async for line in lines:
+                self.write(line + "\n")
+                await self.flush()
+            await self.finish(set_content_type=content_type)
+        except StreamClosedError:
+            self._client_left()
+
+    async def _write_event(self, data: str) -> None:
+        self.write(f"data: {data}\n\n")
+        await self.flush()
+
+    def _client_left(self) -> None:
+        self._client_gone = True
+        if self._cancel_on_close is not None:
+            self._cancel_on_close.cancel()
+
+    # ---- errors --------------------------------------------------------------------------------
+    def _error_body(self, exc: BaseException | None, status: int = 500) -> tuple[int, dict[str, Any]]:
+        if isinstance(exc, FoundryError):
+            return exc.status, exc.to_dict()
+        if isinstance(exc, web.HTTPError):
+            status = exc.status_code
+        if status in (401, 403) and not self.current_user:
+            status = 401
+            self.set_header("WWW-Authenticate", 'Bearer realm="jupyter"')
+            return status, _shape(
+                "Missing or invalid token: send the Jupyter server's token as "
+                "'Authorization: Bearer <token>' (the OpenAI client's api_key).",
+                "authentication_error",
+                "invalid_api_key",
+            )
+        if status == 403:
+            return status, _shape("You are not allowed to use this route.", "permission_error", "forbidden")
+        if status == 404:
+            return status, _shape(_not_found(self.request), "invalid_request_error", "not_found")
+        if status == 405:
+            allowed = self.allowed_methods()
+            self.set_header("Allow", ", ".join(allowed))
+            return status, _shape(
+                f"{self.request.method} is not allowed on {self.request.path}; use {' or '.join(allowed)}.",
+                "invalid_request_error",
+                "method_not_allowed",
+            )
+        if isinstance(exc, web.HTTPError) and status < 500:
+            message = exc.log_message % exc.args if exc.log_message else (exc.reason or "Bad request")
+            return status, _shape(message, "invalid_request_error", None)
+        return 500, _shape(
+            f"Internal server error (request id {self.request_id}); the Jupyter server log has the details.",
+            "server_error",
+            "internal_error",
+        )
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        exc = exc_info[1] if exc_info else None
+        status, body = self._error_body(exc, status_code)
+        self.clear_header("Content-Type")
+        self.set_status(status, reason=None if status in _STANDARD else "Client Closed Request")
+        self.finish(json.dumps(body))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        # Caller mistakes are not server faults: one line, no traceback.
+        if isinstance(value, FoundryError):
+            self.log.info(
+                "request %s: %s %s -> %s %s",
+                self.request_id,
+                self.request.method,
+                self.request.path,
+                value.status,
+                value.message,
+            )
+        elif isinstance(value, web.HTTPError):
+            super().log_exception(typ, value, tb)
+        else:
+            self.log.error(
+                "request %s: %s %s failed",
+                self.request_id,
+                self.request.method,
+                self.request.path,
+                exc_info=(typ, value, tb),
+            )
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        base = web.RequestHandler
+        return [verb for verb in _VERBS if getattr(cls, verb.lower()) is not getattr(base, verb.lower())]
+
+
+_STANDARD = {400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 502, 503}
+
+
+def _shape(message: str, type_: str, code: str | None, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def _not_found(request: Any) -> str:
+    return (
+        f"No route {request.method} {request.path}. "
+        "GET foundry/openapi.json lists the routes this service offers."
+    )

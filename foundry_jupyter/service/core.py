@@ -1,0 +1,119 @@
+"""`FoundryService`: the state the REST routes share (settings, model manager, runners, downloads).
+
+The model manager does file-system work (cache scan, catalog files), so it is built in a worker
+thread on first use and every call into it goes through `run()`: the event loop never blocks on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..config import Settings
+from ..errors import ModelNotCached
+from .downloads import DownloadJobs
+from .runners import Runner, RunnerSupervisor
+
+log = logging.getLogger("foundry_jupyter.service")
+
+T = TypeVar("T")
+
+
+class FoundryService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        supervisor: RunnerSupervisor | None = None,
+        manager_factory: Callable[[Settings], Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.supervisor = supervisor or RunnerSupervisor(
+            max_loaded=settings.max_loaded_models, default_ttl_s=settings.ttl_s
+        )
+        self._manager_factory = manager_factory or _default_manager
+        self._manager: Any = None
+        self._manager_future: asyncio.Future[Any] | None = None
+        self.downloads = DownloadJobs(self)
+        self.started_at = time.time()
+
+    # ---- the model manager, off the event loop -------------------------------------------
+    def warm_up(self) -> None:
+        """Start building the manager (cache scan, catalog) in the background."""
+        self._manager_task()
+
+    def _manager_task(self) -> asyncio.Future[Any]:
+        if self._manager_future is None or (self._manager_future.done() and self._manager_future.exception()):
+            loop = asyncio.get_running_loop()
+            self._manager_future = loop.run_in_executor(None, self._manager_factory, self.settings)
+        return self._manager_future
+
+    async def manager(self) -> Any:
+        if self._manager is None:
+            self._manager = await asyncio.shield(self._manager_task())
+        return self._manager
+
+    async def run(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call `manager.<method>(*args, **kwargs)` in a worker thread."""
+        manager = await self.manager()
+        return await asyncio.to_thread(getattr(manager, method), *args, **kwargs)
+
+    def cache_root(self) -> Path:
+        """The cache folder in use (the manager may have moved it from the configured one)."""
+        cache = getattr(self._manager, "cache", None)
+        return Path(getattr(cache, "root", self.settings.cache_dir))
+
+    # ---- names -> models ---------------------------------------------------------------
+    def loaded_runner(self, name: str) -> Runner | None:
+        """The runner serving `name` (a full id or an alias), without touching the catalog."""
+        runner = self.supervisor.get(name)
+        if runner is not None:
+            return runner
+        for runner in self.supervisor.loaded():
+            if runner.alias == name or runner.model_id.split(":")[0] == name:
+                return runner
+        return None
+
+    async def resolve(self, name: str) -> Any:
+        """The catalog entry for an alias or id; raises ModelNotFound (404)."""
+        return await self.run("resolve", name)
+
+    async def cached(self, name: str) -> tuple[Any, Path]:
+        """(entry, model folder) of a model that is in the cache; raises when it is not."""
+        entry = await self.resolve(name)
+        path = await self.run("local_path", entry.id)
+        if path is None:
+            raise ModelNotCached(
+                f"Model '{entry.id}' is in the catalog but not downloaded. Download it first: "
+                f'POST foundry/openai/download {{"model": "{entry.id}"}}, or '
+                f"`jupyter foundry model download {entry.alias}`.",
+                param="model",
+            )
+        return entry, Path(path)
+
+    async def runner_for(self, name: str, *, ttl: int | None = None, ep: str | None = None) -> Runner:
+        """The runner serving `name`, loading the model when it is cached but not loaded."""
+        runner = self.loaded_runner(name)
+        if runner is not None and not ep:
+            if ttl is not None:
+                runner.ttl_s = ttl
+            return runner
+        entry, path = await self.cached(name)
+        runner, _ = await self.supervisor.ensure(
+            entry.id, path, alias=entry.alias, ttl=ttl, ep=ep or self.settings.execution_provider
+        )
+        return runner
+
+    async def close(self) -> None:
+        self.downloads.cancel_all()
+        await self.supervisor.stop()
+
+
+def _default_manager(settings: Settings) -> Any:
+    from ..models.manager import ModelManager
+
+    return ModelManager(settings)

@@ -1,0 +1,172 @@
+"""Foundry Local management semantics (`openai/*`, `foundry/list`) and the extras the sidebar uses.
+
+Shapes follow Foundry Local's service; where its answers were wrong or unhelpful (an alias rejected
+where an id works, a bare 500 for a model not downloaded) these do better and say so in the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..errors import FoundryError, InvalidRequest
+from .core import FoundryService
+
+PIPE_NAME = "foundry-jupyter"  # Foundry Local names its named pipe here; clients only display it
+
+
+def status(service: FoundryService, endpoint: str) -> dict[str, Any]:
+    """`GET openai/status`: PascalCase as documented, camelCase as the real service sends."""
+    cache = str(service.cache_root())
+    return {
+        "Endpoints": [endpoint],
+        "ModelDirPath": cache,
+        "PipeName": PIPE_NAME,
+        "endpoints": [endpoint],
+        "modelDirPath": cache,
+        "modelCachePath": cache,
+        "pipeName": PIPE_NAME,
+        "pid": os.getpid(),
+        "loadedModels": [r.model_id for r in service.supervisor.loaded()],
+    }
+
+
+async def catalog_list(service: FoundryService) -> list[dict[str, Any]]:
+    """`GET foundry/list`: a bare array of catalog entries, best variant of each alias first."""
+    manager = await service.manager()
+
+    def build() -> list[dict[str, Any]]:
+        cached = {m.id for m in manager.list_cached()}
+        return [entry.to_foundry(cached=entry.id in cached) for entry in _catalog_entries(manager)]
+
+    return await asyncio.to_thread(build)
+
+
+def _catalog_entries(manager: Any) -> list[Any]:
+    if hasattr(manager, "entries"):
+        return list(manager.entries())
+    catalog = manager.catalog
+    usable = getattr(manager, "usable_providers", None)
+    if callable(usable):
+        usable = usable()
+    if hasattr(catalog, "sorted"):
+        return list(catalog.sorted(usable or ()))
+    return list(catalog)
+
+
+async def cached_ids(service: FoundryService) -> list[str]:
+    """`GET openai/models`: ids of the cached models."""
+    return [m.id for m in await service.run("list_cached")]
+
+
+async def load(service: FoundryService, name: str, *, ttl: int | None, ep: str | None) -> dict[str, Any]:
+    """`GET openai/load/{name}`: start the model's runner (or refresh its TTL)."""
+    entry, path = await service.cached(name)
+    runner, started = await service.supervisor.ensure(
+        entry.id, path, alias=entry.alias, ttl=ttl, ep=ep or service.settings.execution_provider
+    )
+    return {
+        "status": "loaded" if started else "already_loaded",
+        "id": runner.model_id,
+        "executionProvider": runner.execution_provider,
+        "ttlSeconds": runner.ttl_s,
+    }
+
+
+async def unload(service: FoundryService, name: str, *, force: bool) -> dict[str, Any]:
+    """`GET openai/unload/{name}`: `not_loaded` for a known model that is not loaded, 404 if unknown."""
+    runner = service.loaded_runner(name)
+    if runner is None:
+        entry = await service.resolve(name)
+        return {"status": "not_loaded", "id": entry.id}
+    await service.supervisor.unload(runner.model_id, force=force)
+    return {"status": "unloaded", "id": runner.model_id}
+
+
+async def unload_all(service: FoundryService) -> dict[str, Any]:
+    return {"status": "unloaded", "models": await service.supervisor.unload_all()}
+
+
+def loaded_ids(service: FoundryService) -> list[str]:
+    return [r.model_id for r in service.supervisor.loaded()]
+
+
+def loaded_details(service: FoundryService) -> dict[str, Any]:
+    """`GET loaded`: what `service ps` and the sidebar show."""
+    now = time.monotonic()
+    models = []
+    for runner in service.supervisor.loaded():
+        remaining = runner.ttl_remaining(now)
+        models.append(
+            {
+                "id": runner.model_id,
+                "alias": runner.alias,
+                "executionProvider": runner.execution_provider,
+                "memoryBytes": runner.memory_bytes(),
+                "ttlSeconds": runner.ttl_s,
+                "ttlRemaining": None if remaining is None else round(remaining, 1),
+                "pid": runner.pid,
+                "activeRequests": runner.active,
+            }
+        )
+    return {"models": models}
+
+
+# ---- downloads ------------------------------------------------------------------------------
+async def download_lines(service: FoundryService, name: str) -> AsyncIterator[str]:
+    """`POST openai/download` body lines: `Total NN.NN% Downloading <file>`, `[DONE]`, then the result."""
+    import json
+
+    job = await service.downloads.start(name)
+    queue = service.downloads.listen(job)
+    last = None
+    try:
+        while True:
+            line = f"Total {job.percent:.2f}% Downloading {job.file or job.model}"
+            if line != last and job.state in ("running", "done"):
+                yield line
+                last = line
+            if job.state != "running":
+                break
+            await queue.get()
+    finally:
+        job.listeners.discard(queue)
+    yield "[DONE]"
+    yield json.dumps({"success": job.state == "done", "errorMessage": job.error})
+
+
+# ---- cache and hardware -------------------------------------------------------------------
+async def cache_listing(service: FoundryService) -> dict[str, Any]:
+    models = await service.run("list_cached")
+    return {"location": str(service.cache_root()), "models": [m.to_dict() for m in models]}
+
+
+async def cache_remove(service: FoundryService, name: str) -> dict[str, Any]:
+    """`DELETE cache/{name}`: unload (forcefully) and delete a cached model."""
+    if not name.strip():
+        raise InvalidRequest("Name the model to remove.", param="name")
+    entry_id = name
+    runner = service.loaded_runner(name)
+    if runner is not None:
+        entry_id = runner.model_id
+        await service.supervisor.unload(runner.model_id, force=True)
+    removed = await service.run("remove", entry_id)
+    return {"removed": getattr(removed, "id", entry_id)}
+
+
+async def hardware(service: FoundryService) -> dict[str, Any]:
+    def report() -> dict[str, Any]:
+        from ..engine.hardware import hardware_report
+
+        value = hardware_report()
+        if hasattr(value, "to_dict"):
+            return value.to_dict()
+        if dataclasses.is_dataclass(value):
+            return dataclasses.asdict(value)
+        raise FoundryError("hardware report has no JSON form", status=500)
+
+    return await asyncio.to_thread(report)

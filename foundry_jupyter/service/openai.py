@@ -1,0 +1,243 @@
+"""OpenAI-compatible semantics: models, chat and text completions, token counts.
+
+Plain async functions over the pydantic requests in `schemas`; the server handlers only parse, call
+and write. A streaming answer is a `GenerationStream`: it has already received the first event from
+the runner when returned, so a request that fails early (unknown model, prompt over the context)
+still gets a plain 4xx instead of a stream holding one error.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..engine.types import GenerationParams, ResponseFormat, Usage
+from ..errors import ModelNotFound
+from . import wire
+from .core import FoundryService
+from .runners import RunnerCall
+from .schemas import ChatCompletionRequest, CompletionRequest, TokenCountRequest
+
+
+class GenerationStream:
+    """Text pieces from a runner, as they are made. `cancel()` stops the generation."""
+
+    def __init__(self, call: RunnerCall, first: dict[str, Any]) -> None:
+        self._call = call
+        self._first: dict[str, Any] | None = first
+        self.model_id = call.runner.model_id
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+
+    @classmethod
+    async def open(
+        cls, service: FoundryService, name: str, request: dict[str, Any], **load: Any
+    ) -> GenerationStream:
+        runner = await service.runner_for(name, **load)
+        call = await service.supervisor.open(runner, request)
+        try:
+            first = await call.next()
+        except BaseException:
+            call.close()
+            raise
+        return cls(call, first or {})
+
+    async def pieces(self) -> AsyncIterator[str]:
+        """Yield text pieces; afterwards `finish_reason` and `usage` are set."""
+        try:
+            message = self._first
+            self._first = None
+            while message is not None:
+                if message.get("t"):
+                    yield message["t"]
+                if "done" in message:
+                    done = message["done"]
+                    self.finish_reason = done.get("finish_reason") or "stop"
+                    self.usage = wire.usage_from_wire(done.get("usage"))
+                    return
+                message = await self._call.next()
+        finally:
+            self._call.close()
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._call.cancelled
+
+
+# ---- models ----------------------------------------------------------------------------------
+def _model_object(model_id: str, created: int, owner: str, **extra: Any) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": created, "owned_by": owner or "local", **extra}
+
+
+async def list_models(service: FoundryService) -> dict[str, Any]:
+    """`GET v1/models`: every loaded or cached model."""
+    cached = await service.run("list_cached")
+    seen: dict[str, dict[str, Any]] = {}
+    for model in cached:
+        created = int(model.last_used.timestamp()) if model.last_used else int(service.started_at)
+        seen[model.id] = _model_object(model.id, created, model.publisher, alias=model.alias, loaded=False)
+    for runner in service.supervisor.loaded():
+        entry = seen.setdefault(
+            runner.model_id,
+            _model_object(runner.model_id, int(runner.started_at), "local", alias=runner.alias),
+        )
+        entry["loaded"] = True
+    return {"object": "list", "data": list(seen.values())}
+
+
+async def get_model(service: FoundryService, name: str) -> dict[str, Any]:
+    """`GET v1/models/{id}`: by full id or alias, like every other route."""
+    models = (await list_models(service))["data"]
+    for model in models:
+        if model["id"] == name:
+            return model
+    entry = await service.resolve(name)  # ModelNotFound (404) for names the catalog does not know
+    for model in models:
+        if model["id"] == entry.id:
+            return model
+    raise ModelNotFound(
+        f"Model '{entry.id}' is in the catalog but not downloaded; POST foundry/openai/download to fetch it.",
+        param="model",
+    )
+
+
+# ---- generation parameters ------------------------------------------------------------------
+def _params(req: ChatCompletionRequest | CompletionRequest) -> GenerationParams:
+    fmt = None
+    spec = getattr(req, "response_format", None)
+    if spec is not None and spec.type == "json_object":
+        fmt = ResponseFormat(kind="json_object")
+    elif spec is not None and spec.type == "json_schema":
+        fmt = ResponseFormat(kind="json_schema", schema=spec.json_schema.schema_ or {"type": "object"})
+    return GenerationParams(
+        max_tokens=req.token_budget(),
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=req.top_k,
+        seed=req.effective_seed(),
+        stop=req.stop_list(),
+        response_format=fmt,
+    )
+
+
+def _usage(usage: Usage | None) -> dict[str, Any] | None:
+    if usage is None:
+        return None
+    data = usage.to_dict()
+    data["completion_tokens_details"] = {"reasoning_tokens": 0}
+    return data
+
+
+def _finish(reason: str | None) -> str:
+    return reason if reason in ("stop", "length") else "stop"
+
+
+# ---- chat ---------------------------------------------------------------------------------
+async def open_chat(service: FoundryService, req: ChatCompletionRequest) -> GenerationStream:
+    request = {"op": "chat", "messages": req.engine_messages(), "params": wire.params_to_wire(_params(req))}
+    return await GenerationStream.open(service, req.model, request, ttl=req.ttl, ep=req.ep)
+
+
+async def collect_chat(stream: GenerationStream) -> dict[str, Any]:
+    """A non-streaming `chat.completion` from a stream."""
+    text = "".join([piece async for piece in stream.pieces()])
+    return {
+        "id": _new_id("chatcmpl"),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": stream.model_id,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "finish_reason": _finish(stream.finish_reason),
+                "logprobs": None,
+            }
+        ],
+        "usage": _usage(stream.usage),
+        "system_fingerprint": None,
+    }
+
+
+async def chat_chunks(stream: GenerationStream, req: ChatCompletionRequest) -> AsyncIterator[dict[str, Any]]:
+    """`chat.completion.chunk` objects, role first, usage last when asked for."""
+    base = {
+        "id": _new_id("chatcmpl"),
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": stream.model_id,
+        "system_fingerprint": None,
+    }
+    with_usage = req.include_usage()
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        data = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+        if with_usage:
+            data["usage"] = None
+        return data
+
+    yield chunk({"role": "assistant", "content": ""})
+    async for piece in stream.pieces():
+        yield chunk({"content": piece})
+    yield chunk({}, _finish(stream.finish_reason))
+    if with_usage:
+        yield {**base, "choices": [], "usage": _usage(stream.usage)}
+
+
+# ---- legacy completions -------------------------------------------------------------------
+async def open_text(service: FoundryService, req: CompletionRequest) -> GenerationStream:
+    request = {"op": "text", "prompt": req.prompt_text(), "params": wire.params_to_wire(_params(req))}
+    return await GenerationStream.open(service, req.model, request, ttl=req.ttl, ep=req.ep)
+
+
+async def collect_text(stream: GenerationStream) -> dict[str, Any]:
+    text = "".join([piece async for piece in stream.pieces()])
+    return {
+        "id": _new_id("cmpl"),
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": stream.model_id,
+        "choices": [
+            {"index": 0, "text": text, "finish_reason": _finish(stream.finish_reason), "logprobs": None}
+        ],
+        "usage": _usage(stream.usage),
+    }
+
+
+async def text_chunks(stream: GenerationStream, req: CompletionRequest) -> AsyncIterator[dict[str, Any]]:
+    base = {
+        "id": _new_id("cmpl"),
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": stream.model_id,
+    }
+    with_usage = req.include_usage()
+
+    def chunk(text: str, finish: str | None = None) -> dict[str, Any]:
+        data = {**base, "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]}
+        if with_usage:
+            data["usage"] = None
+        return data
+
+    async for piece in stream.pieces():
+        yield chunk(piece)
+    yield chunk("", _finish(stream.finish_reason))
+    if with_usage:
+        yield {**base, "choices": [], "usage": _usage(stream.usage)}
+
+
+# ---- token count --------------------------------------------------------------------------
+async def count_tokens(service: FoundryService, req: TokenCountRequest) -> dict[str, int]:
+    """`POST v1/chat/completions/tokenizer/encode/count`: `{"tokenCount": N}` as in Foundry Local."""
+    runner = await service.runner_for(req.model)
+    result = await service.supervisor.call(runner, {"op": "count", "messages": req.engine_messages()})
+    return {"tokenCount": int(result["tokens"])}
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(8)}"

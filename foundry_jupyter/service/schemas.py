@@ -1,0 +1,258 @@
+"""Pydantic models of the request bodies the service accepts.
+
+The same models validate requests and generate `openapi.json`, so the spec cannot drift from what is
+enforced. Unknown fields are ignored (OpenAI clients send many optional ones); known fields are
+checked for type and range, and fields we cannot honour are refused with a message saying so.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import InvalidRequest
+
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class TextPart(_Body):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Body):
+    role: Role = Field(description="Who wrote the message.")
+    content: str | list[TextPart] | None = Field(
+        default=None, description="The text, or a list of `{type: text, text}` parts."
+    )
+    name: str | None = None
+
+    def as_engine(self) -> dict[str, Any]:
+        """The `{"role", "content"}` dict the engine's chat template reads."""
+        content = self.content
+        if isinstance(content, list):
+            content = "".join(part.text for part in content)
+        return {"role": self.role, "content": content or ""}
+
+
+class StreamOptions(_Body):
+    include_usage: bool = Field(default=False, description="Send a last chunk carrying token usage.")
+
+
+class JsonSchemaSpec(_Body):
+    name: str = "response"
+    description: str | None = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormatText(_Body):
+    type: Literal["text"]
+
+
+class ResponseFormatJsonObject(_Body):
+    type: Literal["json_object"]
+
+
+class ResponseFormatJsonSchema(_Body):
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaSpec
+
+
+ResponseFormatSpec = Annotated[
+    ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJsonSchema, Field(discriminator="type")
+]
+
+Temperature = Annotated[float, Field(ge=0.0, le=2.0, description="0 is greedy; up to 2.")]
+TopP = Annotated[float, Field(gt=0.0, le=1.0)]
+TopK = Annotated[int, Field(ge=1)]
+MaxTokens = Annotated[int, Field(ge=1, description="Tokens to generate at most.")]
+Ttl = Annotated[int, Field(ge=0, description="Idle seconds before the model unloads (0: never).")]
+
+
+class _Sampling(_Body):
+    model: str = Field(
+        min_length=1, description="A model alias (`phi-3.5-mini`) or full id (`name:version`)."
+    )
+    max_tokens: MaxTokens | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    top_k: TopK | None = Field(
+        default=None, description="Foundry extra: sample among the k likeliest tokens."
+    )
+    seed: int | None = Field(default=None, description="Makes sampling repeatable.")
+    random_seed: int | None = Field(default=None, description="Foundry Local's spelling of `seed`.")
+    stop: str | list[str] | None = Field(default=None, description="Up to 4 strings that end the answer.")
+    n: int = Field(default=1, ge=1, description="Only 1 is supported.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    presence_penalty: float | None = Field(
+        default=None, ge=-2.0, le=2.0, description="Accepted, not applied."
+    )
+    frequency_penalty: float | None = Field(
+        default=None, ge=-2.0, le=2.0, description="Accepted, not applied."
+    )
+    user: str | None = None
+    ttl: Ttl | None = Field(default=None, description="Foundry extra: idle TTL of the model, in seconds.")
+    ep: str | None = Field(default=None, description="Foundry extra: execution provider (cpu, cuda, dml...).")
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences are allowed")
+        return value
+
+    @field_validator("n")
+    @classmethod
+    def _only_one(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError("only n=1 is supported: send several requests to get several answers")
+        return value
+
+    def stop_list(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        items = [self.stop] if isinstance(self.stop, str) else self.stop
+        return tuple(s for s in items if s)
+
+    def effective_seed(self) -> int | None:
+        return self.seed if self.seed is not None else self.random_seed
+
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(_Sampling):
+    """`POST v1/chat/completions`."""
+
+    messages: list[ChatMessage] = Field(min_length=1, description="The conversation so far, oldest first.")
+    max_completion_tokens: MaxTokens | None = Field(default=None, description="Newer name of `max_tokens`.")
+    response_format: ResponseFormatSpec | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    logit_bias: dict[str, float] | None = None
+
+    @model_validator(mode="after")
+    def _refuse_unsupported(self) -> ChatCompletionRequest:
+        if self.tools and self.tool_choice != "none":
+            raise ValueError("tools are not supported by this service yet; send the request without `tools`")
+        if self.logit_bias:
+            raise ValueError("logit_bias is not supported; send the request without it")
+        return self
+
+    def token_budget(self) -> int | None:
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+    def engine_messages(self) -> list[dict[str, Any]]:
+        return [m.as_engine() for m in self.messages]
+
+
+class CompletionRequest(_Sampling):
+    """`POST v1/completions` (legacy text completion)."""
+
+    prompt: str | list[str] = Field(description="The text to continue (a list must hold exactly one string).")
+    echo: bool = False
+    suffix: str | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(value) != 1:
+            raise ValueError("send exactly one prompt per request")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsupported(self) -> CompletionRequest:
+        if self.echo:
+            raise ValueError("echo is not supported")
+        if self.suffix:
+            raise ValueError("suffix is not supported")
+        return self
+
+    def prompt_text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+    def token_budget(self) -> int | None:
+        return self.max_tokens
+
+
+class TokenCountRequest(_Body):
+    """`POST v1/chat/completions/tokenizer/encode/count`: a chat request whose prompt is counted."""
+
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+
+    def engine_messages(self) -> list[dict[str, Any]]:
+        return [m.as_engine() for m in self.messages]
+
+
+class FoundryModelRef(_Body):
+    """Foundry Local's `WorkspaceInferenceModel`; only the name is needed here."""
+
+    Name: str = Field(min_length=1, description="The model id (`name:version`) or alias.")
+    Uri: str | None = None
+    ProviderType: str | None = None
+    Publisher: str | None = None
+
+
+class FoundryDownloadRequest(_Body):
+    """`POST openai/download`, in Foundry Local's shape (`model` may also be a plain string)."""
+
+    model: str | FoundryModelRef
+    token: str | None = None
+    ignorePipeReport: bool | None = None
+
+    def model_name(self) -> str:
+        name = self.model if isinstance(self.model, str) else self.model.Name
+        if not name.strip():
+            raise InvalidRequest("`model` must name a model", param="model")
+        return name.strip()
+
+
+class DownloadJobRequest(_Body):
+    """`POST downloads`: start a background download."""
+
+    model: str = Field(min_length=1, description="A model alias or full id.")
+
+
+def parse(model: type[BaseModel], body: Any) -> Any:
+    """Validate `body` against `model`, turning pydantic's report into one actionable InvalidRequest."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise _as_invalid_request(exc) from None
+
+
+def _as_invalid_request(exc: ValidationError) -> InvalidRequest:
+    first = exc.errors(include_url=False)[0]
+    loc: list[str] = []
+    for part in first.get("loc", ()):
+        # pydantic puts union members into `loc` ("str", "list[TextPart]", a discriminator tag).
+        if _is_type_name(part) or (loc and loc[-1] == str(part)):
+            continue
+        loc.append(str(part))
+    param = ".".join(loc) or None
+    message = str(first.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    if first.get("type") == "missing":
+        text = f"Missing required field '{param}'."
+    elif param:
+        text = f"Invalid value for '{param}': {message}."
+    else:
+        text = f"Invalid request: {message}."
+    extra = len(exc.errors()) - 1
+    if extra > 0:
+        text += f" ({extra} more problem{'s' if extra > 1 else ''} in the body)"
+    return InvalidRequest(text, param=param)
+
+
+def _is_type_name(part: Any) -> bool:
+    return isinstance(part, str) and (part in {"str", "int", "float", "bool", "none"} or "[" in part)

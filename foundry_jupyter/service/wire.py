@@ -1,0 +1,75 @@
+"""The runner protocol: JSON lines over a local unix socket, one request per connection.
+
+The client sends one line `{"op": ..., ...}`. For `chat` and `text` the runner answers with lines
+`{"t": "<text>"}` as tokens are made, then `{"done": {"finish_reason", "usage"}}`; `count` and `info`
+answer one `{"result": {...}}`. Any failure answers `{"error": {...}}` (a `FoundryError` as data).
+Closing the connection cancels the request: that is how a client leaving stops its generation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from .. import errors
+from ..engine.types import GenerationParams, ResponseFormat, Usage
+
+LINE_LIMIT = 64 * 1024 * 1024  # one line holds one message; a long prompt can be big
+ERROR_PREFIX = "RUNNER_ERROR "  # starts the stderr line a runner prints when it cannot load its model
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    message = json.loads(line)
+    if not isinstance(message, dict):
+        raise ValueError("a protocol message must be a JSON object")
+    return message
+
+
+def params_to_wire(params: GenerationParams) -> dict[str, Any]:
+    data = asdict(params)
+    data["stop"] = list(params.stop)
+    return data
+
+
+def params_from_wire(data: dict[str, Any]) -> GenerationParams:
+    data = dict(data)
+    fmt = data.pop("response_format", None)
+    data["stop"] = tuple(data.get("stop") or ())
+    return GenerationParams(**data, response_format=ResponseFormat(**fmt) if fmt else None)
+
+
+def usage_to_wire(usage: Usage | None) -> dict[str, int] | None:
+    return asdict(usage) if usage is not None else None
+
+
+def usage_from_wire(data: dict[str, Any] | None) -> Usage | None:
+    return Usage(**data) if data else None
+
+
+def error_to_wire(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, errors.FoundryError):
+        return {
+            "class": type(exc).__name__,
+            "message": exc.message,
+            "param": exc.param,
+            "code": exc.code,
+            "status": exc.status,
+        }
+    return {"class": "RunnerFailed", "message": f"the model runner failed: {exc}", "status": 500}
+
+
+def error_from_wire(data: dict[str, Any]) -> errors.FoundryError:
+    cls = getattr(errors, str(data.get("class", "")), None)
+    if not (isinstance(cls, type) and issubclass(cls, errors.FoundryError)):
+        cls = errors.RunnerFailed
+    return cls(
+        str(data.get("message", "the model runner failed")),
+        param=data.get("param"),
+        code=data.get("code"),
+        status=data.get("status"),
+    )
