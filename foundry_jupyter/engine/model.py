@@ -240,10 +240,11 @@ class ChatModel:
         sampling = self._sampling(params)
         guidance = _guidance(params)
         stops = _stops(params)
-        if self._scheduler is not None and not (sampling.do_sample and sampling.seed is not None):
+        seeded = sampling.do_sample and sampling.seed is not None
+        if self._scheduler is not None and self._scheduler.alive and not seeded:
             job = Job(ids=ids, max_new=max_new, sampling=sampling, guidance=guidance)
             self._scheduler.submit(job)
-            return self._engine_deltas(job, len(ids), stops, cancel)
+            return self._engine_deltas(job, stops, cancel, (ids, max_new, sampling, guidance))
         return self._generator_deltas(ids, max_new, sampling, guidance, stops, cancel)
 
     def _max_new(self, prompt_len: int, params: GenerationParams) -> int:
@@ -282,8 +283,9 @@ class ChatModel:
         )
 
     def _engine_deltas(
-        self, job: Job, prompt_len: int, stops: tuple[str, ...], cancel: threading.Event | None
+        self, job: Job, stops: tuple[str, ...], cancel: threading.Event | None, retry: tuple[Any, ...]
     ) -> Iterator[Delta]:
+        prompt_len = len(job.ids)
         with self._tok_lock:
             stream = self._tokenizer.create_stream()
         text_filter = StopFilter(stops)
@@ -297,10 +299,17 @@ class ChatModel:
                 except _Empty:
                     if cancel is not None and cancel.is_set():
                         job.cancel.set()
-                    continue
+                    if self._scheduler is None or not self._scheduler.alive:
+                        event = ("error", RuntimeError("the generation engine stopped"))
+                    else:
+                        continue
                 kind = event[0]
                 if kind == "error":
                     done = True
+                    if count == 0 and not _is_request_error(event[1]):
+                        # Nothing streamed yet: og.Generator can still answer it.
+                        yield from self._generator_deltas(*retry, stops, cancel)
+                        return
                     raise _as_foundry_error(event[1])
                 if kind == "done":
                     done = True
@@ -495,10 +504,17 @@ def _stops(params: GenerationParams) -> tuple[str, ...]:
     return stops
 
 
+def _is_request_error(exc: BaseException) -> bool:
+    """An error caused by what was asked (a bad grammar), which another path would repeat."""
+    return isinstance(exc, FoundryError) or any(
+        word in str(exc).lower() for word in ("grammar", "guidance", "schema", "regex", "lark")
+    )
+
+
 def _as_foundry_error(exc: BaseException) -> FoundryError:
     if isinstance(exc, FoundryError):
         return exc
     text = str(exc)
-    if any(word in text.lower() for word in ("grammar", "guidance", "schema", "regex", "lark")):
+    if _is_request_error(exc):
         return InvalidRequest(f"Invalid response_format: {text}", param="response_format")
     return FoundryError(f"Generation failed: {text}", status=500, code="generation_failed")

@@ -70,6 +70,7 @@ class EngineScheduler:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._closed = False
+        self.broken: str | None = None  # why the Engine stopped working, if it did
         self._held: OrderedDict[int, tuple[Any, list[int]]] = OrderedDict()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
@@ -79,9 +80,13 @@ class EngineScheduler:
 
     # ---- caller side -------------------------------------------------------------------------
     def submit(self, job: Job) -> None:
-        if self._closed:
-            raise RuntimeError("the engine is closed")
+        if self._closed or self.broken:
+            raise RuntimeError(self.broken or "the engine is closed")
         self._inbox.put(job)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and not self.broken
 
     def close(self) -> None:
         if self._closed:
@@ -133,9 +138,14 @@ class EngineScheduler:
                     return
                 incoming.append(more)
             self._start_all(incoming)
-            self._send_cancels()
-            if self._active and self._engine.has_pending_requests():
-                self._step()
+            try:
+                self._send_cancels()
+                if self._active and self._engine.has_pending_requests():
+                    self._step()
+            except Exception as exc:  # og marks itself unhealthy after such failures: stop using it
+                log.exception("the generation engine failed")
+                self.broken = f"the generation engine failed: {exc}"
+                return
 
     def _start_all(self, jobs: list[Job]) -> None:
         # Continuations first: a fresh request admitted before them would release their caches.

@@ -205,3 +205,24 @@ def test_unavailable_provider_and_missing_folder(tiny_model_dir: Path, tmp_path:
     assert "cpu" in info.value.message  # says what would work
     with pytest.raises(ModelNotFound, match=r"genai_config\.json"):
         ChatModel.load(tmp_path / "nothing-here")
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        ResponseFormat(kind="json_schema", schema={"type": "nonsense"}),
+        ResponseFormat(kind="regex", grammar="(unclosed"),
+        ResponseFormat(kind="json_schema", schema=None),
+    ],
+)
+@pytest.mark.parametrize("seed", [None, 3])  # og.Engine, and og.Generator for seeded sampling
+def test_bad_grammar_is_a_clear_error(model: ChatModel, fmt: ResponseFormat, seed: int | None) -> None:
+    params = GenerationParams(max_tokens=4, temperature=1.0 if seed else 0, seed=seed, response_format=fmt)
+    with pytest.raises(InvalidRequest, match="response_format"):
+        model.complete_chat(HELLO, params)
+
+
+def test_regex_guidance(model: ChatModel) -> None:
+    fmt = ResponseFormat(kind="regex", grammar="[ab]{3}")
+    done = model.complete_chat(HELLO, GenerationParams(max_tokens=10, temperature=0, response_format=fmt))
+    assert done.finish_reason == "stop" and len(done.text) == 3 and set(done.text) <= {"a", "b"}
