@@ -1,0 +1,78 @@
+"""Every notebook in notebooks/ runs clean under nbclient, offline, on the tiny model.
+
+The OpenAI SDK notebook needs the Jupyter server's service: `test_service.py` runs it through a kernel
+that a real server started.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from foundry_jupyter.engine.testmodel import TINY_ID
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+NEEDS_SERVICE = {"02-openai-sdk.ipynb"}
+
+
+def run_notebook(path: Path, timeout: int = 120) -> Any:
+    import nbclient
+    import nbformat
+
+    book = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        book, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
+    client.execute()
+    return book
+
+
+def outputs(book: Any) -> list[dict[str, Any]]:
+    return [o for c in book.cells if c.cell_type == "code" for o in c.outputs]
+
+
+def chat_outputs(book: Any) -> list[dict[str, Any]]:
+    return [
+        o for o in outputs(book) if o.output_type == "display_data" and "foundry" in o.get("metadata", {})
+    ]
+
+
+def test_every_notebook_is_covered() -> None:
+    names = {p.name for p in NOTEBOOKS.glob("*.ipynb")}
+    assert names >= {
+        "01-quick-start.ipynb",
+        "02-openai-sdk.ipynb",
+        "03-cache-with-pandas.ipynb",
+        "04-widgets.ipynb",
+    }
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb") if p.name not in NEEDS_SERVICE)
+)
+def test_notebook_runs_clean(name: str, cache_copy: Path) -> None:
+    book = run_notebook(NOTEBOOKS / name)
+    assert not [o for o in outputs(book) if o.output_type == "error"]
+    assert not [o for o in outputs(book) if o.get("name") == "stderr" and "Traceback" in o.get("text", "")]
+    if name.startswith("01"):
+        chats = chat_outputs(book)
+        assert len(chats) == 3
+        assert {o.metadata["foundry"]["model"] for o in chats} == {TINY_ID}
+        assert all(o.data["text/markdown"] for o in chats)
+        # the second cell continued the first one's conversation: its prompt held the first answer
+        assert (
+            chats[1].metadata["foundry"]["usage"]["prompt_tokens"]
+            > chats[0].metadata["foundry"]["usage"]["total_tokens"]
+        )
+    if name.startswith("03"):
+        assert any(
+            "text/html" in o.get("data", {}) and "size_bytes" in o.data["text/html"] for o in outputs(book)
+        )
+    if name.startswith("04"):
+        views = [o for o in outputs(book) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+        assert len(views) == 3
+        assert any(
+            "Hello from the chat box" in o.get("data", {}).get("text/plain", "") for o in outputs(book)
+        )
