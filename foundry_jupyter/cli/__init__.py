@@ -61,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FoundryError as exc:
         print(f"Error: {exc.message}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a disk full, a folder we may not write: still one line, not a traceback
+        print(f"Error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130

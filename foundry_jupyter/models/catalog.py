@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from ..errors import InvalidRequest
-from .providers import DEVICE_RANK, long_provider, short_provider
+from .providers import DEVICE_RANK, short_provider
 
 SHIPPED_CATALOGS = Path(__file__).with_name("catalogs")
 
@@ -150,10 +150,12 @@ class CatalogEntry(_Camel):
 
 
 def priority_key(entry: CatalogEntry, usable: Sequence[str] = ()) -> tuple:
-    """Sort key, best first: NPU > GPU > CPU, then provider order on this machine, then newest version."""
+    """Sort key, best first: variants this machine can run (when `usable` is given), NPU > GPU > CPU,
+    the provider order on this machine, then the newest version."""
     provider = entry.provider
+    runnable = not usable or provider in usable
     provider_rank = usable.index(provider) if provider in usable else len(usable) + 1
-    return (DEVICE_RANK.get(entry.device, 9), provider_rank, -entry.version, entry.id.lower())
+    return (not runnable, DEVICE_RANK.get(entry.device, 9), provider_rank, -entry.version, entry.id.lower())
 
 
 def tiny_entry() -> CatalogEntry:
@@ -245,28 +247,30 @@ class Catalog:
         return sorted(self, key=lambda e: (e.alias.lower(), *priority_key(e, usable)))
 
     def filter(self, expression: str | None, usable: Sequence[str] = ()) -> list[CatalogEntry]:
-        """Foundry's `--filter key=value`: keys device, provider, task, alias; `!` negates; `*` globs."""
-        entries = self.sorted(usable)
-        if not expression:
-            return entries
-        key, sep, value = expression.partition("=")
-        key, value = key.strip().lower(), value.strip()
-        if not sep or not value:
-            raise InvalidRequest(f"Bad filter {expression!r}: expected key=value, e.g. device=GPU")
-        negate = value.startswith("!")
-        pattern = value[1:].lower() if negate else value.lower()
-        fields = {
-            "device": lambda e: [e.device],
-            "provider": lambda e: [e.execution_provider, e.provider],
-            "task": lambda e: [e.task, *e.task.split("-")],
-            "alias": lambda e: [e.alias],
-        }
-        if key not in fields:
-            raise InvalidRequest(f"Unknown filter key {key!r}: use one of device, provider, task, alias")
-        if key == "provider":
-            pattern = long_provider(pattern).lower() if "*" not in pattern else pattern
+        """The entries `expression` keeps, in priority order (see `filter_entries`)."""
+        return filter_entries(self.sorted(usable), expression)
 
-        def matches(entry: CatalogEntry) -> bool:
-            return any(fnmatch.fnmatchcase(v.lower(), pattern) for v in fields[key](entry))
 
-        return [e for e in entries if matches(e) != negate]
+def filter_entries(entries: Sequence[CatalogEntry], expression: str | None) -> list[CatalogEntry]:
+    """Foundry's `--filter key=value`: keys device, provider, task, alias; `!` negates; `*` globs."""
+    if not expression:
+        return list(entries)
+    key, sep, value = expression.partition("=")
+    key, value = key.strip().lower(), value.strip()
+    if not sep or not value:
+        raise InvalidRequest(f"Bad filter {expression!r}: expected key=value, e.g. device=GPU")
+    negate = value.startswith("!")
+    pattern = value[1:].lower() if negate else value.lower()
+    fields = {
+        "device": lambda e: [e.device],
+        "provider": lambda e: [e.execution_provider, e.provider],
+        "task": lambda e: [e.task, *e.task.split("-")],
+        "alias": lambda e: [e.alias],
+    }
+    if key not in fields:
+        raise InvalidRequest(f"Unknown filter key {key!r}: use one of device, provider, task, alias")
+
+    def matches(entry: CatalogEntry) -> bool:
+        return any(fnmatch.fnmatchcase(v.lower(), pattern) for v in fields[key](entry))
+
+    return [e for e in entries if matches(e) != negate]
