@@ -1,0 +1,88 @@
+"""`jupyter foundry model import <file.gguf>` and `jupyter foundry model compile <hf-folder>`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from . import add_output_option
+from .output import print_json, wants_json
+
+IMPORT_PRECISIONS = ("int4", "fp32", "int4-fast")  # kept in step with models.gguf.PRECISIONS
+COMPILE_PRECISIONS = ("int4", "fp16", "fp32")
+
+
+def register(groups: dict[str, Any]) -> None:
+    model = groups["model"]
+
+    p = model.add_parser(
+        "import",
+        help="convert a GGUF file (llama, mistral, qwen2) into the cache, without torch",
+        description="Convert a llama-family GGUF file into an ONNX Runtime GenAI model in the cache.",
+    )
+    p.add_argument("file", help="the .gguf file")
+    p.add_argument("--alias", default=None, help="the name to use for it (default: from the file name)")
+    p.add_argument(
+        "--precision",
+        choices=IMPORT_PRECISIONS,
+        default="int4",
+        help="int4: the file's 4-bit blocks kept exactly (same answers as fp32, faster); fp32: all weights "
+        "dequantized; int4-fast: int8 activations, fastest, may differ from fp32 (default: int4)",
+    )
+    add_output_option(p)
+    p.set_defaults(func=cmd_import)
+
+    p = model.add_parser(
+        "compile",
+        help="build a Hugging Face checkpoint folder with onnxruntime-genai's model builder (needs torch)",
+        description="Run onnxruntime-genai's model builder on a local Hugging Face checkpoint and put the "
+        "result in the cache. Needs the optional extra: pip install 'foundry-jupyter[compile]'.",
+    )
+    p.add_argument("folder", help="a folder holding config.json, the weights and the tokenizer")
+    p.add_argument("--alias", default=None, help="the name to use for it (default: the folder's name)")
+    p.add_argument("--precision", choices=COMPILE_PRECISIONS, default="int4", help="default: int4")
+    p.add_argument("--ep", choices=("cpu", "cuda"), default="cpu", help="execution provider (default: cpu)")
+    add_output_option(p)
+    p.set_defaults(func=cmd_compile)
+
+
+def _stage_printer(enabled: bool):
+    def show(message: str) -> None:
+        if enabled:
+            print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from ..models.gguf import import_model
+
+    start = time.perf_counter()
+    interactive = sys.stderr.isatty() and not wants_json(args)
+    try:
+        model = import_model(
+            args.file, alias=args.alias, precision=args.precision, progress=_stage_printer(interactive)
+        )
+    finally:
+        if interactive:
+            print(file=sys.stderr)
+    return _report(args, model, "Imported", args.file, time.perf_counter() - start)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from ..models.compile import compile_model
+
+    start = time.perf_counter()
+    model = compile_model(args.folder, alias=args.alias, precision=args.precision, ep=args.ep)
+    return _report(args, model, "Compiled", args.folder, time.perf_counter() - start)
+
+
+def _report(args: argparse.Namespace, model: Any, verb: str, source: str, seconds: float) -> int:
+    if wants_json(args):
+        print_json({**model.to_dict(), "seconds": round(seconds, 2)})
+    else:
+        print(f"{verb} {source} as {model.alias} ({model.id}) in {seconds:.1f} s: {model.path}")
+        print(f"Run it with: jupyter foundry model run {model.alias}")
+    return 0
