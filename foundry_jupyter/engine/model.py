@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,33 @@ _OG_FINISH: dict[str, FinishReason] = {
     "CANCELLED": "cancelled",
     "FAILED": "error",
 }
+
+
+ENGINE = "og.Engine"
+GENERATOR = "og.Generator"
+
+
+class DeltaStream(Iterator[Delta]):
+    """The deltas of one generation; `backend` says which og API produced them."""
+
+    def __init__(self) -> None:
+        self.backend = ""
+        self._inner: Iterator[Delta] = iter(())
+
+    def set(self, inner: Iterator[Delta]) -> None:
+        self._inner = inner
+
+    def __next__(self) -> Delta:
+        return next(self._inner)
+
+    def close(self) -> None:
+        """Stop generating (what leaving a `for` loop early does too, once the stream is dropped)."""
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class ChatModel:
@@ -192,7 +220,7 @@ class ChatModel:
         messages: list[Message],
         params: GenerationParams | None = None,
         cancel: threading.Event | None = None,
-    ) -> Iterator[Delta]:
+    ) -> DeltaStream:
         ids = self.encode_chat(messages)
         return self._stream(ids, params or GenerationParams(), cancel)
 
@@ -206,7 +234,7 @@ class ChatModel:
 
     def stream_text(
         self, prompt: str, params: GenerationParams | None = None, cancel: threading.Event | None = None
-    ) -> Iterator[Delta]:
+    ) -> DeltaStream:
         if not isinstance(prompt, str) or not prompt:
             raise InvalidRequest("The prompt must be a non-empty string.", param="prompt")
         return self._stream(self.encode(prompt), params or GenerationParams(), cancel)
@@ -223,29 +251,47 @@ class ChatModel:
             parts.append(delta.text)
             last = delta
         assert last is not None and last.finish_reason is not None and last.usage is not None
+        backend = deltas.backend if isinstance(deltas, DeltaStream) else ""
         return Completion(
             text="".join(parts),
             finish_reason=last.finish_reason,
             usage=last.usage,
             model=self.model_id,
             execution_provider=self.execution_provider,
+            extra={"backend": backend},
         )
 
     def _stream(
         self, ids: list[int], params: GenerationParams, cancel: threading.Event | None
-    ) -> Iterator[Delta]:
+    ) -> DeltaStream:
         # Validate before the first next(): errors surface at the call, not mid-stream.
         self._check_open()
         max_new = self._max_new(len(ids), params)
         sampling = self._sampling(params)
         guidance = _guidance(params)
         stops = _stops(params)
-        seeded = sampling.do_sample and sampling.seed is not None
-        if self._scheduler is not None and self._scheduler.alive and not seeded:
+        out = DeltaStream()
+        if self._route_to_engine(ids, sampling):
+            assert self._scheduler is not None
             job = Job(ids=ids, max_new=max_new, sampling=sampling, guidance=guidance)
             self._scheduler.submit(job)
-            return self._engine_deltas(job, stops, cancel, (ids, max_new, sampling, guidance))
-        return self._generator_deltas(ids, max_new, sampling, guidance, stops, cancel)
+            out.backend = ENGINE
+            out.set(self._engine_deltas(job, stops, cancel, (ids, max_new, sampling, guidance), out))
+        else:
+            out.backend = GENERATOR
+            out.set(self._generator_deltas(ids, max_new, sampling, guidance, stops, cancel))
+        return out
+
+    def _route_to_engine(self, ids: list[int], sampling: Sampling) -> bool:
+        scheduler = self._scheduler
+        if scheduler is None or not scheduler.alive:
+            return False
+        if sampling.do_sample and sampling.seed is not None:
+            return False  # og 0.18's static-batching Engine has no per-request seed
+        # A statically batched Engine makes a request that arrives mid-batch wait for the whole batch;
+        # og.Generator starts it now instead. Continuations of a held conversation still go to the
+        # Engine, which holds their cache.
+        return not (scheduler.static and scheduler.batch_running and not scheduler.holds_prefix_of(ids))
 
     def _max_new(self, prompt_len: int, params: GenerationParams) -> int:
         if params.max_tokens is not None and (
@@ -283,7 +329,12 @@ class ChatModel:
         )
 
     def _engine_deltas(
-        self, job: Job, stops: tuple[str, ...], cancel: threading.Event | None, retry: tuple[Any, ...]
+        self,
+        job: Job,
+        stops: tuple[str, ...],
+        cancel: threading.Event | None,
+        retry: tuple[Any, ...],
+        out: DeltaStream,
     ) -> Iterator[Delta]:
         prompt_len = len(job.ids)
         with self._tok_lock:
@@ -308,6 +359,7 @@ class ChatModel:
                     done = True
                     if count == 0 and not _is_request_error(event[1]):
                         # Nothing streamed yet: og.Generator can still answer it.
+                        out.backend = GENERATOR
                         yield from self._generator_deltas(*retry, stops, cancel)
                         return
                     raise _as_foundry_error(event[1])
@@ -335,8 +387,9 @@ class ChatModel:
                 if piece:
                     yield Delta(text=piece)
         finally:
-            if not done:  # the consumer left early: stop generating for nobody
+            if not done:  # the consumer left early: stop generating for nobody, and wait for that
                 job.cancel.set()
+                _drain(job, self._scheduler)
 
     def _generator_deltas(
         self,
@@ -412,6 +465,17 @@ class ChatModel:
 
 # ---- helpers ---------------------------------------------------------------------------------
 from queue import Empty as _Empty  # noqa: E402  (kept near its only use)
+
+
+def _drain(job: Job, scheduler: EngineScheduler | None, timeout_s: float = 10.0) -> None:
+    """Wait (bounded) until the engine has finished a cancelled job, dropping its remaining tokens."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and scheduler is not None and scheduler.alive:
+        try:
+            if job.events.get(timeout=_POLL_S)[0] in ("done", "error"):
+                return
+        except _Empty:
+            continue
 
 
 def _declared_provider(config: dict[str, Any]) -> str:

@@ -10,9 +10,11 @@ continues that request with a new turn on just the new tokens instead of recompu
 
 Batching in 0.18: for a model without a paged KV cache (plain past/present tensors, as the model
 builder writes for CPU) the Engine batches statically: requests queued together run as one batch,
-and a request that arrives while a batch runs waits for that batch to finish. Starting a new batch
-releases every earlier request's cache, so a held conversation can be continued only if no other
-batch ran since; otherwise the job falls back to a fresh request (same text, no reuse).
+and a request that arrives while a batch runs waits for that batch to finish (`ChatModel` sends such
+late arrivals to og.Generator instead). A static batch can continue a request only when it was alone
+in its batch, and starting a new batch releases every earlier request's cache; so in static mode the
+scheduler holds only the conversation of a one-request batch, until the next batch starts. A job
+that cannot continue a held conversation runs as a fresh request (same text, no reuse).
 """
 
 from __future__ import annotations
@@ -65,7 +67,10 @@ class EngineScheduler:
     ) -> None:
         self._model = og_model
         self._max_held = max_held
-        self._static = static
+        self.static = static
+        self.batch_running = False  # a batch has started generating (static mode: late arrivals wait)
+        self._batch_size = 0  # requests in the current static batch
+        self._held_lock = threading.Lock()
         self._inbox: queue.Queue[Job | None] = queue.Queue()
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
@@ -98,6 +103,11 @@ class EngineScheduler:
     @property
     def held_conversations(self) -> int:
         return len(self._held)
+
+    def holds_prefix_of(self, ids: list[int]) -> bool:
+        """Whether a held conversation could continue into `ids` (a hint: it may be gone by then)."""
+        with self._held_lock:
+            return self._match(ids) is not None
 
     # ---- owner thread ------------------------------------------------------------------------
     def _main(self) -> None:
@@ -149,7 +159,8 @@ class EngineScheduler:
 
     def _start_all(self, jobs: list[Job]) -> None:
         # Continuations first: a fresh request admitted before them would release their caches.
-        jobs.sort(key=lambda j: self._match(j.ids) is None)
+        with self._held_lock:
+            jobs.sort(key=lambda j: self._match(j.ids) is None)
         for job in jobs:
             if job.cancel.is_set():
                 job.events.put(("done", "CANCELLED"))
@@ -187,9 +198,10 @@ class EngineScheduler:
     def _start(self, job: Job) -> None:
         import numpy as np
 
-        key = self._match(job.ids)
-        if key is not None:
-            request, held_ids = self._held.pop(key)
+        with self._held_lock:
+            key = self._match(job.ids)
+            request, held_ids = self._held.pop(key) if key is not None else (None, [])
+        if request is not None:
             try:
                 job._turn = request.begin_turn(
                     np.asarray(job.ids[len(held_ids) :], dtype=np.int32), self._options(request, job)
@@ -199,9 +211,12 @@ class EngineScheduler:
                 log.debug("held conversation not continued: %s", exc)
                 request.close()
         if job._request is None:
-            if self._static:
-                # The batch this request joins releases every finished request's cache: drop them now.
-                self._release_held()
+            if self.static:
+                if not self._active:
+                    # The batch this request starts releases every finished request's cache.
+                    self._release_held()
+                    self._batch_size = 0
+                self._batch_size += 1  # counts queued requests too: it may only overestimate
             request = self._engine.create_request()
             try:
                 job._turn = request.begin_turn(
@@ -222,6 +237,7 @@ class EngineScheduler:
     def _step(self) -> None:
         og = self._og
         flags = og.EngineEventFlags
+        finished: list[tuple[Job, str]] = []
         for event in self._engine.run(self._buffer):
             job = self._active.get(id(event.request))
             if job is None:
@@ -232,24 +248,39 @@ class EngineScheduler:
                 job.events.put(("error", RuntimeError(f"generation failed ({event.error_code.name})")))
                 continue
             if event.flags & flags.TOKEN:
+                self.batch_running = True
                 token = int(event.token)
                 job._tokens.append(token)
                 job.events.put(("token", token))
             if event.flags & flags.TURN_FINISHED:
                 self._active.pop(id(job._request), None)
-                self._hold(job._request, job.ids + job._tokens)
-                job.events.put(("done", event.finish_reason.name))
+                if self.static and self._batch_size > 1:
+                    # A static batch continues only a request that was alone in it (og 0.18).
+                    job._request.close()
+                else:
+                    self._hold(job._request, job.ids + job._tokens)
+                finished.append((job, event.finish_reason.name))
+        if not self._active:
+            self.batch_running = False
+        # Told last, so a caller that reacts to its answer sees the engine's state after this step.
+        for job, reason in finished:
+            job.events.put(("done", reason))
 
     def _hold(self, request: Any, ids: list[int]) -> None:
-        self._held[id(request)] = (request, ids)
-        while len(self._held) > self._max_held:
-            _, (old, _) = self._held.popitem(last=False)
+        with self._held_lock:
+            self._held[id(request)] = (request, ids)
+            evicted = []
+            while len(self._held) > self._max_held:
+                evicted.append(self._held.popitem(last=False)[1][0])
+        for old in evicted:
             old.close()
 
     def _release_held(self) -> None:
-        for request, _ in self._held.values():
+        with self._held_lock:
+            released = [request for request, _ in self._held.values()]
+            self._held.clear()
+        for request in released:
             request.close()
-        self._held.clear()
 
     def _shutdown(self) -> None:
         for job in list(self._active.values()):

@@ -226,3 +226,19 @@ def test_regex_guidance(model: ChatModel) -> None:
     fmt = ResponseFormat(kind="regex", grammar="[ab]{3}")
     done = model.complete_chat(HELLO, GenerationParams(max_tokens=10, temperature=0, response_format=fmt))
     assert done.finish_reason == "stop" and len(done.text) == 3 and set(done.text) <= {"a", "b"}
+
+
+def test_a_request_arriving_mid_batch_does_not_wait_for_it(
+    model: ChatModel, generator_model: ChatModel
+) -> None:
+    long_run = model.stream_chat(HELLO, GenerationParams(max_tokens=900, temperature=0))
+    assert long_run.backend == "og.Engine"
+    next(long_run)  # the batch is generating now
+    other = [{"role": "user", "content": "a late question"}]
+    late = model.complete_chat(other, GREEDY)
+    # og 0.18 batches this model statically: the late request is served by og.Generator at once
+    # instead of queueing behind the 900-token batch, with the same text.
+    assert late.extra["backend"] == "og.Generator"
+    assert late.text == generator_model.complete_chat(other, GREEDY).text
+    long_run.close()
+    assert model.complete_chat(other, GREEDY).extra["backend"] == "og.Engine"
