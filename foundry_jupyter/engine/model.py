@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from foundry_jupyter.config import DEFAULT_MAX_TOKENS
+from foundry_jupyter.engine.conversations import HEADROOM_TOKENS, GeneratorPool, HeldGenerator
 from foundry_jupyter.engine.hardware import (
     normalize_provider,
     provider_info,
@@ -104,6 +105,8 @@ class ChatModel:
         eos = model_cfg.get("eos_token_id", [])
         self._eos = set(eos if isinstance(eos, list) else [eos])
         self._has_template = _has_chat_template(path)
+        self._max_conversations = max_conversations
+        self._generators = GeneratorPool(max_conversations)
         self._scheduler: EngineScheduler | None = None
         self.engine_error: str | None = None
         if use_engine:
@@ -118,9 +121,19 @@ class ChatModel:
     # ---- loading -----------------------------------------------------------------------------
     @classmethod
     def load(
-        cls, path: str | Path, *, ep: str | None = None, model_id: str | None = None, use_engine: bool = True
+        cls,
+        path: str | Path,
+        *,
+        ep: str | None = None,
+        model_id: str | None = None,
+        use_engine: bool = True,
+        max_conversations: int = 4,
     ) -> ChatModel:
-        """Load the model folder at `path` on execution provider `ep` (None: what the folder names)."""
+        """Load the model folder at `path` on execution provider `ep` (None: what the folder names).
+
+        `use_engine=False` serves every request with og.Generator; `max_conversations` bounds the
+        finished conversations held for reuse (0: none).
+        """
         path = Path(path).expanduser()
         config_file = path / "genai_config.json"
         if not config_file.is_file():
@@ -163,6 +176,7 @@ class ChatModel:
             execution_provider=short,
             config=config,
             use_engine=use_engine,
+            max_conversations=max_conversations,
         )
 
     def close(self) -> None:
@@ -173,6 +187,7 @@ class ChatModel:
         if self._scheduler is not None:
             self._scheduler.close()
         self._scheduler = None
+        self._generators.clear()
         self._tokenizer = None
         self._og_model = None
 
@@ -188,7 +203,7 @@ class ChatModel:
 
     @property
     def held_conversations(self) -> int:
-        return self._scheduler.held_conversations if self._scheduler else 0
+        return (self._scheduler.held_conversations if self._scheduler else 0) + len(self._generators)
 
     # ---- tokens ------------------------------------------------------------------------------
     def render_chat(self, messages: list[Message]) -> str:
@@ -271,7 +286,7 @@ class ChatModel:
         guidance = _guidance(params)
         stops = _stops(params)
         out = DeltaStream()
-        if self._route_to_engine(ids, sampling):
+        if self._route_to_engine(ids, max_new, sampling, guidance):
             assert self._scheduler is not None
             job = Job(ids=ids, max_new=max_new, sampling=sampling, guidance=guidance)
             self._scheduler.submit(job)
@@ -282,16 +297,25 @@ class ChatModel:
             out.set(self._generator_deltas(ids, max_new, sampling, guidance, stops, cancel))
         return out
 
-    def _route_to_engine(self, ids: list[int], sampling: Sampling) -> bool:
+    def _route_to_engine(
+        self, ids: list[int], max_new: int, sampling: Sampling, guidance: tuple[str, str] | None
+    ) -> bool:
         scheduler = self._scheduler
         if scheduler is None or not scheduler.alive:
             return False
         if sampling.do_sample and sampling.seed is not None:
             return False  # og 0.18's static-batching Engine has no per-request seed
+        if scheduler.holds_prefix_of(ids):
+            return True  # the Engine holds this conversation's cache
+        if (
+            not sampling.do_sample
+            and guidance is None
+            and self._generators.has_match(ids, len(ids) + max_new)
+        ):
+            return False  # a held og.Generator does
         # A statically batched Engine makes a request that arrives mid-batch wait for the whole batch;
-        # og.Generator starts it now instead. Continuations of a held conversation still go to the
-        # Engine, which holds their cache.
-        return not (scheduler.static and scheduler.batch_running and not scheduler.holds_prefix_of(ids))
+        # og.Generator starts it now instead.
+        return not (scheduler.static and scheduler.batch_running)
 
     def _max_new(self, prompt_len: int, params: GenerationParams) -> int:
         if params.max_tokens is not None and (
@@ -403,59 +427,88 @@ class ChatModel:
         import numpy as np
         import onnxruntime_genai as og
 
-        params = og.GeneratorParams(self._og_model)
-        options: dict[str, Any] = {"max_length": len(ids) + max_new, "do_sample": sampling.do_sample}
-        if sampling.do_sample:
-            for key in ("temperature", "top_p", "top_k"):
-                value = getattr(sampling, key)
-                if value is not None:
-                    options[key] = value
-            if sampling.seed is not None:
-                options["random_seed"] = int(sampling.seed) & 0x7FFFFFFF
-        params.set_search_options(**options)
+        # Greedy, unguided answers can continue a held generator (the text is the same as cold).
+        reusable = not sampling.do_sample and guidance is None and self._max_conversations > 0
+        needed = len(ids) + max_new
+        taken = self._generators.take(ids, needed) if reusable else None
+        generator, cached = None, 0
+        if taken is not None:
+            held, cached = taken
+            try:
+                held.generator.rewind_to(cached)
+                held.generator.append_tokens(np.asarray(ids[cached:], dtype=np.int32))
+                generator, max_length = held.generator, held.max_length
+            except Exception:  # a state og will not continue from: answer cold instead
+                generator, cached = None, 0
         try:
-            if guidance is not None:
-                params.set_guidance(*guidance)
-            generator = og.Generator(self._og_model, params)
-            generator.append_tokens(np.asarray(ids, dtype=np.int32))
+            if generator is None:
+                max_length = min(self.context_length, needed + HEADROOM_TOKENS) if reusable else needed
+                params = og.GeneratorParams(self._og_model)
+                options: dict[str, Any] = {"max_length": max_length, "do_sample": sampling.do_sample}
+                if sampling.do_sample:
+                    for key in ("temperature", "top_p", "top_k"):
+                        value = getattr(sampling, key)
+                        if value is not None:
+                            options[key] = value
+                    if sampling.seed is not None:
+                        options["random_seed"] = int(sampling.seed) & 0x7FFFFFFF
+                params.set_search_options(**options)
+                if guidance is not None:
+                    params.set_guidance(*guidance)
+                generator = og.Generator(self._og_model, params)
+                generator.append_tokens(np.asarray(ids, dtype=np.int32))
         except Exception as exc:
             raise _as_foundry_error(exc) from exc
         with self._tok_lock:
             stream = self._tokenizer.create_stream()
-        return self._generator_loop(generator, stream, len(ids), max_new, stops, cancel)
+        after = (lambda: self._hold_generator(generator, max_length)) if reusable else None
+        return self._generator_loop(generator, stream, len(ids), cached, max_new, stops, cancel, after)
+
+    def _hold_generator(self, generator: Any, max_length: int) -> None:
+        sequence = [int(t) for t in generator.get_sequence(0)]
+        if len(sequence) < max_length and not self._closed:
+            self._generators.put(HeldGenerator(generator, sequence, max_length))
 
     def _generator_loop(
         self,
         generator: Any,
         stream: Any,
         prompt_len: int,
+        cached: int,
         max_new: int,
         stops: tuple[str, ...],
         cancel: threading.Event | None,
+        after: Callable[[], None] | None,
     ) -> Iterator[Delta]:
         text_filter = StopFilter(stops)
         count = 0
         finish: FinishReason = "length"
-        while count < max_new:
-            if cancel is not None and cancel.is_set():
-                finish = "cancelled"
-                break
-            if generator.is_done():
-                finish = "stop"
-                break
-            generator.generate_next_token()
-            token = int(generator.get_next_tokens()[0])
-            if token in self._eos:
-                finish = "stop"
-                break
-            count += 1
-            piece = text_filter.feed(stream.decode(token))
-            if piece:
-                yield Delta(text=piece)
-            if text_filter.stopped:
-                finish = "stop"
-                break
-        usage = Usage(prompt_tokens=prompt_len, completion_tokens=count)
+        complete = False
+        try:
+            while count < max_new:
+                if cancel is not None and cancel.is_set():
+                    finish = "cancelled"
+                    break
+                if generator.is_done():
+                    finish = "stop"
+                    break
+                generator.generate_next_token()
+                token = int(generator.get_next_tokens()[0])
+                if token in self._eos:
+                    finish = "stop"
+                    break
+                count += 1
+                piece = text_filter.feed(stream.decode(token))
+                if piece:
+                    yield Delta(text=piece)
+                if text_filter.stopped:
+                    finish = "stop"
+                    break
+            complete = True
+        finally:
+            if after is not None and complete:
+                after()  # held for a follow-up only when its state is whole
+        usage = Usage(prompt_tokens=prompt_len, completion_tokens=count, cached_tokens=cached)
         yield Delta(text=text_filter.flush(), finish_reason=finish, usage=usage)
 
     def _check_open(self) -> None:

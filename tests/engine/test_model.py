@@ -26,8 +26,8 @@ def model(tiny_model_dir: Path) -> Iterator[ChatModel]:
 
 @pytest.fixture(scope="module")
 def generator_model(tiny_model_dir: Path) -> Iterator[ChatModel]:
-    """The same folder served by plain og.Generator: the reference for cold, sequential answers."""
-    with ChatModel.load(tiny_model_dir, model_id="tiny", use_engine=False) as m:
+    """The same folder served by plain og.Generator, holding nothing: the reference for cold answers."""
+    with ChatModel.load(tiny_model_dir, model_id="tiny", use_engine=False, max_conversations=0) as m:
         yield m
 
 
@@ -175,6 +175,29 @@ def test_continued_conversation_reuses_its_history(model: ChatModel, generator_m
     assert reused >= 3
 
 
+def test_generator_conversations_reuse_the_shared_prefix(
+    tiny_model_dir: Path, generator_model: ChatModel
+) -> None:
+    # og.Generator rewinds to the longest shared prefix, so even a non-canonical answer keeps its prompt.
+    with ChatModel.load(tiny_model_dir, use_engine=False, max_conversations=2) as m:
+        for topic in ("hello", "tell me about the notebook kernel"):
+            first = [{"role": "user", "content": topic}]
+            answer = m.complete_chat(first, GREEDY)
+            history = [
+                *first,
+                {"role": "assistant", "content": answer.text},
+                {"role": "user", "content": "more"},
+            ]
+            follow = m.complete_chat(history, GREEDY)
+            assert follow.extra["backend"] == "og.Generator"
+            assert answer.usage.prompt_tokens <= follow.usage.cached_tokens < follow.usage.prompt_tokens
+            assert follow.text == generator_model.complete_chat(history, GREEDY).text
+        assert m.held_conversations == 2
+        # Sampled answers are never continued from a held generator (the seed decides the text).
+        sampled = m.complete_chat(history, GenerationParams(max_tokens=8, temperature=1.0, seed=1))
+        assert sampled.usage.cached_tokens == 0
+
+
 def test_plain_text_prompts(model: ChatModel, generator_model: ChatModel) -> None:
     done = model.complete_text("Once upon a time", GREEDY)
     assert done.usage.prompt_tokens == len(model.encode("Once upon a time"))
@@ -240,5 +263,5 @@ def test_a_request_arriving_mid_batch_does_not_wait_for_it(
     # instead of queueing behind the 900-token batch, with the same text.
     assert late.extra["backend"] == "og.Generator"
     assert late.text == generator_model.complete_chat(other, GREEDY).text
-    long_run.close()
-    assert model.complete_chat(other, GREEDY).extra["backend"] == "og.Engine"
+    long_run.close()  # returns once the engine has stopped it: the next request finds it idle
+    assert model.complete_chat([{"role": "user", "content": "q"}], GREEDY).extra["backend"] == "og.Engine"
