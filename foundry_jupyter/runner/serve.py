@@ -29,6 +29,8 @@ class RunnerServer:
         self.model = model
         self.executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="generate")
         self.cancels: set[threading.Event] = set()
+        self.completed = 0  # generations that ended by themselves (stop or length)
+        self.cancelled = 0  # generations stopped because their client left
 
     async def serve(self, socket_path: str, parent_pid: int | None) -> None:
         loop = asyncio.get_running_loop()
@@ -85,6 +87,9 @@ class RunnerServer:
             "execution_provider": getattr(self.model, "execution_provider", ""),
             "context_length": getattr(self.model, "context_length", None),
             "pid": os.getpid(),
+            "active": len(self.cancels),
+            "completed": self.completed,
+            "cancelled": self.cancelled,
         }
 
     async def _generate(
@@ -99,18 +104,21 @@ class RunnerServer:
             loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
 
         def work() -> None:
+            finished = False
             try:
                 if op == "chat":
                     deltas = self.model.stream_chat(request.get("messages") or [], params, cancel=cancel)
                 else:
                     deltas = self.model.stream_text(str(request.get("prompt", "")), params, cancel=cancel)
                 for delta in deltas:
+                    finished = finished or delta.finish_reason in ("stop", "length")
                     put("delta", delta)
                     if cancel.is_set():
                         break
             except BaseException as exc:
                 put("error", exc)
             finally:
+                loop.call_soon_threadsafe(self._count, finished, cancel.is_set())
                 put("end", None)
 
         self.cancels.add(cancel)
@@ -134,6 +142,12 @@ class RunnerServer:
             watcher.cancel()
             self.cancels.discard(cancel)
             await future  # the worker has seen the cancel: its thread is free again
+
+    def _count(self, finished: bool, cancelled: bool) -> None:
+        if finished:
+            self.completed += 1
+        elif cancelled:
+            self.cancelled += 1
 
 
 def _event(kind: str, value: Any) -> dict[str, Any]:

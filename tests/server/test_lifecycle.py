@@ -1,0 +1,202 @@
+"""Load, unload, TTL expiry, runner crashes and clients that leave."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+
+import openai
+import psutil
+import pytest
+
+from .conftest import TINY, runner_processes
+
+MSG = [{"role": "user", "content": "Tell me a long story."}]
+
+
+async def wait_until(predicate, *, timeout: float = 20.0, step: float = 0.1) -> bool:
+    """Poll an async predicate; bounded so a broken feature fails instead of hanging."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(step)
+    return False
+
+
+async def loaded_ids(http) -> list[str]:
+    return (await http.get("openai/loadedmodels")).json()
+
+
+async def test_load_unload_by_alias_and_id(http):
+    first = (await http.get("openai/load/tiny?ttl=300")).json()
+    assert first["status"] == "loaded" and first["id"] == TINY and first["ttlSeconds"] == 300
+    assert first["executionProvider"]
+    again = (await http.get(f"openai/load/{TINY}")).json()
+    assert again["status"] == "already_loaded"
+    assert await loaded_ids(http) == [TINY]
+    [model] = (await http.get("loaded")).json()["models"]
+    assert model["id"] == TINY and model["alias"] == "tiny" and model["ttlSeconds"] == 300
+    assert model["memoryBytes"] > 1_000_000 and model["activeRequests"] == 0
+    assert psutil.Process(model["pid"]).is_running()
+    assert 0 < model["ttlRemaining"] <= 300
+    assert (await http.get(f"openai/unload/{TINY}")).json() == {"status": "unloaded", "id": TINY}
+    assert (await http.get("openai/unload/tiny")).json() == {"status": "not_loaded", "id": TINY}
+    assert await loaded_ids(http) == []
+    assert (
+        not psutil.pid_exists(model["pid"]) or psutil.Process(model["pid"]).status() == psutil.STATUS_ZOMBIE
+    )
+
+
+async def test_unloadall_stops_every_runner(http):
+    await http.get("openai/load/tiny")
+    assert len(runner_processes()) == 1
+    answer = (await http.get("openai/unloadall")).json()
+    assert answer == {"status": "unloaded", "models": [TINY]}
+    assert await loaded_ids(http) == []
+    assert runner_processes() == []
+
+
+async def test_ttl_expiry_unloads_an_idle_model(http, client):
+    loaded = (await http.get("openai/load/tiny?ttl=1")).json()
+    assert loaded["ttlSeconds"] == 1
+    assert await wait_until(lambda: _empty(http)), "model still loaded long after its 1 s TTL"
+    # a request after expiry loads it again; its own `ttl` applies
+    await client.chat.completions.create(model="tiny", messages=MSG, max_tokens=2, extra_body={"ttl": 1})
+    assert await loaded_ids(http) == [TINY]
+    assert await wait_until(lambda: _empty(http))
+
+
+async def _empty(http) -> bool:
+    """No model loaded and no runner process left."""
+    return await loaded_ids(http) == [] and runner_processes() == []
+
+
+async def test_per_request_ttl_and_never(http, client, service):
+    await client.chat.completions.create(model="tiny", messages=MSG, max_tokens=2, extra_body={"ttl": 0})
+    [model] = (await http.get("loaded")).json()["models"]
+    assert model["ttlSeconds"] == 0 and model["ttlRemaining"] is None
+    assert await service.supervisor.reap() == []
+
+
+@pytest.mark.parametrize("foundry_config", [{"default_ttl": 1}])
+async def test_configured_default_ttl(http, client, foundry_config):
+    await client.chat.completions.create(model="tiny", messages=MSG, max_tokens=2)
+    [model] = (await http.get("loaded")).json()["models"]
+    assert model["ttlSeconds"] == 1
+    assert await wait_until(lambda: _empty(http))
+
+
+@pytest.mark.parametrize("foundry_config", [{"max_loaded_models": 1}])
+async def test_max_loaded_models_evicts_the_idle_one(http, service, tiny_model_dir, foundry_config):
+    await http.get("openai/load/tiny")
+    first = service.supervisor.get(TINY)
+    # a second model id for the same folder, as a registered model would be
+    _runner, started = await service.supervisor.ensure("other:1", tiny_model_dir, alias="other")
+    assert started and [r.model_id for r in service.supervisor.loaded()] == ["other:1"]
+    assert not first.alive()
+    await service.supervisor.unload("other:1")
+
+
+async def test_force_unload_mid_stream_and_busy_refusal(http, client):
+    stream = await client.chat.completions.create(
+        model="tiny", messages=MSG, max_tokens=200, temperature=0, stream=True
+    )
+    received = []
+    with pytest.raises(openai.APIError) as info:
+        async for chunk in stream:
+            received.append(chunk)
+            if len(received) == 2:
+                busy = await http.get("openai/unload/tiny")
+                assert busy.status_code == 409 and busy.json()["error"]["code"] == "model_busy"
+                forced = await http.get("openai/unload/tiny?force=true")
+                assert forced.json()["status"] == "unloaded"
+    assert "runner" in str(info.value)
+    assert await loaded_ids(http) == []
+
+
+async def test_runner_killed_mid_stream(http, client, service):
+    stream = await client.chat.completions.create(
+        model="tiny", messages=MSG, max_tokens=200, temperature=0, stream=True
+    )
+    pieces = 0
+    with pytest.raises(openai.APIError) as info:
+        async for _chunk in stream:
+            pieces += 1
+            if pieces == 3:
+                os.kill(service.supervisor.get(TINY).pid, signal.SIGKILL)
+    assert "stopped unexpectedly" in str(info.value)
+    assert pieces >= 3
+    # the server keeps serving, and the next request starts a fresh runner
+    status = await http.get("openai/status")
+    assert status.status_code == 200
+    answer = await client.chat.completions.create(model="tiny", messages=MSG, max_tokens=3)
+    assert answer.usage.completion_tokens > 0
+    assert len(runner_processes()) == 1
+
+
+async def test_runner_killed_between_requests(client, service):
+    await client.chat.completions.create(model="tiny", messages=MSG, max_tokens=2)
+    pid = service.supervisor.get(TINY).pid
+    os.kill(pid, signal.SIGKILL)
+    psutil.Process(pid).wait(timeout=10)
+    answer = await client.chat.completions.create(model="tiny", messages=MSG, max_tokens=2)
+    assert answer.usage.completion_tokens > 0
+    assert service.supervisor.get(TINY).pid != pid
+
+
+async def test_error_event_is_the_last_event(http, service):
+    body = {"model": "tiny", "messages": MSG, "max_tokens": 200, "temperature": 0, "stream": True}
+    events = []
+    async with http.stream("POST", "v1/chat/completions", json=body) as response:
+        async for line in response.aiter_lines():
+            if not line:
+                continue
+            events.append(line)
+            if len(events) == 2:
+                os.kill(service.supervisor.get(TINY).pid, signal.SIGKILL)
+    last = json.loads(events[-1].removeprefix("data: "))
+    assert last["error"]["code"] == "runner_failed" and last["error"]["type"] == "server_error"
+    assert "data: [DONE]" not in events
+
+
+async def test_client_disconnect_stops_generation(http, service):
+    body = {"model": "tiny", "messages": MSG, "max_tokens": 200, "temperature": 0, "stream": True}
+    async with http.stream("POST", "v1/chat/completions", json=body) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                break  # leave after the first event
+    runner = service.supervisor.get(TINY)
+
+    async def stopped() -> bool:
+        info = await service.supervisor.call(runner, {"op": "info"})
+        return info["cancelled"] == 1 and info["active"] == 0
+
+    assert await wait_until(stopped, timeout=20), "generation still running after its client left"
+    assert runner.active == 0
+    # the runner is fine and serves the next request
+    response = await http.post("v1/chat/completions", json={**body, "stream": False, "max_tokens": 2})
+    assert response.status_code == 200
+
+
+async def test_non_streaming_client_disconnect_frees_the_runner(http, base_url, token, service):
+    await http.get("openai/load/tiny")
+    runner = service.supervisor.get(TINY)
+    body = {"model": "tiny", "messages": MSG, "max_tokens": 200, "temperature": 0}
+    request = asyncio.ensure_future(http.post("v1/chat/completions", json=body))
+
+    async def busy() -> bool:
+        return runner.active > 0
+
+    assert await wait_until(busy, step=0.01)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+
+    async def stopped() -> bool:
+        info = await service.supervisor.call(runner, {"op": "info"})
+        return info["cancelled"] == 1 and info["active"] == 0
+
+    assert await wait_until(stopped), "generation still running after its client left"
