@@ -25,7 +25,7 @@ def prepare(names: list[str], cache_dir: Path) -> list[BenchModel]:
     from foundry_jupyter.config import defaults
     from foundry_jupyter.models.manager import ModelManager
 
-    manager = ModelManager(defaults({"FOUNDRY_JUPYTER_CACHE": str(cache_dir)}))
+    manager = ModelManager(defaults({"FOUNDRY_JUPYTER_CACHE": str(cache_dir.resolve())}))
     out = []
     for name in names:
         if name == "tiny":
