@@ -146,6 +146,39 @@ def main() -> None:
                 "tokens": tokens,
             }
         )
+
+        # A follow-up turn: the whole history resent (as OpenAI clients do), cold against continued.
+        history = [{"role": "user", "content": QUESTION + " " + " ".join(["Explain the details."] * 20)}]
+        answer = model.complete_chat(history, GenerationParams(max_tokens=args.max_tokens, temperature=0))
+        history += [
+            {"role": "assistant", "content": answer.text},
+            {"role": "user", "content": "Shorter, please."},
+        ]
+        follow_ids = model.encode_chat(history)
+        cold = generator_run(og_model, follow_ids, args.max_tokens)
+        rows.append(
+            {
+                "name": "follow-up, cold Generator",
+                "ttft_ms": 1000 * cold[0],
+                "tokens_per_s": cold[1] / cold[2],
+                "tokens": cold[1],
+            }
+        )
+        start = time.perf_counter()
+        ttft, usage = 0.0, None
+        for delta in model.stream_chat(history, GenerationParams(max_tokens=args.max_tokens, temperature=0)):
+            ttft = ttft or (time.perf_counter() - start if delta.text else 0.0)
+            usage = delta.usage or usage
+        assert usage is not None
+        wall = time.perf_counter() - start
+        rows.append(
+            {
+                "name": f"follow-up, ChatModel ({usage.cached_tokens}/{usage.prompt_tokens} cached)",
+                "ttft_ms": 1000 * ttft,
+                "tokens_per_s": usage.completion_tokens / wall,
+                "tokens": usage.completion_tokens,
+            }
+        )
     finally:
         model.close()
         if tmp is not None:
@@ -157,9 +190,9 @@ def main() -> None:
     print(
         f"model: {folder}  ep: {model.execution_provider}  max_tokens: {args.max_tokens}  runs: {args.runs}"
     )
-    print(f"{'':28} {'ttft ms':>9} {'tok/s':>9} {'tokens':>7}")
+    print(f"{'':40} {'ttft ms':>9} {'tok/s':>9} {'tokens':>7}")
     for row in rows:
-        print(f"{row['name']:28} {row['ttft_ms']:>9.1f} {row['tokens_per_s']:>9.1f} {row['tokens']:>7}")
+        print(f"{row['name']:40} {row['ttft_ms']:>9.1f} {row['tokens_per_s']:>9.1f} {row['tokens']:>7}")
 
 
 if __name__ == "__main__":

@@ -53,15 +53,14 @@ class GeneratorPool:
                 best, best_shared = key, shared
         return best, best_shared
 
-    def has_match(self, ids: list[int], needed_length: int) -> bool:
-        with self._lock:
-            return self._best(ids, needed_length)[0] is not None
-
-    def take(self, ids: list[int], needed_length: int) -> tuple[HeldGenerator, int] | None:
-        """The held generator sharing the longest prefix with `ids`, and that prefix's length."""
+    def take(
+        self, ids: list[int], needed_length: int, min_fraction: float = 0.0
+    ) -> tuple[HeldGenerator, int] | None:
+        """The held generator sharing the longest prefix with `ids` (at least `min_fraction` of it),
+        and how many tokens of it to reuse."""
         with self._lock:
             best, best_shared = self._best(ids, needed_length)
-            if best is None:
+            if best is None or best_shared < min_fraction * len(ids):
                 return None
             held = self._held.pop(best)
         # The last token of a held sequence was sampled but never run through the model (its KV is

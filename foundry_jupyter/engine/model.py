@@ -286,7 +286,12 @@ class ChatModel:
         guidance = _guidance(params)
         stops = _stops(params)
         out = DeltaStream()
-        if self._route_to_engine(ids, max_new, sampling, guidance):
+        reusable = not sampling.do_sample and guidance is None and self._max_conversations > 0
+        taken = None
+        if reusable and not (self._scheduler is not None and self._scheduler.holds_prefix_of(ids)):
+            # Leaving the Engine's batching is worth it when a held generator spares half the prompt.
+            taken = self._generators.take(ids, len(ids) + max_new, min_fraction=0.5)
+        if taken is None and self._route_to_engine(ids, sampling):
             assert self._scheduler is not None
             job = Job(ids=ids, max_new=max_new, sampling=sampling, guidance=guidance)
             self._scheduler.submit(job)
@@ -294,12 +299,10 @@ class ChatModel:
             out.set(self._engine_deltas(job, stops, cancel, (ids, max_new, sampling, guidance), out))
         else:
             out.backend = GENERATOR
-            out.set(self._generator_deltas(ids, max_new, sampling, guidance, stops, cancel))
+            out.set(self._generator_deltas(ids, max_new, sampling, guidance, stops, cancel, taken))
         return out
 
-    def _route_to_engine(
-        self, ids: list[int], max_new: int, sampling: Sampling, guidance: tuple[str, str] | None
-    ) -> bool:
+    def _route_to_engine(self, ids: list[int], sampling: Sampling) -> bool:
         scheduler = self._scheduler
         if scheduler is None or not scheduler.alive:
             return False
@@ -307,12 +310,6 @@ class ChatModel:
             return False  # og 0.18's static-batching Engine has no per-request seed
         if scheduler.holds_prefix_of(ids):
             return True  # the Engine holds this conversation's cache
-        if (
-            not sampling.do_sample
-            and guidance is None
-            and self._generators.has_match(ids, len(ids) + max_new)
-        ):
-            return False  # a held og.Generator does
         # A statically batched Engine makes a request that arrives mid-batch wait for the whole batch;
         # og.Generator starts it now instead.
         return not (scheduler.static and scheduler.batch_running)
@@ -423,6 +420,7 @@ class ChatModel:
         guidance: tuple[str, str] | None,
         stops: tuple[str, ...],
         cancel: threading.Event | None,
+        taken: tuple[HeldGenerator, int] | None = None,
     ) -> Iterator[Delta]:
         import numpy as np
         import onnxruntime_genai as og
@@ -430,7 +428,8 @@ class ChatModel:
         # Greedy, unguided answers can continue a held generator (the text is the same as cold).
         reusable = not sampling.do_sample and guidance is None and self._max_conversations > 0
         needed = len(ids) + max_new
-        taken = self._generators.take(ids, needed) if reusable else None
+        if taken is None and reusable:
+            taken = self._generators.take(ids, needed)
         generator, cached = None, 0
         if taken is not None:
             held, cached = taken
