@@ -71,7 +71,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     previous = None
     for e in entries:
         task = e.task.removesuffix("-completion") + (", tools" if e.supports_tool_calling else "")
-        size = f"{e.file_size_mb / 1000:.2f} GB" if e.file_size_mb else ""
+        size = human_size(e.file_size_mb * 1_000_000) if e.file_size_mb else ""
         rows.append(
             [
                 e.alias if e.alias != previous else "",

@@ -120,10 +120,12 @@ class ModelManager:
         def key(entry: CatalogEntry) -> tuple:
             return priority_key(entry, usable)
 
-        local = [e for e in variants if e.id.lower() in cached or isinstance(e.source, LocalSource)]
+        runnable = [e for e in variants if e.provider in usable]
+        # A variant on disk wins, as long as this machine can run it (a cached CUDA build is no use
+        # on a machine without CUDA).
+        local = [e for e in runnable if e.id.lower() in cached or isinstance(e.source, LocalSource)]
         if local:
             return min(local, key=key)
-        runnable = [e for e in variants if e.provider in usable]
         if not runnable:
             needs = ", ".join(sorted({e.execution_provider for e in variants}))
             raise ProviderUnavailable(

@@ -193,3 +193,40 @@ def test_jupyter_foundry_entry_point(env):
         timeout=120,
     )
     assert result.returncode == 0 and "tiny-generic-cpu:1" in result.stdout
+
+
+def test_a_killed_download_resumes_in_the_next_process(env, tmp_path, tiny_model_dir):
+    import time
+
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_model_dir, repo / SUB)
+    catalog = tmp_path / "catalog.json"
+    source = {"kind": "huggingface", "repo": "org/tiny-onnx", "subfolder": SUB}
+    catalog.write_text(
+        json.dumps([{"name": "k-generic-cpu", "alias": "k", "publisher": "T", "source": source}])
+    )
+    part = Path(env["FOUNDRY_JUPYTER_CACHE"]) / "T" / "k-generic-cpu-1.partial" / "model.onnx.part"
+    with HubServer({"org/tiny-onnx": repo}) as hub:
+        env = {**env, "HF_ENDPOINT": hub.url, "FOUNDRY_JUPYTER_CATALOGS": str(catalog)}
+        hub.slow(f"{SUB}/model.onnx", 0.05)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "foundry_jupyter.cli", "model", "download", "k"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not (part.exists() and part.stat().st_size > 0) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
+        kept = part.stat().st_size
+        assert 0 < kept < (repo / SUB / "model.onnx").stat().st_size
+        assert "k-generic-cpu" not in ok(run_cli("cache", "list", env=env))
+        hub.slow(f"{SUB}/model.onnx", 0)
+        done = json.loads(ok(run_cli("model", "download", "k", "-o", "json", env=env)))
+        resumed_at = int(hub.ranges("model.onnx")[-1].removeprefix("bytes=").rstrip("-"))
+        assert resumed_at == kept  # nothing already on disk was fetched again
+    assert Path(done["path"], "model.onnx").read_bytes() == (repo / SUB / "model.onnx").read_bytes()

@@ -158,3 +158,10 @@ def test_remove_by_alias_and_move(tmp_path):
     assert removed.id == "demo-generic-cpu:1" and not removed.path.exists()
     with pytest.raises(ModelNotFound):
         m.remove("demo")
+
+
+def test_a_cached_variant_this_machine_cannot_run_is_passed_over(tmp_path):
+    m = manager(tmp_path, ["cpu"])
+    cache_variant(m, "demo-cuda-gpu:1", provider="cuda")
+    assert m.resolve("demo").id == "demo-generic-cpu:2"
+    assert m.resolve("demo-cuda-gpu:1").id == "demo-cuda-gpu:1"  # still reachable by its id

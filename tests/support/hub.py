@@ -14,9 +14,10 @@ library raises its own exceptions.
 
 Knobs for failure tests: `cut(path, after)` drops the connection after `after` bytes of the next
 transfer(s) of a file; `corrupt(path)` serves different bytes of the same size; `hide(path)` lists
-a file but answers 404 for it; `gate(repo)` makes a repo gated; `require_token` answers 401 without
-`Authorization: Bearer <token>`. Every request is logged in `requests` as (method, path, Range
-header or None), and `bytes_sent[path]` counts body bytes.
+a file but answers 404 for it; `slow(path, delay_s)` paces a file's transfer; `gate(repo)` makes a
+repo gated; `require_token` answers 401 without `Authorization: Bearer <token>`. Every request is
+logged in `requests` as (method, path, Range header or None), and `bytes_sent[path]` counts body
+bytes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import hashlib
 import json
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -77,6 +79,7 @@ class HubServer:
         self._corrupt: set[str] = set()
         self._gated: set[str] = set()
         self._hidden: set[str] = set()
+        self._delays: dict[str, float] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -92,6 +95,10 @@ class HubServer:
 
     def gate(self, repo_id: str) -> None:
         self._gated.add(repo_id)
+
+    def slow(self, path: str, delay_s: float) -> None:
+        """Pause `delay_s` after each 16 KiB block of `path` (0 to stop), to catch a transfer midway."""
+        self._delays[path] = delay_s
 
     def hide(self, path: str) -> None:
         """Keep `path` in the tree listing but answer 404 when it is fetched."""
@@ -279,6 +286,9 @@ class _Handler(BaseHTTPRequestHandler):
                 block = body[sent : min(limit, sent + _SEND_BLOCK)]
                 self.wfile.write(block)
                 sent += len(block)
+                if hub._delays.get(path):
+                    self.wfile.flush()
+                    time.sleep(hub._delays[path])
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass
