@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +224,8 @@ class ModelManager:
             found = self._local_model(entry)
             if found is None:
                 raise ModelNotFound(f"The folder of {entry.id} is gone: {entry.source.path}")
+            if not found.registered:  # a model copied into the cache by hand
+                self.cache.touch(found.id)
             return found
         found = None if force else self.cache.find(entry.id)
         if found is None:
@@ -242,7 +245,7 @@ class ModelManager:
         return self._fetch(entry, force=force, progress=progress, cancel=cancel)
 
     def _fetch(self, entry: CatalogEntry, *, force: bool, progress: Any, cancel: Any) -> CachedModel:
-        model = _download.download(
+        return _download.download(
             entry,
             self.cache,
             progress=progress,
@@ -251,7 +254,6 @@ class ModelManager:
             endpoint=self.endpoint,
             token=self.token,
         )
-        return model
 
     # -- cache views and changes
     def list_cached(self) -> list[CachedModel]:
@@ -260,7 +262,7 @@ class ModelManager:
         for model in self.cache.scan():
             entry = self.catalog.get(model.id)
             if entry is not None and model.alias != entry.alias:
-                model = _replace(model, alias=entry.alias)
+                model = replace(model, alias=entry.alias)
             models.append(model)
         seen = {m.id.lower() for m in models}
         for entry in self.registry.entries():
@@ -322,9 +324,3 @@ def _inside(path: Path, root: Path) -> bool:
         return path.resolve().is_relative_to(root.resolve())
     except OSError:
         return False
-
-
-def _replace(model: CachedModel, **changes: Any) -> CachedModel:
-    from dataclasses import replace
-
-    return replace(model, **changes)
