@@ -1,8 +1,12 @@
 """`ChatModel`: one loaded model folder, answering chat and text prompts with streaming.
 
 Requests go through og's `Engine` (batched, driven by one owner thread, see `scheduler`). og.Generator
-runs a request in the caller's thread where the Engine cannot: a seeded sampled request (0.18's
-static-batching Engine rejects per-turn seeds) or a model the Engine refuses to load.
+runs a request in the caller's own thread where the Engine cannot or should not:
+- a seeded sampled request (0.18's static-batching Engine rejects per-turn seeds);
+- a request arriving while a static batch runs (it would wait for the whole batch);
+- a follow-up whose history a held og.Generator already has (see `conversations`);
+- a model the Engine refuses, or a request the Engine failed before streaming anything.
+Greedy text is the same on both paths, batched or not.
 """
 
 from __future__ import annotations
@@ -111,8 +115,10 @@ class ChatModel:
         self.engine_error: str | None = None
         if use_engine:
             try:
+                # Without engine.dynamic_batching (a paged KV cache) og 0.18 batches statically.
+                static = not config.get("engine", {}).get("dynamic_batching")
                 self._scheduler = EngineScheduler(
-                    og_model, max_held=max_conversations, name=f"engine:{model_id}"
+                    og_model, max_held=max_conversations, static=static, name=f"engine:{model_id}"
                 )
             except Exception as exc:  # e.g. a model-managed KV cache: og.Generator serves it instead
                 self.engine_error = str(exc)
@@ -288,12 +294,16 @@ class ChatModel:
         out = DeltaStream()
         reusable = not sampling.do_sample and guidance is None and self._max_conversations > 0
         taken = None
-        if reusable and not (self._scheduler is not None and self._scheduler.holds_prefix_of(ids)):
+        if reusable and not (
+            self._scheduler is not None and self._scheduler.holds_prefix_of(ids, len(ids) + max_new)
+        ):
             # Leaving the Engine's batching is worth it when a held generator spares half the prompt.
             taken = self._generators.take(ids, len(ids) + max_new, min_fraction=0.5)
-        if taken is None and self._route_to_engine(ids, sampling):
+        if taken is None and self._route_to_engine(ids, max_new, sampling):
             assert self._scheduler is not None
-            job = Job(ids=ids, max_new=max_new, sampling=sampling, guidance=guidance)
+            # Room for a follow-up turn, without reserving the whole context for every request.
+            session = min(self.context_length, len(ids) + max_new + HEADROOM_TOKENS)
+            job = Job(ids=ids, max_new=max_new, sampling=sampling, guidance=guidance, session_tokens=session)
             self._scheduler.submit(job)
             out.backend = ENGINE
             out.set(self._engine_deltas(job, stops, cancel, (ids, max_new, sampling, guidance), out))
@@ -302,13 +312,13 @@ class ChatModel:
             out.set(self._generator_deltas(ids, max_new, sampling, guidance, stops, cancel, taken))
         return out
 
-    def _route_to_engine(self, ids: list[int], sampling: Sampling) -> bool:
+    def _route_to_engine(self, ids: list[int], max_new: int, sampling: Sampling) -> bool:
         scheduler = self._scheduler
         if scheduler is None or not scheduler.alive:
             return False
         if sampling.do_sample and sampling.seed is not None:
             return False  # og 0.18's static-batching Engine has no per-request seed
-        if scheduler.holds_prefix_of(ids):
+        if scheduler.holds_prefix_of(ids, len(ids) + max_new):
             return True  # the Engine holds this conversation's cache
         # A statically batched Engine makes a request that arrives mid-batch wait for the whole batch;
         # og.Generator starts it now instead.

@@ -54,11 +54,15 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     events: queue.Queue[tuple[Any, ...]] = field(default_factory=queue.Queue)
     cached: int = 0  # prompt tokens served from a held conversation
+    # Cap on the og request's prompt + generated tokens over all its turns (0: the model's max_length).
+    # A model that preallocates its KV cache (past_present_share_buffer) allocates this much.
+    session_tokens: int = 0
     # Owned by the scheduler thread.
     _request: Any = None
     _turn: int = 0
     _tokens: list[int] = field(default_factory=list)
     _cancel_sent: bool = False
+    _cap: int = 0
 
 
 class EngineScheduler:
@@ -76,7 +80,7 @@ class EngineScheduler:
         self._startup_error: BaseException | None = None
         self._closed = False
         self.broken: str | None = None  # why the Engine stopped working, if it did
-        self._held: OrderedDict[int, tuple[Any, list[int]]] = OrderedDict()
+        self._held: OrderedDict[int, tuple[Any, list[int], int]] = OrderedDict()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -104,10 +108,10 @@ class EngineScheduler:
     def held_conversations(self) -> int:
         return len(self._held)
 
-    def holds_prefix_of(self, ids: list[int]) -> bool:
+    def holds_prefix_of(self, ids: list[int], needed: int) -> bool:
         """Whether a held conversation could continue into `ids` (a hint: it may be gone by then)."""
         with self._held_lock:
-            return self._match(ids) is not None
+            return self._match(ids, needed) is not None
 
     # ---- owner thread ------------------------------------------------------------------------
     def _main(self) -> None:
@@ -160,7 +164,7 @@ class EngineScheduler:
     def _start_all(self, jobs: list[Job]) -> None:
         # Continuations first: a fresh request admitted before them would release their caches.
         with self._held_lock:
-            jobs.sort(key=lambda j: self._match(j.ids) is None)
+            jobs.sort(key=lambda j: self._match(j.ids, len(j.ids) + j.max_new) is None)
         for job in jobs:
             if job.cancel.is_set():
                 job.events.put(("done", "CANCELLED"))
@@ -170,12 +174,12 @@ class EngineScheduler:
             except Exception as exc:
                 job.events.put(("error", exc))
 
-    def _match(self, ids: list[int]) -> int | None:
-        """The held conversation whose ids are the longest proper prefix of `ids`."""
+    def _match(self, ids: list[int], needed: int) -> int | None:
+        """The held conversation whose ids are the longest proper prefix of `ids`, with room for `needed`."""
         best, best_len = None, 0
-        for key, (_, held_ids) in self._held.items():
+        for key, (_, held_ids, cap) in self._held.items():
             n = len(held_ids)
-            if best_len < n < len(ids) and ids[:n] == held_ids:
+            if best_len < n < len(ids) and (not cap or cap >= needed) and ids[:n] == held_ids:
                 best, best_len = key, n
         return best
 
@@ -199,8 +203,8 @@ class EngineScheduler:
         import numpy as np
 
         with self._held_lock:
-            key = self._match(job.ids)
-            request, held_ids = self._held.pop(key) if key is not None else (None, [])
+            key = self._match(job.ids, len(job.ids) + job.max_new)
+            request, held_ids, cap = self._held.pop(key) if key is not None else (None, [], 0)
         if request is not None:
             try:
                 job._turn = request.begin_turn(
@@ -217,7 +221,12 @@ class EngineScheduler:
                     self._release_held()
                     self._batch_size = 0
                 self._batch_size += 1  # counts queued requests too: it may only overestimate
-            request = self._engine.create_request()
+            options = None
+            if job.session_tokens:
+                options = self._og.RequestOptions()
+                options.set_max_session_tokens(job.session_tokens)
+            request = self._engine.create_request(options=options)
+            cap = job.session_tokens
             try:
                 job._turn = request.begin_turn(
                     np.asarray(job.ids, dtype=np.int32), self._options(request, job)
@@ -226,6 +235,7 @@ class EngineScheduler:
                 request.close()
                 raise
             job._request = request
+        job._cap = cap
         self._active[id(job._request)] = job
 
     def _send_cancels(self) -> None:
@@ -258,7 +268,7 @@ class EngineScheduler:
                     # A static batch continues only a request that was alone in it (og 0.18).
                     job._request.close()
                 else:
-                    self._hold(job._request, job.ids + job._tokens)
+                    self._hold(job._request, job.ids + job._tokens, job._cap)
                 finished.append((job, event.finish_reason.name))
         if not self._active:
             self.batch_running = False
@@ -266,9 +276,9 @@ class EngineScheduler:
         for job, reason in finished:
             job.events.put(("done", reason))
 
-    def _hold(self, request: Any, ids: list[int]) -> None:
+    def _hold(self, request: Any, ids: list[int], cap: int) -> None:
         with self._held_lock:
-            self._held[id(request)] = (request, ids)
+            self._held[id(request)] = (request, ids, cap)
             evicted = []
             while len(self._held) > self._max_held:
                 evicted.append(self._held.popitem(last=False)[1][0])
@@ -277,7 +287,7 @@ class EngineScheduler:
 
     def _release_held(self) -> None:
         with self._held_lock:
-            released = [request for request, _ in self._held.values()]
+            released = [entry[0] for entry in self._held.values()]
             self._held.clear()
         for request in released:
             request.close()
