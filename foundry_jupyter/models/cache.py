@@ -69,7 +69,14 @@ def normalize_id(name: str) -> str:
 
 
 def folder_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and f.name != LAST_USED)
+    total = 0
+    for f in path.rglob("*"):
+        try:  # a download may rename or remove files while we count
+            if f.is_file() and f.name != LAST_USED:
+                total += f.stat().st_size
+        except OSError:
+            continue
+    return total
 
 
 def read_runtime(model_dir: Path) -> tuple[str, str]:
@@ -89,8 +96,10 @@ def describe(model_dir: Path, marker: dict[str, Any], *, registered: bool = Fals
     model_id = normalize_id(str(marker["Name"]))
     runtime = marker.get("Runtime") or {}
     device, provider = read_runtime(model_dir)
-    stamp = model_dir / LAST_USED
-    last_used = datetime.fromtimestamp(stamp.stat().st_mtime, UTC) if stamp.exists() else None
+    try:
+        last_used = datetime.fromtimestamp((model_dir / LAST_USED).stat().st_mtime, UTC)
+    except OSError:
+        last_used = None
     return CachedModel(
         id=model_id,
         alias=str(marker.get("Alias") or model_id.rsplit(":", 1)[0]),
@@ -139,7 +148,11 @@ class ModelCache:
     def _walk(self) -> Iterator[tuple[Path, dict[str, Any]]]:
         if not self.root.is_dir():
             return
-        stack = [(p, 1) for p in sorted(self.root.iterdir()) if p.is_dir() and not p.is_symlink()]
+        try:
+            top = sorted(self.root.iterdir())
+        except OSError:
+            return
+        stack = [(p, 1) for p in top if p.is_dir() and not p.is_symlink()]
         while stack:
             folder, depth = stack.pop()
             if folder.name.startswith(".") or folder.name.endswith(STAGING_SUFFIX):
