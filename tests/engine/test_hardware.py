@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -55,3 +56,20 @@ def test_report_is_json_and_readable() -> None:
     assert data["memory"]["totalBytes"] > 0
     text = str(report)
     assert "CPU:" in text and "cuda" in text and "usable" in text
+
+
+def test_an_nvidia_gpu_without_the_cuda_build_is_reported_but_not_usable(tmp_path, monkeypatch) -> None:
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 81559, 550.54.15'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ.get('PATH', '')}")
+    report = hardware_report()
+    assert [(g.name, g.vendor, g.driver) for g in report.gpus] == [
+        ("NVIDIA H100 80GB HBM3", "NVIDIA", "550.54.15")
+    ]
+    assert report.gpus[0].memory_bytes == 81559 * 1024 * 1024
+    cuda = next(p for p in report.providers if p.name == "cuda")
+    # The device is there; the CPU wheel cannot drive it, and the report says what to install.
+    assert cuda.device and not cuda.supported and not cuda.usable
+    assert "onnxruntime-genai-cuda" in cuda.note
+    assert "H100" in str(report)
