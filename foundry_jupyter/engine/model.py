@@ -11,11 +11,15 @@ Greedy text is the same on both paths, batched or not.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from queue import Empty as _Empty
 from typing import Any
 
 from foundry_jupyter.config import DEFAULT_MAX_TOKENS
@@ -123,6 +127,7 @@ class ChatModel:
             except Exception as exc:  # e.g. a model-managed KV cache: og.Generator serves it instead
                 self.engine_error = str(exc)
         self._closed = False
+        _track(self)
 
     # ---- loading -----------------------------------------------------------------------------
     @classmethod
@@ -196,6 +201,10 @@ class ChatModel:
         self._generators.clear()
         self._tokenizer = None
         self._og_model = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
     def __enter__(self) -> ChatModel:
         return self
@@ -388,6 +397,7 @@ class ChatModel:
                 kind = event[0]
                 if kind == "error":
                     done = True
+                    self._check_open()
                     if count == 0 and not _is_request_error(event[1]):
                         # Nothing streamed yet: og.Generator can still answer it.
                         out.backend = GENERATOR
@@ -526,7 +536,27 @@ class ChatModel:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-from queue import Empty as _Empty  # noqa: E402  (kept near its only use)
+
+
+_LIVE: weakref.WeakSet[ChatModel] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+def _track(model: ChatModel) -> None:
+    """Close every model at interpreter exit: og aborts the process if its Engine outlives Python."""
+    with _LIVE_LOCK:
+        if not _LIVE:
+            atexit.unregister(_close_all)
+            atexit.register(_close_all)
+        _LIVE.add(model)
+
+
+def _close_all() -> None:
+    with _LIVE_LOCK:
+        models = list(_LIVE)
+    for model in models:
+        with contextlib.suppress(Exception):  # exiting anyway: close the others
+            model.close()
 
 
 def _drain(job: Job, scheduler: EngineScheduler | None, timeout_s: float = 10.0) -> None:

@@ -19,6 +19,7 @@ that cannot continue a held conversation runs as a fresh request (same text, no 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
@@ -29,6 +30,16 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _IDLE_WAIT_S = 0.5
+
+# Every scheduler whose thread may still run. og aborts the process when an Engine is still alive as
+# the interpreter finalizes, so they are all closed at exit, even those whose model was dropped.
+_RUNNING: set[EngineScheduler] = set()
+
+
+@atexit.register
+def _close_all() -> None:
+    for scheduler in list(_RUNNING):
+        scheduler.close()
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,7 @@ class EngineScheduler:
         self.broken: str | None = None  # why the Engine stopped working, if it did
         self._held: OrderedDict[int, tuple[Any, list[int], int]] = OrderedDict()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        _RUNNING.add(self)
         self._thread.start()
         self._ready.wait()
         if self._startup_error is not None:
@@ -102,7 +114,9 @@ class EngineScheduler:
             return
         self._closed = True
         self._inbox.put(None)
-        self._thread.join(timeout=30)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=30)
+        _RUNNING.discard(self)
 
     @property
     def held_conversations(self) -> int:
