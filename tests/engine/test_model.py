@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -265,3 +267,21 @@ def test_a_request_arriving_mid_batch_does_not_wait_for_it(
     assert late.text == generator_model.complete_chat(other, GREEDY).text
     long_run.close()  # returns once the engine has stopped it: the next request finds it idle
     assert model.complete_chat([{"role": "user", "content": "q"}], GREEDY).extra["backend"] == "og.Engine"
+
+
+def test_exiting_with_a_live_model_and_an_open_stream_is_clean(tiny_model_dir: Path) -> None:
+    # og aborts the process when an Engine is alive at interpreter finalization; CLI runs exit like this.
+    code = (
+        "import sys\n"
+        "from foundry_jupyter.engine.model import ChatModel\n"
+        "from foundry_jupyter.engine.types import GenerationParams\n"
+        "m = ChatModel.load(sys.argv[1])\n"
+        "s = m.stream_chat([{'role': 'user', 'content': 'hi'}], GenerationParams(max_tokens=900))\n"
+        "next(s)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tiny_model_dir)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
