@@ -90,6 +90,8 @@ class FoundryApp(ExtensionApp):
     def _default_ep(self) -> str | None:
         return config.defaults().execution_provider
 
+    _exported: str | None = None  # the URL this app put into os.environ
+
     # ---- extension hooks ----------------------------------------------------------------------
     def settings_object(self) -> config.Settings:
         base = config.defaults()
@@ -132,6 +134,9 @@ class FoundryApp(ExtensionApp):
             await self.service.close()
         except Exception:
             self.log.exception("stopping the model runners failed")
+        if self._exported and os.environ.get(config.ENV_SERVICE_URL) == self._exported:
+            os.environ.pop(config.ENV_SERVICE_URL, None)
+            os.environ.pop(config.ENV_SERVICE_TOKEN, None)
 
     def _export_env(self) -> None:
         if not self.export_env or self.serverapp is None:
@@ -144,6 +149,7 @@ class FoundryApp(ExtensionApp):
             return
         os.environ[config.ENV_SERVICE_URL] = url
         os.environ[config.ENV_SERVICE_TOKEN] = token
+        self._exported = url
 
 
 main = launch_new_instance = FoundryApp.launch_instance

@@ -40,6 +40,15 @@ def pytest_runtest_teardown(item, nextitem):
         pytest.fail(f"{len(leftovers)} runner process(es) outlived the server: {[p.pid for p in leftovers]}")
 
 
+@pytest.fixture(autouse=True)
+def _restore_service_env(monkeypatch):
+    """The extension exports its URL and token into os.environ; later tests must not see a dead one."""
+    from foundry_jupyter import config
+
+    monkeypatch.delenv(config.ENV_SERVICE_URL, raising=False)
+    monkeypatch.delenv(config.ENV_SERVICE_TOKEN, raising=False)
+
+
 @pytest.fixture
 def foundry_cache(tiny_cache_dir: Path, tmp_path: Path) -> Path:
     cache = tmp_path / "cache" / "models"
