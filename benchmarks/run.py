@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import shutil
 import socket
 import sys
@@ -46,7 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--models", default="tiny,smollm2-fp32,smollm2-int4")
     p.add_argument("--systems", default=",".join(SYSTEMS))
     p.add_argument("--clients", default="1,4,8")
-    p.add_argument("--rounds", type=int, default=2, help="rounds of every scenario per system")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of every scenario per system (tiny)")
+    p.add_argument("--big-rounds", type=int, default=1, help="rounds for the SmolLM2 models")
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--requests", type=int, default=0, help="requests per load (0: per model size)")
     p.add_argument("--turn-rounds", type=int, default=3)
@@ -150,6 +152,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"config": {k: str(v) for k, v in vars(args).items()}, "notes": {}}
     notes = results["notes"]
     notes["machine"] = machine()
+    notes["loadavg_start"] = os.getloadavg()  # other work on the machine skews every system's figures
     notes["import"] = import_time(runs=3 if args.quick else 9)
     print(f"import foundry_jupyter: {notes['import']}", flush=True)
     models = prepare([m for m in args.models.split(",") if m], args.cache)
@@ -165,10 +168,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             with systems_for(model, names, args, memory, notes) as handles:
                 order = [n for n in names if n in handles]
                 for n_clients in clients:
-                    target = args.requests or (32 if small else 4)
+                    target = args.requests or (32 if small else 2)
                     per_client = max(1, math.ceil(target / n_clients))
                     rounds: dict[str, list[LoadResult]] = {n: [] for n in order}
-                    for r in range(args.rounds):
+                    for r in range(args.rounds if small else args.big_rounds):
                         for name in order[r % len(order) :] + order[: r % len(order)]:
                             res = measure_load(
                                 name, handles[name], model, n_clients, per_client, args.max_tokens
@@ -188,6 +191,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         f"{model.label:13} /api/status under 4 streams: {fmt(status[model.label])}",
                         flush=True,
                     )
+    notes["loadavg_end"] = os.getloadavg()
     results.update(loads=loads, turns=turns, status=status, memory_mb=memory.peaks_mb())
     return results
 
