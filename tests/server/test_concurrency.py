@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 
-from .conftest import TINY
+from .conftest import TINY, runner_processes
 
 MSG = [{"role": "user", "content": "Tell me a story."}]
 
 
 async def test_eight_clients_25_requests_each_nothing_lost(client, http, service):
-    await http.get("openai/load/tiny")
+    # no explicit load: eight first requests arrive together and must share one new runner
 
     async def one_client(n: int) -> list[tuple[int, int, str]]:
         results = []
@@ -37,6 +37,7 @@ async def test_eight_clients_25_requests_each_nothing_lost(client, http, service
     assert len(flat) == 200
     assert sorted((n, i) for n, i, _ in flat) == [(n, i) for n in range(8) for i in range(25)]
     assert all(isinstance(text, str) for _, _, text in flat)
+    assert len(runner_processes()) == 1
     runner = service.supervisor.get(TINY)
     assert runner.active == 0
     info = await service.supervisor.call(runner, {"op": "info"})

@@ -200,3 +200,22 @@ async def test_non_streaming_client_disconnect_frees_the_runner(http, base_url, 
         return info["cancelled"] == 1 and info["active"] == 0
 
     assert await wait_until(stopped), "generation still running after its client left"
+
+
+async def test_a_model_that_cannot_load_is_a_clear_error(http, client, foundry_cache):
+    [onnx] = list(foundry_cache.rglob("model.onnx"))
+    onnx.write_bytes(b"this is not an onnx file")
+    response = await http.get("openai/load/tiny")
+    assert 400 <= response.status_code < 600 and response.status_code != 500
+    error = response.json()["error"]
+    assert error["message"] and "Traceback" not in error["message"]
+    assert runner_processes() == []
+    with pytest.raises(openai.APIStatusError):
+        await client.chat.completions.create(model="tiny", messages=MSG, max_tokens=2)
+
+
+async def test_an_unavailable_execution_provider_is_refused(http):
+    response = await http.get("openai/load/tiny?ep=cuda")
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "provider_unavailable"
+    assert runner_processes() == []
