@@ -267,6 +267,8 @@ class _ProgressBar:
         return self._update if self.enabled else None
 
     def _update(self, done: int, total: int | None, label: str) -> None:
+        if self._bar is None and not (done or total):
+            return
         if self._bar is None:
             from tqdm.auto import tqdm
 
