@@ -50,15 +50,20 @@ def generator_run(og_model: og.Model, ids: list[int], max_tokens: int) -> tuple[
     return ttft, count, time.perf_counter() - start
 
 
+BACKENDS: list[str] = []  # which og API served each ChatModel request
+
+
 def chatmodel_run(model: ChatModel, i: int, max_tokens: int) -> tuple[float, int, float]:
     start = time.perf_counter()
     ttft = 0.0
     usage = None
-    for delta in model.stream_chat(messages(i), GenerationParams(max_tokens=max_tokens, temperature=0)):
+    stream = model.stream_chat(messages(i), GenerationParams(max_tokens=max_tokens, temperature=0))
+    for delta in stream:
         if not ttft and delta.text:
             ttft = time.perf_counter() - start
         usage = delta.usage or usage
     assert usage is not None
+    BACKENDS.append(stream.backend)
     return ttft, usage.completion_tokens, time.perf_counter() - start
 
 
@@ -137,10 +142,12 @@ def main() -> None:
                 "tokens": tokens,
             }
         )
+        BACKENDS.clear()
         tokens, wall = concurrent(lambda i: chatmodel_run(model, i, args.max_tokens), n)
+        batched = BACKENDS.count("og.Engine")
         rows.append(
             {
-                "name": f"ChatModel x{n} concurrent",
+                "name": f"ChatModel x{n} concurrent ({batched} batched)",
                 "ttft_ms": float("nan"),
                 "tokens_per_s": tokens / wall,
                 "tokens": tokens,

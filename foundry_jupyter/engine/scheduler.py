@@ -23,6 +23,7 @@ import atexit
 import logging
 import queue
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _IDLE_WAIT_S = 0.5
+_GATHER_S = 0.01  # against a prompt's processing time (tens to hundreds of ms on CPU), cheap
 
 # Every scheduler whose thread may still run. og aborts the process when an Engine is still alive as
 # the interpreter finalizes, so they are all closed at exit, even those whose model was dropped.
@@ -78,9 +80,16 @@ class Job:
 
 class EngineScheduler:
     def __init__(
-        self, og_model: Any, *, max_held: int = 4, static: bool = True, name: str = "foundry-engine"
+        self,
+        og_model: Any,
+        *,
+        max_held: int = 4,
+        static: bool = True,
+        gather_s: float = _GATHER_S,
+        name: str = "foundry-engine",
     ) -> None:
         self._model = og_model
+        self._gather_s = gather_s
         self._max_held = max_held
         self.static = static
         self.batch_running = False  # a batch has started generating (static mode: late arrivals wait)
@@ -156,9 +165,15 @@ class EngineScheduler:
             if first is None:
                 return
             incoming = [] if first is ... else [first]
+            # A static batch cannot be joined once it runs: when a request wakes an idle engine, give
+            # requests sent at the same moment a few milliseconds to arrive and share its batch.
+            # (A continuation runs alone in a static batch anyway: no wait for it.)
+            gather = incoming and not busy and self.static and not self._continues(incoming[0])
+            gather_until = time.monotonic() + (self._gather_s if gather else 0)
             while True:
                 try:
-                    more = self._inbox.get_nowait()
+                    wait = gather_until - time.monotonic()
+                    more = self._inbox.get(timeout=wait) if wait > 0 else self._inbox.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
@@ -187,6 +202,10 @@ class EngineScheduler:
                 self._start(job)
             except Exception as exc:
                 job.events.put(("error", exc))
+
+    def _continues(self, job: Job) -> bool:
+        with self._held_lock:
+            return self._match(job.ids, len(job.ids) + job.max_new) is not None
 
     def _match(self, ids: list[int], needed: int) -> int | None:
         """The held conversation whose ids are the longest proper prefix of `ids`, with room for `needed`."""
