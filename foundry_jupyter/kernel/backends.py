@@ -275,12 +275,13 @@ def _info(model: Any, manager: Any) -> ModelInfo:
     return ModelInfo(model.model_id, _alias_of(model.model_id, manager), model.execution_provider)
 
 
-def _same_ep(a: str, b: str) -> bool:
-    def short(name: str) -> str:
-        name = name.strip().lower()
-        return name[: -len("executionprovider")] if name.endswith("executionprovider") else name
+def _short_ep(name: str) -> str:
+    name = name.strip().lower()
+    return name[: -len("executionprovider")] if name.endswith("executionprovider") else name
 
-    return short(a) == short(b)
+
+def _same_ep(a: str, b: str) -> bool:
+    return _short_ep(a) == _short_ep(b)
 
 
 def _engine_progress(progress: Progress) -> Callable[[Any], None]:
@@ -409,7 +410,15 @@ class ServiceBackend(Backend):
             matches = [e for e in entries if str(e.get("name", "")).rsplit(":", 1)[0] == name]
         if not matches:
             raise ModelNotFound(f"Model {name} was not found in the catalog")
-        return matches[0]  # the service lists the best variant of an alias first
+        if len(matches) > 1:  # an alias: the first variant, in the service's order, this machine can run
+            usable = {_short_ep(p) for p in self.hardware().get("usableProviders") or ["cpu"]}
+            runnable = [
+                e
+                for e in matches
+                if _short_ep((e.get("runtime") or {}).get("executionProvider", "")) in usable
+            ]
+            matches = runnable or matches
+        return matches[0]
 
     def download(self, name: str, progress: Progress | None = None, force: bool = False) -> dict[str, Any]:
         if not force:

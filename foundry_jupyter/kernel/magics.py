@@ -96,7 +96,10 @@ class FoundryMagics(Magics):
         try:
             return action()
         except FoundryError as err:
-            raise FoundryCellError(err.message) from None
+            message = err.message
+            if err.code == "context_length_exceeded":
+                message += " Start a new conversation: %%foundry --new, or %foundry reset."
+            raise FoundryCellError(message) from None
 
     # -- chat
 

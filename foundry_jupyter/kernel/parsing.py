@@ -202,31 +202,40 @@ def parse_line(line: str) -> argparse.Namespace:
 
 
 def _parse_run(line: str, parser: _Parser) -> argparse.Namespace:
-    """`run` takes the prompt as the raw rest of the line, so apostrophes in it need no quoting."""
+    """`run` takes the prompt as the raw rest of the line, so apostrophes in it need no quoting.
+
+    Options may come before or right after the model; the first other word starts the prompt.
+    """
     lexer = shlex.shlex(line, posix=True, punctuation_chars=False)
     lexer.whitespace_split = True
     head: list[str] = []
     takes_value = {"--system", "-s", "--max-tokens", "-n", "--temperature", "-t", "--top-p", "--seed"}
     rest = ""
-    try:
-        token = lexer.get_token()  # "run"
-        expecting_value = False
-        while True:
+    seen_model = expecting_value = False
+    lexer.get_token()  # "run"
+    while True:
+        start = lexer.instream.tell()
+        try:
             token = lexer.get_token()
-            if token is None or token == lexer.eof:
+        except ValueError as err:  # an unbalanced quote: fine inside the prompt, not before it
+            if seen_model and not expecting_value:
+                rest = line[start:].strip()
                 break
-            head.append(token)
-            if expecting_value:
-                expecting_value = False
-            elif token in takes_value:
-                expecting_value = True
-            elif token in ("-h", "--help"):
-                return argparse.Namespace(command="help", topic="run")
-            elif not token.startswith("-"):  # the model: what follows is the prompt
-                rest = lexer.instream.read().strip()
-                break
-    except ValueError as err:
-        raise UsageError(f"cannot parse arguments: {err}\n{parser.format_usage().strip()}") from None
+            raise UsageError(f"cannot parse arguments: {err}\n{parser.format_usage().strip()}") from None
+        if token is None or token == lexer.eof:
+            break
+        if expecting_value:
+            expecting_value = False
+        elif token in ("-h", "--help"):
+            return argparse.Namespace(command="help", topic="run")
+        elif token in takes_value:
+            expecting_value = True
+        elif seen_model:  # the first word after the model that is not an option
+            rest = line[start:].strip()
+            break
+        elif not token.startswith("-"):
+            seen_model = True
+        head.append(token)
     try:
         args = parser.parse_args(head)
     except _ParseError as err:

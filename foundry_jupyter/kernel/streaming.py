@@ -28,7 +28,8 @@ class MarkdownStream:
         self._last = float("-inf")
         self._shown = ""
         self.updates = 0
-        self._handle = display({"text/markdown": "…", "text/plain": "…"}, raw=True, display_id=True)
+        self._display = display
+        self._handle: Any = None  # shown with the first text: a request that fails early leaves no box
 
     def update(self, text: str) -> None:
         now = self._clock()
@@ -42,10 +43,12 @@ class MarkdownStream:
         self._push(data, metadata)
 
     def _push(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
-        if self._handle is not None:
+        if self._handle is None:
+            self._handle = self._display(data, raw=True, metadata=metadata, display_id=True)
+        else:
             self._handle.update(data, raw=True, metadata=metadata)
+            self.updates += 1
         self._shown = data.get("text/plain", "")
-        self.updates += 1
 
 
 class TextStream:

@@ -266,3 +266,11 @@ def test_load_ext_registers_magics_and_nothing_else(cache_copy: Any) -> None:
         assert any(type(c).__name__ == "FoundryMagics" for c in ip.configurables)
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_a_prompt_too_long_for_the_model_is_one_line_with_a_hint(shell: Any, magics: Any) -> None:
+    with pytest.raises(FoundryCellError, match="new conversation") as info:
+        shell.run_cell_magic("foundry", "tiny", "word " * 20000)
+    assert "\n" not in info.value.message
+    assert not _chat_displays(shell)  # nothing was shown before the failure
+    assert magics.session.conversation.messages == []
