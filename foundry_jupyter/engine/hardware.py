@@ -22,7 +22,7 @@ from foundry_jupyter.errors import InvalidRequest
 
 @dataclass(frozen=True)
 class _Provider:
-    short: str  # our name, as in catalogs and `--ep`
+    short: str  # ONNX Runtime's name, lower case, without "ExecutionProvider" (as models.providers has it)
     ort_name: str  # onnxruntime's name
     og_name: str | None  # the name og.Config.append_provider takes; None for CPU (no provider)
     kind: str  # "NPU", "GPU" or "CPU": Foundry's device type
@@ -34,7 +34,7 @@ PROVIDERS: tuple[_Provider, ...] = (
     _Provider("vitisai", "VitisAIExecutionProvider", "VitisAI", "NPU"),
     _Provider("openvino", "OpenVINOExecutionProvider", "OpenVINO", "NPU"),
     _Provider("cuda", "CUDAExecutionProvider", "cuda", "GPU"),
-    _Provider("trt-rtx", "NvTensorRTRTXExecutionProvider", "NvTensorRtRtx", "GPU"),
+    _Provider("nvtensorrtrtx", "NvTensorRTRTXExecutionProvider", "NvTensorRtRtx", "GPU"),
     _Provider("dml", "DmlExecutionProvider", "dml", "GPU"),
     _Provider("migraphx", "MIGraphXExecutionProvider", "MIGraphX", "GPU"),
     _Provider("webgpu", "WebGpuExecutionProvider", "WebGPU", "GPU"),
@@ -46,8 +46,8 @@ _ALIASES = {
     **{p.ort_name.lower().removesuffix("executionprovider"): p.short for p in PROVIDERS},
     **{(p.og_name or "cpu").lower(): p.short for p in PROVIDERS},
     "directml": "dml",
-    "tensorrt-rtx": "trt-rtx",
-    "nvtensorrtrtx": "trt-rtx",
+    "tensorrt-rtx": "nvtensorrtrtx",
+    "trt-rtx": "nvtensorrtrtx",
     "gpu": "cuda",
 }
 
@@ -242,7 +242,7 @@ def _device_present(p: _Provider, gpus: list[GpuInfo]) -> tuple[bool, str]:
     windows = sys.platform == "win32"
     if p.short == "cpu":
         return True, ""
-    if p.short in ("cuda", "trt-rtx"):
+    if p.short in ("cuda", "nvtensorrtrtx"):
         return "NVIDIA" in vendors, "" if "NVIDIA" in vendors else "no NVIDIA GPU detected (nvidia-smi)"
     if p.short == "migraphx":
         return "AMD" in vendors, "" if "AMD" in vendors else "no AMD GPU detected"

@@ -73,3 +73,12 @@ def test_an_nvidia_gpu_without_the_cuda_build_is_reported_but_not_usable(tmp_pat
     assert cuda.device and not cuda.supported and not cuda.usable
     assert "onnxruntime-genai-cuda" in cuda.note
     assert "H100" in str(report)
+
+
+def test_short_names_are_onnxruntime_names_shortened() -> None:
+    # models.providers shortens catalog names the same way: the two layers must agree.
+    from foundry_jupyter.engine.hardware import PROVIDERS
+
+    for p in PROVIDERS:
+        assert p.short == p.ort_name.lower().removesuffix("executionprovider")
+        assert normalize_provider(p.ort_name) == p.short
