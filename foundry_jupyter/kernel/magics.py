@@ -106,11 +106,13 @@ class FoundryMagics(Magics):
     def generation_defaults(self) -> GenerationParams:
         return GenerationParams(max_tokens=self.max_tokens, temperature=self.temperature)
 
+    def _in_notebook(self) -> bool:
+        if self.stream_mode != "auto":
+            return self.stream_mode == "display"
+        return getattr(self.shell, "kernel", None) is not None  # ipykernel, not a terminal
+
     def _sink(self) -> MarkdownStream | TextStream:
-        mode = self.stream_mode
-        if mode == "auto":
-            mode = "display" if getattr(self.shell, "kernel", None) is not None else "text"
-        return MarkdownStream(self.max_updates_per_s) if mode == "display" else TextStream()
+        return MarkdownStream(self.max_updates_per_s) if self._in_notebook() else TextStream()
 
     def _chat(self, prompt: str, options: ChatOptions) -> None:
         if (
@@ -138,6 +140,10 @@ class FoundryMagics(Magics):
         with _ProgressBar(self.show_progress) as progress:
             info = self.session.activate(args.model, progress)
         if not args.prompt:
+            if not self._in_notebook():  # a terminal cannot show widgets
+                return Notice(
+                    f"Active model: {info.id} on {info.execution_provider}. Chat in %%foundry cells."
+                )
             from .widgets import ChatWidget
 
             return ChatWidget(self.session, defaults=self.generation_defaults())

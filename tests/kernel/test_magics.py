@@ -274,3 +274,26 @@ def test_a_prompt_too_long_for_the_model_is_one_line_with_a_hint(shell: Any, mag
     assert "\n" not in info.value.message
     assert not _chat_displays(shell)  # nothing was shown before the failure
     assert magics.session.conversation.messages == []
+
+
+def test_run_without_a_prompt_in_a_terminal_says_what_to_do(shell: Any, magics: Any) -> None:
+    shell.run_line_magic("config", "FoundryMagics.stream_mode = 'auto'")  # a plain shell: no kernel
+    notice = shell.run_line_magic("foundry", "run tiny")
+    assert f"Active model: {TINY_ID}" in str(notice)
+
+
+def test_loading_the_extension_stays_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\n"
+        "ip.run_line_magic('load_ext', 'foundry_jupyter')\n"
+        "heavy = [m for m in ('onnxruntime_genai', 'pandas', 'ipywidgets', 'openai', 'httpx', "
+        "'jupyter_server', 'foundry_jupyter.server', 'foundry_jupyter.service') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
