@@ -241,3 +241,35 @@ def test_openai_notebook_runs_in_a_server_kernel(server: Server) -> None:
         assert _text(messages).split()[0] == "True"
     finally:
         k.close()
+
+
+def test_widgets_drive_the_server(kernel: Kernel, server: Server) -> None:
+    code = (
+        "from foundry_jupyter.kernel.widgets import ChatWidget, ModelPicker\n"
+        "session = get_ipython().magics_manager.registry['FoundryMagics'].session\n"
+        "p = ModelPicker(session)\n"
+        f"p.choice.value = '{TINY_ID}'\n"
+        "states = []\n"
+        "def state():\n"
+        "    r = p.selected()\n"
+        "    states.append((r['cached'], r['loaded']))\n"
+        "p.unload_button.click(); state()\n"
+        "p.remove_button.click(); state()\n"
+        "p.download_button.click(); state()\n"
+        "p.load_button.click(); state()\n"
+        "p.use_button.click()  # removing the active model above cleared it\n"
+        "print(states)\n"
+        "chat = ChatWidget(session)\n"
+        "chat.defaults = chat.defaults.__class__(max_tokens=4)\n"
+        "chat.input.value = 'hi from the widget'\n"
+        "chat.send_button.click(); chat.wait(60)\n"
+        "print(chat.last_result.backend, chat.last_result.model, chat.status.value)\n"
+    )
+    reply, messages = kernel.run(code)
+    assert reply["status"] == "ok", reply.get("traceback")
+    lines = _text(messages).strip().splitlines()
+    assert lines[0] == "[(True, False), (False, False), (True, False), (True, True)]"
+    assert lines[1].startswith(f"server {TINY_ID}")
+    assert [m["id"] for m in server.http.get("foundry/loaded").json()["models"]] == [TINY_ID]
+    downloads = server.http.get("foundry/downloads").json()["downloads"]
+    assert any(d["state"] == "done" for d in downloads)  # the picker's download went through the server
