@@ -314,12 +314,21 @@ class ChatModel:
             session = min(self.context_length, len(ids) + max_new + HEADROOM_TOKENS)
             job = Job(ids=ids, max_new=max_new, sampling=sampling, guidance=guidance, session_tokens=session)
             self._scheduler.submit(job)
+            self._wait_started(job)
             out.backend = ENGINE
             out.set(self._engine_deltas(job, stops, cancel, (ids, max_new, sampling, guidance), out))
         else:
             out.backend = GENERATOR
             out.set(self._generator_deltas(ids, max_new, sampling, guidance, stops, cancel, taken))
         return out
+
+    def _wait_started(self, job: Job) -> None:
+        """Wait until the engine has taken the job, so a request it rejects fails at the call."""
+        while not job.started.wait(_POLL_S):
+            if self._scheduler is None or not self._scheduler.alive:
+                return  # the stream reports it
+        if job.start_error is not None and _is_request_error(job.start_error):
+            raise _as_foundry_error(job.start_error)
 
     def _route_to_engine(self, ids: list[int], max_new: int, sampling: Sampling) -> bool:
         scheduler = self._scheduler

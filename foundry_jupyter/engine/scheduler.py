@@ -70,6 +70,8 @@ class Job:
     # Cap on the og request's prompt + generated tokens over all its turns (0: the model's max_length).
     # A model that preallocates its KV cache (past_present_share_buffer) allocates this much.
     session_tokens: int = 0
+    started: threading.Event = field(default_factory=threading.Event)  # set once begin_turn ran
+    start_error: BaseException | None = None  # what begin_turn raised (a bad grammar, say)
     # Owned by the scheduler thread.
     _request: Any = None
     _turn: int = 0
@@ -195,13 +197,16 @@ class EngineScheduler:
         with self._held_lock:
             jobs.sort(key=lambda j: self._match(j.ids, len(j.ids) + j.max_new) is None)
         for job in jobs:
-            if job.cancel.is_set():
-                job.events.put(("done", "CANCELLED"))
-                continue
             try:
+                if job.cancel.is_set():
+                    job.events.put(("done", "CANCELLED"))
+                    continue
                 self._start(job)
             except Exception as exc:
+                job.start_error = exc
                 job.events.put(("error", exc))
+            finally:
+                job.started.set()
 
     def _continues(self, job: Job) -> bool:
         with self._held_lock:

@@ -285,3 +285,11 @@ def test_exiting_with_a_live_model_and_an_open_stream_is_clean(tiny_model_dir: P
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("seed", [None, 3])
+def test_a_bad_grammar_fails_at_the_call_not_mid_stream(model: ChatModel, seed: int | None) -> None:
+    fmt = ResponseFormat(kind="regex", grammar="(unclosed")
+    params = GenerationParams(max_tokens=4, temperature=1.0 if seed else 0, seed=seed, response_format=fmt)
+    with pytest.raises(InvalidRequest, match="response_format"):
+        model.stream_chat(HELLO, params)  # before any iteration: a server can still answer 400
