@@ -7,6 +7,8 @@ Settings are traitlets: `%config FoundryMagics.default_model = "phi-3.5-mini"`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -69,10 +71,14 @@ class FoundryMagics(Magics):
         session = getattr(self, "session", None)
         if session is None or session.backend_choice == change["new"]:
             return
-        if session.backend_started:
-            session.set_backend(change["new"])
-        else:
+        if not session.backend_started:
             session.backend_choice = change["new"]
+            return
+        try:
+            session.set_backend(change["new"])
+        except FoundryError as err:  # keep the backend that works; say why in one line
+            print(f"FoundryError: {err.message}", file=sys.stderr)
+            self.backend = session.backend_choice
 
     @observe("default_model")
     def _default_model_changed(self, change: dict[str, Any]) -> None:
@@ -120,7 +126,7 @@ class FoundryMagics(Magics):
             and not options.system
             and (options.new or not self.session.conversation.messages)
         ):
-            options = ChatOptions(**{**options.__dict__, "system": self.system_prompt})
+            options = dataclasses.replace(options, system=self.system_prompt)
         with _ProgressBar(self.show_progress) as progress:
             self.session.chat(
                 prompt.strip(),

@@ -297,3 +297,21 @@ def test_loading_the_extension_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_config_switch_to_a_missing_server_keeps_the_kernel(
+    shell: Any, magics: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shell.run_line_magic("foundry", "status")  # the kernel backend is running
+    shell.run_line_magic("config", "FoundryMagics.backend = 'server'")
+    assert "no Foundry service" in capsys.readouterr().err
+    assert magics.backend == "auto" and magics.session.backend.name == "kernel"
+
+
+def test_system_prompt_trait_starts_new_conversations(shell: Any, magics: Any) -> None:
+    shell.run_line_magic("config", "FoundryMagics.system_prompt = 'You are terse.'")
+    shell.run_cell_magic("foundry", "tiny -n 2", "hi")
+    shell.run_cell_magic("foundry", "-n 2", "again")
+    roles = [m["role"] for m in magics.session.conversation.messages]
+    assert roles == ["system", "user", "assistant", "user", "assistant"]
+    assert magics.session.conversation.messages[0]["content"] == "You are terse."
