@@ -139,10 +139,19 @@ def test_concurrent_requests_match_sequential(model: ChatModel, generator_model:
     assert [results.get(i) for i in range(len(prompts))] == expected
 
 
-def test_cancel_event_stops_mid_way(model: ChatModel) -> None:
+@pytest.mark.parametrize(
+    ("params", "backend"),
+    [
+        (GenerationParams(max_tokens=800, temperature=0), "og.Engine"),
+        (GenerationParams(max_tokens=800, temperature=1.0, seed=9), "og.Generator"),
+    ],
+)
+def test_cancel_event_stops_mid_way(model: ChatModel, params: GenerationParams, backend: str) -> None:
     cancel = threading.Event()
     deltas = []
-    for delta in model.stream_chat(HELLO, GenerationParams(max_tokens=800, temperature=0), cancel=cancel):
+    stream = model.stream_chat(HELLO, params, cancel=cancel)
+    assert stream.backend == backend
+    for delta in stream:
         deltas.append(delta)
         if len(deltas) == 3:
             cancel.set()
