@@ -380,7 +380,12 @@ class RunnerSupervisor:
             return
         if self.runners.get(runner.model_id) is runner:
             del self.runners[runner.model_id]
-            log.warning("runner for %s died (status %s)", runner.model_id, runner.process.returncode)
+            log.warning(
+                "runner for %s died (status %s); its last output:\n%s",
+                runner.model_id,
+                runner.process.returncode,
+                _log_tail(runner),
+            )
         shutil.rmtree(runner.workdir, ignore_errors=True)
 
     async def _reap_forever(self) -> None:
@@ -418,6 +423,14 @@ class RunnerSupervisor:
                     runner.process.wait(timeout=5)
             shutil.rmtree(runner.workdir, ignore_errors=True)
         self.runners.clear()
+
+
+def _log_tail(runner: Runner, lines: int = 20) -> str:
+    try:
+        text = Path(runner.workdir, "runner.log").read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def _norm(ep: str | None) -> str:

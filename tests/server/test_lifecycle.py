@@ -11,6 +11,8 @@ import openai
 import psutil
 import pytest
 
+from foundry_jupyter.errors import FoundryError
+
 from .conftest import TINY, runner_processes
 
 MSG = [{"role": "user", "content": "Tell me a long story."}]
@@ -100,26 +102,28 @@ async def test_max_loaded_models_evicts_the_idle_one(http, service, tiny_model_d
     await service.supervisor.unload("other:1")
 
 
-async def test_force_unload_mid_stream_and_busy_refusal(http, client):
-    stream = await client.chat.completions.create(
-        model="tiny", messages=MSG, max_tokens=200, temperature=0, stream=True
-    )
-    received = []
-    with pytest.raises(openai.APIError) as info:
-        async for chunk in stream:
-            received.append(chunk)
-            if len(received) == 2:
-                busy = await http.get("openai/unload/tiny")
-                assert busy.status_code == 409 and busy.json()["error"]["code"] == "model_busy"
-                forced = await http.get("openai/unload/tiny?force=true")
-                assert forced.json()["status"] == "unloaded"
-    assert "runner" in str(info.value)
-    assert await loaded_ids(http) == []
+async def test_busy_model_needs_force_to_unload(http, service):
+    await http.get("openai/load/tiny")
+    runner = service.supervisor.get(TINY)
+    # a request the server holds open: the model is busy until it is read to the end or closed
+    request = {"op": "chat", "messages": MSG, "params": {"max_tokens": 900, "temperature": 0}}
+    call = await service.supervisor.open(runner, request)
+    busy = await http.get("openai/unload/tiny")
+    assert busy.status_code == 409
+    error = busy.json()["error"]
+    assert error["code"] == "model_busy" and "force=true" in error["message"]
+    forced = await http.get("openai/unload/tiny?force=true")
+    assert forced.json() == {"status": "unloaded", "id": TINY}
+    assert not runner.alive() and await loaded_ids(http) == []
+    with pytest.raises(FoundryError, match="stopped unexpectedly"):
+        while await call.next() is not None:
+            pass
+    assert runner.active == 0
 
 
 async def test_runner_killed_mid_stream(http, client, service):
     stream = await client.chat.completions.create(
-        model="tiny", messages=MSG, max_tokens=200, temperature=0, stream=True
+        model="tiny", messages=MSG, max_tokens=900, temperature=0, stream=True
     )
     pieces = 0
     with pytest.raises(openai.APIError) as info:
@@ -148,7 +152,7 @@ async def test_runner_killed_between_requests(client, service):
 
 
 async def test_error_event_is_the_last_event(http, service):
-    body = {"model": "tiny", "messages": MSG, "max_tokens": 200, "temperature": 0, "stream": True}
+    body = {"model": "tiny", "messages": MSG, "max_tokens": 900, "temperature": 0, "stream": True}
     events = []
     async with http.stream("POST", "v1/chat/completions", json=body) as response:
         async for line in response.aiter_lines():
@@ -163,7 +167,7 @@ async def test_error_event_is_the_last_event(http, service):
 
 
 async def test_client_disconnect_stops_generation(http, service):
-    body = {"model": "tiny", "messages": MSG, "max_tokens": 200, "temperature": 0, "stream": True}
+    body = {"model": "tiny", "messages": MSG, "max_tokens": 900, "temperature": 0, "stream": True}
     async with http.stream("POST", "v1/chat/completions", json=body) as response:
         async for line in response.aiter_lines():
             if line.startswith("data: "):
@@ -184,7 +188,7 @@ async def test_client_disconnect_stops_generation(http, service):
 async def test_non_streaming_client_disconnect_frees_the_runner(http, base_url, token, service):
     await http.get("openai/load/tiny")
     runner = service.supervisor.get(TINY)
-    body = {"model": "tiny", "messages": MSG, "max_tokens": 200, "temperature": 0}
+    body = {"model": "tiny", "messages": MSG, "max_tokens": 900, "temperature": 0}
     request = asyncio.ensure_future(http.post("v1/chat/completions", json=body))
 
     async def busy() -> bool:
