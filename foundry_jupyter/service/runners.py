@@ -310,8 +310,15 @@ class RunnerSupervisor:
         ]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(log_path, "wb") as log_file:
+            # Own session: a Ctrl-C meant for the Jupyter server (which then asks for confirmation)
+            # must not kill the runners; they stop with the server or when it disappears.
             process = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
             )
         runner = Runner(
             model_id=model_id,

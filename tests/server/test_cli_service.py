@@ -111,3 +111,16 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def test_runners_exit_when_their_server_is_killed(cli_env):
+    started = cli(cli_env, "service", "start", "--port", str(free_port()), "-o", "json")
+    assert started.returncode == 0, started.stderr
+    server = psutil.Process(json.loads(started.stdout)["pid"])
+    assert cli(cli_env, "model", "load", "tiny").returncode == 0
+    [runner_pid] = [m["pid"] for m in json.loads(cli(cli_env, "service", "ps", "-o", "json").stdout)]
+    runner = psutil.Process(runner_pid)
+    server.kill()
+    server.wait(timeout=10)
+    runner.wait(timeout=30)  # raises TimeoutExpired if the runner outlives its server
+    assert not _running(runner_pid)
