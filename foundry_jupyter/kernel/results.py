@@ -43,7 +43,8 @@ class ChatResult:
             parts.append(self.execution_provider)
         if self.usage:
             u = self.usage
-            parts.append(f"{u.prompt_tokens} prompt + {u.completion_tokens} completion tokens")
+            cached = f" ({u.cached_tokens} reused)" if u.cached_tokens else ""
+            parts.append(f"{u.prompt_tokens} prompt{cached} + {u.completion_tokens} completion tokens")
         if self.finish_reason and self.finish_reason != "stop":
             parts.append(f"stopped: {self.finish_reason}")
         return " · ".join(parts)

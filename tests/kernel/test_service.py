@@ -225,11 +225,13 @@ def test_tables_and_errors_through_the_server(kernel: Kernel) -> None:
     assert "unknown command" in _text(messages) and "Traceback" not in _text(messages)
 
 
-def test_openai_notebook_runs_in_a_server_kernel(server: Server) -> None:
+@pytest.mark.parametrize("name", ["01-quick-start.ipynb", "02-openai-sdk.ipynb"])
+def test_notebook_runs_in_a_server_kernel(server: Server, name: str) -> None:
     import nbformat
 
-    book = nbformat.read(NOTEBOOKS / "02-openai-sdk.ipynb", as_version=4)
+    book = nbformat.read(NOTEBOOKS / name, as_version=4)
     k = Kernel(server)
+    chats = []
     try:
         for cell in book.cells:
             if cell.cell_type != "code":
@@ -237,8 +239,16 @@ def test_openai_notebook_runs_in_a_server_kernel(server: Server) -> None:
             reply, messages = k.run(cell.source)
             assert reply["status"] == "ok", (cell.source, reply.get("traceback"))
             assert not _of(messages, "error")
-        reply, messages = k.run("print(text != '', usage.completion_tokens, reply.usage.completion_tokens)")
-        assert _text(messages).split()[0] == "True"
+            shown = _of(messages, "display_data") + _of(messages, "update_display_data")
+            finals = {m["transient"]["display_id"]: m["metadata"] for m in shown if m["metadata"]}
+            chats += [metadata["foundry"] for metadata in finals.values()]
+        if name.startswith("01"):
+            assert len(chats) == 3 and {c["backend"] for c in chats} == {"server"}
+        else:
+            reply, messages = k.run(
+                "print(text != '', usage.completion_tokens, reply.usage.completion_tokens)"
+            )
+            assert _text(messages).split()[0] == "True"
     finally:
         k.close()
 
