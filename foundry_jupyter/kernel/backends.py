@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from ..config import ENV_SERVICE_TOKEN, ENV_SERVICE_URL, Settings, defaults
 from ..engine.types import Delta, GenerationParams, Message, ResponseFormat, Usage
-from ..errors import FoundryError, ModelNotFound
+from ..errors import Cancelled, FoundryError, ModelNotFound
 
 # progress(bytes_done, bytes_total or None, what is being fetched)
 Progress = Callable[[int, int | None, str], None]
@@ -177,12 +177,17 @@ class KernelBackend(Backend):
         return entry.to_foundry(cached=self.manager.local_path(entry.id) is not None)
 
     def download(self, name: str, progress: Progress | None = None, force: bool = False) -> dict[str, Any]:
+        return self._ensure(name, progress, force).to_dict()
+
+    def _ensure(self, name: str, progress: Progress | None, force: bool = False) -> Any:
+        """Download (or build) a model if needed; an interrupt of the kernel cancels the transfer."""
         callback = _engine_progress(progress) if progress else None
-        if force:
-            cached = self.manager.ensure(name, progress=callback, force=True)
-        else:
-            cached = self.manager.ensure(name, progress=callback)
-        return cached.to_dict()
+        cancel = threading.Event()
+        try:
+            return self.manager.ensure(name, progress=callback, cancel=cancel, force=force)
+        except KeyboardInterrupt:
+            cancel.set()  # worker threads of the download stop too
+            raise Cancelled(f"download of {name} cancelled") from None
 
     def load(self, name: str, progress: Progress | None = None, ep: str | None = None) -> ModelInfo:
         from ..engine.model import ChatModel
@@ -191,7 +196,7 @@ class KernelBackend(Backend):
             found = self._find_loaded(name)
             if found is not None and (ep is None or _same_ep(found.execution_provider, ep)):
                 return _info(found, self.manager)
-            cached = self.manager.ensure(name, progress=_engine_progress(progress) if progress else None)
+            cached = self._ensure(name, progress)
             if cached.id in self._models:
                 self._models.pop(cached.id).close()
             model = ChatModel.load(cached.path, ep=ep or self.settings.execution_provider, model_id=cached.id)
@@ -427,13 +432,19 @@ class ServiceBackend(Backend):
                     return m
         record = self._request("POST", "downloads", json={"model": name})
         deadline = time.monotonic() + 6 * 3600
-        while record.get("state") == "running" and time.monotonic() < deadline:
-            if progress:
-                done = int(record.get("bytesDone") or 0)
-                progress(done, record.get("bytesTotal"), record.get("file") or "")
-            time.sleep(0.25)
-            found = [d for d in self._request("GET", "downloads")["downloads"] if d.get("id") == record["id"]]
-            record = found[0] if found else {**record, "state": "done"}
+        try:
+            while record.get("state") == "running" and time.monotonic() < deadline:
+                if progress:
+                    done = int(record.get("bytesDone") or 0)
+                    progress(done, record.get("bytesTotal"), record.get("file") or "")
+                time.sleep(0.25)
+                jobs = self._request("GET", "downloads")["downloads"]
+                found = [d for d in jobs if d.get("id") == record["id"]]
+                record = found[0] if found else {**record, "state": "done"}
+        except KeyboardInterrupt:  # the user interrupted the kernel: the server stops the transfer too
+            with contextlib.suppress(FoundryError):
+                self._request("DELETE", f"downloads/{quote(str(record.get('id')), safe='')}")
+            raise Cancelled(f"download of {name} cancelled") from None
         if record.get("state") != "done":
             reason = record.get("error") or record.get("state")
             raise FoundryError(f"download of {name} did not finish: {reason}")

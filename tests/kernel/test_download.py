@@ -66,3 +66,25 @@ def test_run_downloads_what_is_missing(hub: Any, shell: Any, magics: Any) -> Non
     shell.run_line_magic("foundry", "run --max-tokens 3 tinyhub hi there")
     assert magics.session.active_model == MODEL_ID
     assert shell.run_line_magic("foundry", "ps")["id"].tolist() == [MODEL_ID]
+
+
+def test_interrupting_the_kernel_cancels_the_download(hub: Any, shell: Any) -> None:
+    import os
+    import signal
+
+    from foundry_jupyter.kernel.magics import FoundryCellError
+
+    for path in hub.repos[REPO].files:
+        hub.slow(path, 0.2)  # 16 KiB every 0.2 s: the interrupt lands mid-transfer
+    magics = shell.magics_manager.registry["FoundryMagics"]
+    sent: list[int] = []
+
+    def interrupt_once(done: int, total: int | None, label: str) -> None:
+        if not sent:
+            sent.append(done)
+            os.kill(os.getpid(), signal.SIGINT)  # what the notebook's Interrupt button sends the kernel
+
+    with pytest.raises(FoundryCellError, match="download of tinyhub cancelled"):
+        magics._guard(lambda: magics.session.backend.download("tinyhub", interrupt_once))
+    assert sent
+    assert MODEL_ID not in shell.run_line_magic("foundry", "cache")["id"].tolist()
