@@ -176,7 +176,7 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
             return exc.status, exc.to_dict()
         if isinstance(exc, web.HTTPError):
             status = exc.status_code
-        if status in (401, 403) and not self.current_user:
+        if status in (401, 403) and not getattr(self, "_jupyter_current_user", None):
             status = 401
             self.set_header("WWW-Authenticate", 'Bearer realm="jupyter"')
             return status, _shape(

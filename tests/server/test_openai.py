@@ -168,3 +168,13 @@ async def test_json_schema_response_format(client):
         assert set(value) == {"a"} and isinstance(value["a"], int)
     else:  # the budget ran out inside the object (random weights): still the object's beginning
         assert text.lstrip().startswith("{")
+
+
+async def test_stop_strings_end_the_answer(client):
+    params = {"model": TINY, "messages": MSG, "max_tokens": 20, "temperature": 0}
+    full = (await client.chat.completions.create(**params)).choices[0].message.content
+    assert len(full) > 8
+    stop = full[5:8]
+    answer = await client.chat.completions.create(**params, stop=[stop, "never-appears"])
+    assert answer.choices[0].message.content == full[: full.find(stop)]
+    assert answer.choices[0].finish_reason == "stop"
