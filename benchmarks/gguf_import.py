@@ -91,7 +91,7 @@ def measure(folder: Path, tokens: int, threads: int, answers: int) -> dict[str, 
             generator.generate_next_token()
         answer = [int(t) for t in generator.get_sequence(0)][len(ids) :]
         greedy.append({"prompt": ids, "answer": answer, "text": tokenizer.decode(answer)})
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _peak_rss()
     return {
         "load_s": load_s,
         "prompt_tps": best_prompt,
@@ -134,13 +134,9 @@ def top1_agreement(folder: Path, reference: list[dict[str, Any]]) -> float:
 
 # --- og builder, for comparison ----------------------------------------------------------------
 def og_builder_folders(gguf: Path, work: Path, precisions: list[str]) -> dict[str, tuple[Path, float]]:
-    """Dequantize the GGUF with transformers, then run onnxruntime-genai's builder (needs torch)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    """onnxruntime-genai's builder (needs torch) over a Hugging Face checkpoint of the same weights."""
     checkpoint = work / "hf"
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model.save_pretrained(checkpoint)
-    AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(checkpoint)
+    write_hf_checkpoint(gguf, checkpoint)
     out = {}
     for precision in precisions:
         dest = work / f"og-builder-{precision}"
@@ -150,6 +146,54 @@ def og_builder_folders(gguf: Path, work: Path, precisions: list[str]) -> dict[st
         subprocess.run(command, capture_output=True, text=True, check=True)
         out[f"og-builder {precision}"] = (dest, time.perf_counter() - start)
     return out
+
+
+def write_hf_checkpoint(gguf: Path, dest: Path) -> None:
+    """The GGUF's dequantized weights as a llama checkpoint (safetensors), with our tokenizer files."""
+    from safetensors.numpy import save_file
+
+    from foundry_jupyter.models.gguf import GGUFModel
+    from foundry_jupyter.models.gguf.tokenizer import write_tokenizer
+
+    model = GGUFModel(gguf)
+    hp = model.hparams
+    dest.mkdir(parents=True, exist_ok=True)
+    tensors = {"model.embed_tokens.weight": model.dense("token_embd.weight")}
+    names = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj"}
+    names |= {"attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj"}
+    names |= {"ffn_down": "mlp.down_proj"}
+    for i in range(hp.num_layers):
+        for ours, theirs in names.items():
+            heads = {"attn_q": hp.num_heads, "attn_k": hp.num_kv_heads}.get(ours, 0)
+            weight = model.linear(f"blk.{i}.{ours}.weight", keep_int4=False, permute_heads=heads)
+            tensors[f"model.layers.{i}.{theirs}.weight"] = weight
+        tensors[f"model.layers.{i}.input_layernorm.weight"] = model.dense(f"blk.{i}.attn_norm.weight")
+        tensors[f"model.layers.{i}.post_attention_layernorm.weight"] = model.dense(f"blk.{i}.ffn_norm.weight")
+    tensors["model.norm.weight"] = model.dense("output_norm.weight")
+    save_file(
+        {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, dest / "model.safetensors"
+    )
+    config = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": hp.hidden_size,
+        "intermediate_size": hp.intermediate_size,
+        "num_attention_heads": hp.num_heads,
+        "num_key_value_heads": hp.num_kv_heads,
+        "num_hidden_layers": hp.num_layers,
+        "head_dim": hp.head_dim,
+        "rms_norm_eps": hp.rms_eps,
+        "rope_theta": hp.rope_theta,
+        "max_position_embeddings": hp.context_length,
+        "vocab_size": hp.vocab_size,
+        "tie_word_embeddings": True,
+        "hidden_act": "silu",
+        "bos_token_id": model.field("tokenizer.ggml.bos_token_id"),
+        "eos_token_id": model.field("tokenizer.ggml.eos_token_id"),
+        "torch_dtype": "float32",
+    }
+    (dest / "config.json").write_text(json.dumps(config, indent=2))
+    write_tokenizer(model, dest)
 
 
 def folder_mb(folder: Path) -> float:
