@@ -315,3 +315,25 @@ def test_system_prompt_trait_starts_new_conversations(shell: Any, magics: Any) -
     roles = [m["role"] for m in magics.session.conversation.messages]
     assert roles == ["system", "user", "assistant", "user", "assistant"]
     assert magics.session.conversation.messages[0]["content"] == "You are terse."
+
+
+def test_interrupting_an_answer_keeps_what_came_and_the_model_still_works(shell: Any, magics: Any) -> None:
+    import os
+    import signal
+
+    from foundry_jupyter.kernel.parsing import ChatOptions
+
+    sent: list[str] = []
+
+    def interrupt_once(text: str) -> None:
+        if not sent:
+            sent.append(text)
+            os.kill(os.getpid(), signal.SIGINT)  # the notebook's Interrupt button
+
+    options = ChatOptions(model="tiny", max_tokens=200)
+    result = magics.session.chat("Tell me a long story", options, on_text=interrupt_once)
+    assert result.finish_reason == "cancelled"
+    assert result.text.startswith(sent[0])
+    assert magics.session.conversation.messages[-1] == {"role": "assistant", "content": result.text}
+    after = magics.session.chat("Go on", ChatOptions(max_tokens=3))
+    assert after.finish_reason in ("stop", "length") and after.usage is not None
