@@ -160,6 +160,10 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
             await self.finish(set_content_type=content_type)
         except StreamClosedError:
             self._client_left()
+        finally:
+            aclose = getattr(lines, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     async def _write_event(self, data: str) -> None:
         self.write(f"data: {data}\n\n")

@@ -104,9 +104,12 @@ class DownloadHandler(FoundryHandler):
         first = await anext(lines)  # an unknown model answers 404 here, before the stream starts
 
         async def all_lines() -> Any:
-            yield first
-            async for line in lines:
-                yield line
+            try:
+                yield first
+                async for line in lines:
+                    yield line
+            finally:
+                await lines.aclose()  # a client that leaves stops listening; the download goes on
 
         await self.send_lines(all_lines())
 
