@@ -67,6 +67,8 @@ export interface ICatalogEntry {
 export type Fact = [string, string];
 
 export interface IHardwareSummary {
+  /** One line per compute device: the CPU, then each GPU or NPU. */
+  devices: string[];
   facts: Fact[];
   providers: { name: string; usable: boolean; detail: string }[];
 }
@@ -263,8 +265,9 @@ export function summarizeHardware(raw: unknown): IHardwareSummary {
   const facts: Fact[] = [];
   const providers: IHardwareSummary['providers'] = [];
   if (!isObject(raw)) {
-    return { facts, providers };
+    return { devices: [], facts, providers };
   }
+  const devices = describeDevices(raw);
   const providerData = raw.providers ?? raw.executionProviders ?? raw.execution_providers;
   const addProvider = (name: string, p: unknown): void => {
     if (isObject(p)) {
@@ -276,7 +279,9 @@ export function summarizeHardware(raw: unknown): IHardwareSummary {
       if (p.device !== undefined && p.device !== null) {
         bits.push(typeof p.device === 'boolean' ? (p.device ? 'device present' : 'no device') : str(p.device));
       }
-      providers.push({ name: str(p.name, name), usable, detail: bits.join(', ') });
+      // The report's own note says best why a provider cannot be used.
+      const detail = typeof p.note === 'string' && p.note ? p.note : bits.join(', ');
+      providers.push({ name: str(p.name, name), usable, detail });
     } else {
       providers.push({ name: name || str(p), usable: p !== false, detail: '' });
     }
@@ -307,15 +312,57 @@ export function summarizeHardware(raw: unknown): IHardwareSummary {
       }
       return;
     }
-    const text = /bytes$/i.test(label) && typeof value === 'number' ? formatBytes(value) : str(value);
-    facts.push([label, text]);
+    if (/ bytes$/.test(label) && typeof value === 'number') {
+      facts.push([label.replace(/ bytes$/, ''), formatBytes(value)]);
+    } else {
+      facts.push([label, str(value)]);
+    }
   };
   for (const [key, value] of Object.entries(raw)) {
-    if (value !== providerData) {
+    // The providers are listed on their own; `usableProviders` only repeats them.
+    if (value !== providerData && key !== 'usableProviders') {
       walk(value, humanize(key), 0);
     }
   }
-  return { facts, providers };
+  return { devices, facts, providers };
+}
+
+function describeDevices(raw: Json): string[] {
+  const devices: string[] = [];
+  const cpu = raw.cpu;
+  if (isObject(cpu)) {
+    const name = str(cpu.model ?? cpu.name ?? cpu.brand, 'CPU');
+    const threads = num(cpu.logicalCores ?? cpu.threads ?? cpu.cores);
+    devices.push(threads === null ? name : `${name}, ${threads} threads`);
+  } else if (typeof cpu === 'string' && cpu) {
+    devices.push(cpu);
+  }
+  for (const key of ['gpus', 'npus']) {
+    for (const device of list(raw[key], key)) {
+      if (isObject(device)) {
+        const memory = num(device.memoryBytes ?? device.totalMemoryBytes);
+        const name = str(device.name ?? device.model, key === 'gpus' ? 'GPU' : 'NPU');
+        devices.push(memory === null ? name : `${name}, ${formatBytes(memory)}`);
+      } else if (str(device)) {
+        devices.push(str(device));
+      }
+    }
+  }
+  return devices;
+}
+
+/** `CUDAExecutionProvider` -> `CUDA`; short names pass through. */
+export function shortProvider(name: string): string {
+  return name.replace(/ExecutionProvider$/, '');
+}
+
+/** "CPU" and "CPUExecutionProvider" say one thing: show it once. */
+export function deviceLabel(device: string, executionProvider: string): string {
+  const ep = shortProvider(executionProvider);
+  if (!device || device.toLowerCase() === ep.toLowerCase()) {
+    return ep || device;
+  }
+  return ep ? `${device} · ${ep}` : device;
 }
 
 /** `memoryBytes` -> `memory bytes`, `cpu_count` -> `cpu count`, for labels. */

@@ -23,6 +23,7 @@ import { foundryIcon } from './icon';
 import {
   activeDownloadFor,
   catalogFacets,
+  deviceLabel,
   filterCatalog,
   formatBytes,
   formatDuration,
@@ -32,7 +33,8 @@ import {
   ICachedModel,
   ICatalogEntry,
   IDownload,
-  ILoadedModel
+  ILoadedModel,
+  shortProvider
 } from './model';
 import { FoundryStore, IFoundryState } from './store';
 
@@ -142,6 +144,7 @@ function Empty(props: { children: React.ReactNode }): JSX.Element {
 
 function ServiceSection({ panel, state }: IViewProps): JSX.Element {
   const hardware = state.hardware;
+  const unusable = hardware ? hardware.providers.filter(p => !p.usable) : [];
   return (
     <Section name="service" title="Service">
       <div className="jp-FoundryPanel-field">
@@ -169,19 +172,27 @@ function ServiceSection({ panel, state }: IViewProps): JSX.Element {
         <div className="jp-FoundryPanel-field">
           <span className="jp-FoundryPanel-label">Execution providers</span>
           <span className="jp-FoundryPanel-providers">
-            {hardware.providers.map(p => (
-              <span
-                key={p.name}
-                className={`jp-FoundryPanel-chip ${p.usable ? 'jp-mod-usable' : 'jp-mod-unusable'}`}
-                title={p.detail || (p.usable ? 'usable' : 'not usable here')}
-              >
-                {p.name}
-              </span>
-            ))}
+            {hardware.providers
+              .filter(p => p.usable)
+              .map(p => (
+                <span key={p.name} className="jp-FoundryPanel-chip jp-mod-usable" title={p.detail || 'usable'}>
+                  {p.name}
+                </span>
+              ))}
           </span>
         </div>
       )}
-      {hardware && hardware.facts.length > 0 && (
+      {hardware && hardware.devices.length > 0 && (
+        <div className="jp-FoundryPanel-field">
+          <span className="jp-FoundryPanel-label">Devices</span>
+          {hardware.devices.map(d => (
+            <span key={d} className="jp-FoundryPanel-device">
+              {d}
+            </span>
+          ))}
+        </div>
+      )}
+      {hardware && (
         <details className="jp-FoundryPanel-hardware">
           <summary>Hardware</summary>
           <table className="jp-FoundryPanel-facts">
@@ -192,6 +203,15 @@ function ServiceSection({ panel, state }: IViewProps): JSX.Element {
                   <td>{value}</td>
                 </tr>
               ))}
+              {unusable.length > 0 && (
+                <tr
+                  className="jp-mod-unusable"
+                  title={unusable.map(p => `${p.name}: ${p.detail || 'not usable here'}`).join('\n')}
+                >
+                  <th>not usable here</th>
+                  <td>{unusable.map(p => p.name).join(', ')}</td>
+                </tr>
+              )}
             </tbody>
           </table>
         </details>
@@ -224,7 +244,7 @@ function LoadedRow({ model, panel }: { model: ILoadedModel; panel: FoundryPanel 
         <span className="jp-FoundryPanel-alias">{model.alias || model.id}</span>
         <span className="jp-FoundryPanel-id">{model.id}</span>
         <span className="jp-FoundryPanel-meta">
-          {model.executionProvider && <span>{model.executionProvider}</span>}
+          {model.executionProvider && <span>{shortProvider(model.executionProvider)}</span>}
           <span title="Memory">{formatBytes(model.memoryBytes)}</span>
           <span title="Time until the model is unloaded when idle">
             TTL {formatDuration(model.ttlRemaining ?? model.ttlSeconds)}
@@ -277,7 +297,7 @@ function CachedRow(props: { model: ICachedModel; panel: FoundryPanel; isLoaded: 
         <span className="jp-FoundryPanel-meta">
           <span>{formatBytes(model.sizeBytes)}</span>
           {(model.device || model.executionProvider) && (
-            <span>{[model.device, model.executionProvider].filter(Boolean).join(' · ')}</span>
+            <span>{deviceLabel(model.device, model.executionProvider)}</span>
           )}
           <span title="Last used">{formatWhen(model.lastUsed, Date.now())}</span>
         </span>

@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import {
   activeDownloadFor,
   catalogFacets,
+  deviceLabel,
   errorMessage,
   filterCatalog,
   formatBytes,
@@ -177,8 +178,33 @@ describe('summarizeHardware', () => {
     assert.deepEqual(summary.facts, [
       ['cpu name', 'Xeon'],
       ['cpu cores', '2'],
-      ['memory bytes', '8.00 GB'],
+      ['memory', '8.00 GB'],
       ['gpus', 'none']
+    ]);
+  });
+
+  it('reads the engine report: providers as a list with notes, memory in bytes', () => {
+    const summary = summarizeHardware({
+      cpu: { model: 'AMD EPYC', logicalCores: 2 },
+      memory: { totalBytes: 2 * 1024 ** 3 },
+      executionProviders: [
+        { name: 'cuda', deviceType: 'GPU', supported: false, device: false, usable: false, note: 'not in this build' },
+        { name: 'cpu', deviceType: 'CPU', supported: true, device: true, usable: true, note: '' }
+      ],
+      usableProviders: ['cpu']
+    });
+    assert.deepEqual(
+      summary.providers.map(p => [p.name, p.usable, p.detail]),
+      [
+        ['cuda', false, 'not in this build'],
+        ['cpu', true, 'supported, device present']
+      ]
+    );
+    assert.deepEqual(summary.devices, ['AMD EPYC, 2 threads']);
+    assert.deepEqual(summary.facts, [
+      ['cpu model', 'AMD EPYC'],
+      ['cpu logical cores', '2'],
+      ['memory total', '2.00 GB']
     ]);
   });
 
@@ -187,7 +213,24 @@ describe('summarizeHardware', () => {
       summarizeHardware({ providers: ['cpu', { name: 'cuda', usable: false }] }).providers.map(p => p.name),
       ['cpu', 'cuda']
     );
-    assert.deepEqual(summarizeHardware(null), { facts: [], providers: [] });
+    assert.deepEqual(summarizeHardware(null), { devices: [], facts: [], providers: [] });
+  });
+});
+
+describe('devices', () => {
+  it('lists GPUs after the CPU, with their memory when known', () => {
+    const { devices } = summarizeHardware({
+      cpu: { model: 'Xeon' },
+      gpus: [{ name: 'NVIDIA H100', memoryBytes: 80 * 1024 ** 3 }, 'Radeon']
+    });
+    assert.deepEqual(devices, ['Xeon', 'NVIDIA H100, 80.0 GB', 'Radeon']);
+  });
+
+  it('names a device and its provider once when they agree', () => {
+    assert.equal(deviceLabel('CPU', 'CPUExecutionProvider'), 'CPU');
+    assert.equal(deviceLabel('GPU', 'CUDAExecutionProvider'), 'GPU · CUDA');
+    assert.equal(deviceLabel('', 'cuda'), 'cuda');
+    assert.equal(deviceLabel('NPU', ''), 'NPU');
   });
 });
 

@@ -1,0 +1,161 @@
+"""A real `jupyter lab` with the extension and the tiny model in its cache, and headless Chromium on it.
+
+Lab runs as its own process on 127.0.0.1 with a token, an isolated settings, workspaces and runtime
+folder, and a copy of the tiny-model cache. Chromium is Debian's (`apt-get install chromium`), driven
+by Playwright through `executable_path`: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+CHROMIUM = Path(os.environ.get("FOUNDRY_JUPYTER_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+START_TIMEOUT_S = 90
+
+
+@dataclass
+class Lab:
+    url: str  # the server's base URL, ending in "/"
+    token: str
+    log: Path
+
+    def api(self, path: str, method: str = "GET", json: object = None) -> httpx.Response:
+        return httpx.request(
+            method,
+            f"{self.url}{path}",
+            headers={"Authorization": f"token {self.token}"},
+            json=json,
+            timeout=30,
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _labextension_installed() -> bool:
+    from jupyter_core.paths import jupyter_path
+
+    return any(
+        (Path(p) / "foundry-jupyter" / "package.json").is_file() for p in jupyter_path("labextensions")
+    )
+
+
+def _write_settings(settings: Path) -> None:
+    # No news toast or update check over the panel in screenshots; no network use either.
+    notification = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notification.parent.mkdir(parents=True)
+    notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)  # lets the extension stop its model runners
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def lab(tiny_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    if not _labextension_installed():
+        pytest.skip("the foundry-jupyter labextension is not built (pip install without Node?)")
+    root = tmp_path_factory.mktemp("lab")
+    cache = root / "cache" / "models"
+    shutil.copytree(tiny_cache_dir, cache)
+    settings = root / "settings"
+    _write_settings(settings)
+    token = secrets.token_hex(16)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "FOUNDRY_JUPYTER_CACHE": str(cache),
+        "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    log = root / "lab.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--allow-root",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        f"--LabApp.user_settings_dir={settings}",
+        f"--LabApp.workspaces_dir={root / 'workspaces'}",
+        "--LabServerApp.open_browser=False",
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
+    lab = Lab(url=f"http://127.0.0.1:{port}/", token=token, log=log)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"jupyter lab exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            try:
+                if lab.api("api/status").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"jupyter lab did not answer in {START_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
+            time.sleep(0.3)
+        yield lab
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    # Function-scoped on purpose: pytest-jupyter's autouse `jp_asyncio_loop` closes the current
+    # event loop after each test, which must not be the one sync Playwright is still running.
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,129 @@
+"""The sidebar in a real browser: open it, load the tiny model from the cache, see it loaded, unload it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from .conftest import Lab
+
+pytestmark = pytest.mark.timeout(240)
+
+TINY = "tiny-generic-cpu:1"
+WAIT_MS = 60_000  # the first load starts a runner process: generous, but bounded
+
+
+@pytest.fixture
+def page(browser, lab: Lab):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    open_panel(page, lab)
+    yield page
+    context.close()
+    # An uncaught exception in the page is a bug even when the flow passed.
+    assert not [e for e in errors if "foundry" in e.lower()], errors
+
+
+def open_panel(page, lab: Lab) -> None:
+    """Loads Lab and opens the sidebar panel by its tab, as a user does."""
+    # `reset`: start from the default layout, not the one the layout restorer saved last test.
+    page.goto(f"{lab.url}lab?reset&token={lab.token}")
+    # Lab drops `reset` from the address once restored: key presses before that can be lost.
+    page.wait_for_url(lambda url: "reset" not in url)
+    page.locator('.lm-TabBar-tab[data-id="foundry-jupyter-panel"]').click()
+    page.locator(".jp-FoundryPanel").wait_for(state="visible")
+
+
+def test_load_and_unload_from_the_sidebar(page, lab: Lab, artifacts: Path) -> None:
+    panel = page.locator(".jp-FoundryPanel")
+    cached = panel.locator(f'[data-section="cached"] [data-model-id="{TINY}"]')
+    loaded_section = panel.locator('[data-section="loaded"]')
+    loaded = loaded_section.locator(f'[data-model-id="{TINY}"]')
+
+    # Real data from the server: the endpoint under this server, the cache, the usable CPU provider.
+    expect_text(panel.locator(".jp-FoundryPanel-endpoint"), f"{lab.url}foundry/v1")
+    cached.wait_for()
+    assert "tiny" in cached.locator(".jp-FoundryPanel-alias").inner_text()
+    panel.locator(".jp-FoundryPanel-chip.jp-mod-usable", has_text="cpu").wait_for()
+    loaded_section.get_by_text("No model is loaded").wait_for()
+
+    cached.get_by_role("button", name=f"Load {TINY}").click()
+    loaded.wait_for()
+    assert re.search(r"TTL \d+m \d{2}s|TTL \d+s", loaded.inner_text()), loaded.inner_text()
+    assert lab.api("foundry/loaded").json()["models"][0]["id"] == TINY
+    assert panel.locator(".jp-FoundryPanel-error").count() == 0
+
+    panel.evaluate("node => node.scrollTo(0, 0)")  # clicking scrolled the panel to the button
+    panel.screenshot(path=str(artifacts / "sidebar.png"))
+
+    loaded.get_by_role("button", name=f"Unload {TINY}").click()
+    loaded.wait_for(state="detached")
+    loaded_section.get_by_text("No model is loaded").wait_for()
+    assert lab.api("foundry/loaded").json()["models"] == []
+
+
+def test_server_errors_are_shown(page, lab: Lab) -> None:
+    """The download command, from the palette, with an alias the catalog lacks: the server's message."""
+    run_command(page, "Foundry: Download Model by Alias")
+    dialog = page.locator(".jp-Dialog")
+    dialog.locator("input").fill("no-such-model")
+    dialog.get_by_role("button", name=re.compile("^Ok$", re.IGNORECASE)).click()
+    error = page.locator(".jp-FoundryPanel-error")
+    error.wait_for()
+    assert "no-such-model" in error.inner_text()
+    error.get_by_role("button", name="Dismiss").click()
+    error.wait_for(state="detached")
+
+
+def expect_text(locator, text: str) -> None:
+    locator.wait_for()
+    assert locator.inner_text().strip() == text
+
+
+def test_follows_the_dark_theme(page, lab: Lab, artifacts: Path) -> None:
+    panel = page.locator(".jp-FoundryPanel")
+    panel.locator('[data-section="cached"] .jp-FoundryPanel-row').first.wait_for()
+    light = panel.evaluate("node => getComputedStyle(node).backgroundColor")
+    set_theme(lab, "JupyterLab Dark")
+    try:
+        open_panel(page, lab)
+        page.locator("body[data-jp-theme-light='false']").wait_for(state="attached")
+        page.wait_for_function(
+            "light => getComputedStyle(document.querySelector('.jp-FoundryPanel')).backgroundColor !== light",
+            arg=light,
+        )
+        panel.locator('[data-section="cached"] .jp-FoundryPanel-row').first.wait_for()
+        panel.screenshot(path=str(artifacts / "sidebar-dark.png"))
+    finally:
+        set_theme(lab, "JupyterLab Light")  # a saved setting: the next test starts light again
+
+
+def set_theme(lab: Lab, theme: str) -> None:
+    answer = lab.api(
+        "lab/api/settings/@jupyterlab/apputils-extension:themes",
+        method="PUT",
+        json={"raw": json.dumps({"theme": theme})},
+    )
+    assert answer.status_code == 204, answer.text
+
+
+def run_command(page, label: str) -> None:
+    """Runs a command from the palette as a user does: type its label, click the match."""
+    search = page.locator(".lm-CommandPalette-input")
+    # The shortcut toggles the palette: press again only when a press was clearly lost.
+    for _ in range(3):
+        page.keyboard.press("Control+Shift+C")
+        try:
+            search.wait_for(timeout=5000)
+            break
+        except PlaywrightTimeout:
+            continue
+    search.fill(label)
+    page.locator(".lm-CommandPalette-item", has_text=label).first.click()
