@@ -87,6 +87,9 @@ class RawModel:
                 result.requests.append(self.generate(load_messages(0, n), max_tokens))
             result.wall_s = time.perf_counter() - start
             return result
+        # Warm-up as the HTTP clients do: one short request per client, all at once; the Engine's
+        # first batch pays one-time set-up that no later request sees.
+        self._engine_load(LoadResult("raw og", label, clients, 0.0), clients, 1, 2)
         self._engine_load(result, clients, requests_per_client, max_tokens)
         return result
 
@@ -98,7 +101,7 @@ class RawModel:
 
         def submit(client: int) -> None:
             state: dict[str, Any] = {"client": client, "start": time.perf_counter(), "ttft": None, "n": 0}
-            ids = self.encode(load_messages(client, sent[client]))
+            ids = self.encode(load_messages(client, sent[client] if max_tokens > 2 else 999))
             sent[client] += 1
             request = engine.create_request()
             request.begin_turn(ids, self._turn_options(request, max_tokens))
