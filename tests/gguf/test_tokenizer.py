@@ -49,6 +49,30 @@ def test_onnxruntime_genai_tokenizer_and_chat_template(tiny_gguf, converted):
     assert ids[0] == 1 and ids.count(2) == 1  # control tokens stay whole
 
 
+@pytest.mark.parametrize("pre", ["qwen2", "llama-bpe", "gpt-2"])
+def test_other_pre_tokenizers_agree_in_onnxruntime_genai(pre, tmp_path):
+    import onnxruntime_genai as og
+    from tokenizers import Tokenizer
+
+    from foundry_jupyter.models.gguf import import_gguf
+
+    from .tinygguf import write_tiny_gguf
+
+    folder = import_gguf(write_tiny_gguf(tmp_path / f"{pre}.gguf", "Q8_0", pre=pre), tmp_path / "out")
+    rebuilt = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer = og.Tokenizer(og.Model(str(folder)))
+    for text in [*TEXTS, "1234567 abc\r\n\n  x", "I'M HERE 's", "hello   \n\n world!!\n"]:
+        assert list(tokenizer.encode(text)) == rebuilt.encode(text).ids, text
+
+
+def test_unknown_pre_tokenizer_is_refused_clearly(tmp_path):
+    from .tinygguf import write_tiny_gguf
+
+    path = write_tiny_gguf(tmp_path / "odd.gguf", "Q8_0", pre="some-new-regex")
+    with pytest.raises(GGUFError, match="pre-tokenizer 'some-new-regex' is not supported"):
+        tokenizer_files(GGUFModel(path))
+
+
 def test_config_files_name_special_tokens(tiny_gguf, converted):
     folder = converted(tiny_gguf("Q4_1"), "int4")
     config = json.loads((folder / "tokenizer_config.json").read_text())

@@ -54,7 +54,13 @@ def train_tokenizer(vocab_size: int = 400):
 
 
 def write_tiny_gguf(
-    path: Path, qtype: str = "Q4_1", *, arch: str = "llama", seed: int = 0, tie_embeddings: bool = True
+    path: Path,
+    qtype: str = "Q4_1",
+    *,
+    arch: str = "llama",
+    seed: int = 0,
+    tie_embeddings: bool = True,
+    pre: str = "smollm",
 ) -> Path:
     """Write the file; `qtype` is the type of every matrix (F32, F16, Q8_0, Q4_0, Q4_1) or "mixed"."""
     import gguf
@@ -79,7 +85,7 @@ def write_tiny_gguf(
     w.add_rope_freq_base(10000.0)
     w.add_uint32(f"{arch}.vocab_size", len(tokens))
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("smollm")
+    w.add_tokenizer_pre(pre)
     w.add_token_list(tokens)
     w.add_token_types(types)
     w.add_token_merges(merges)

@@ -17,15 +17,24 @@ from .reader import GGUFError, GGUFModel
 GPT2_REGEX = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 DIGIT_REGEX = r"\p{N}"
 
+# Qwen2's and Llama 3's regexes (digits alone, or in runs of up to three).
+QWEN2_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+    r"|\s+(?!\S)|\s+"
+)
+LLAMA3_REGEX = QWEN2_REGEX.replace(r"|\p{N}|", r"|\p{N}{1,3}|")
+
 # llama.cpp's `tokenizer.ggml.pre` names -> the Split regexes applied before the byte-level mapping.
-# The first family splits every digit alone before the GPT-2 regex (llama.cpp: LLAMA_VOCAB_PRE_TYPE_STARCODER
-# and friends); plain GPT-2 has no digit rule.
+# The smollm family splits every digit alone before the GPT-2 regex; each of these regexes gave the
+# same ids in onnxruntime-genai as in `tokenizers`.
 PRE_TOKENIZERS: dict[str, tuple[str, ...]] = {
     **{
         name: (DIGIT_REGEX, GPT2_REGEX)
-        for name in ("smollm", "starcoder", "refact", "codeshell", "command-r", "smaug-bpe", "falcon")
+        for name in ("smollm", "starcoder", "refact", "codeshell", "command-r")
     },
-    **{name: (GPT2_REGEX,) for name in ("gpt2", "gpt-2", "default", "olmo", "mpt", "jais", "phi-2")},
+    **{name: (GPT2_REGEX,) for name in ("gpt-2", "olmo", "mpt", "jais", "phi-2")},
+    "qwen2": (QWEN2_REGEX,),
+    "llama-bpe": (LLAMA3_REGEX,),
 }
 
 CONTROL, USER_DEFINED = 3, 4  # tokenizer.ggml.token_type values that are added tokens
