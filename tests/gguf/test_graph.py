@@ -81,3 +81,17 @@ def test_onnxruntime_genai_greedy_matches_reference(tiny_gguf, converted):
     while not generator.is_done():
         generator.generate_next_token()
     assert list(generator.get_sequence(0)) == expected
+
+
+def test_int4_fast_is_close_to_reference(tiny_gguf, converted):
+    """int4-fast: exact 4-bit body, 8-bit head on int8 activations: close, not exact."""
+    import onnx
+
+    path = tiny_gguf("Q4_1")
+    folder = converted(path, "int4-fast")
+    ops = {n.op_type for n in onnx.load(folder / "model.onnx", load_external_data=False).graph.node}
+    assert "GatherBlockQuantized" in ops
+    expected = Reference(path).logits(IDS)
+    got = Decoder(folder).logits(IDS)
+    assert np.abs(got - expected).max() < 0.02 * np.abs(expected).max()
+    assert np.mean(np.argmax(got, axis=-1) == np.argmax(expected, axis=-1)) >= 0.9
