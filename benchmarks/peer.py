@@ -14,9 +14,9 @@ import argparse
 import contextlib
 import json
 import os
+import select
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -95,13 +95,13 @@ class PeerProcess:
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True
         )
-        deadline = time.monotonic() + timeout_s
         assert self.proc.stdout is not None
         # The child prints exactly one JSON line when the model is loaded and served.
-        line = self.proc.stdout.readline()
-        if not line or time.monotonic() > deadline:
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
             self.stop()
-            raise RuntimeError(f"peer failed to start; see {self.workdir / 'peer.stderr'}")
+            raise RuntimeError(f"peer did not start in {timeout_s} s; see {self.workdir / 'peer.stderr'}")
         self.info = json.loads(line)
         return self
 
