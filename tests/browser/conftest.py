@@ -23,6 +23,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.models.helpers import entry as catalog_entry
+from tests.support.hub import HubServer
+
 CHROMIUM = Path(os.environ.get("FOUNDRY_JUPYTER_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--headless",
@@ -34,6 +37,11 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+HUB_REPO = "org/tiny-onnx"
+HUB_SUBFOLDER = "cpu/tiny"
+HUB_NAME = "tinyhub-generic-cpu"
+HUB_ALIAS = "tinyhub"
+HUB_ID = f"{HUB_NAME}:1"
 START_TIMEOUT_S = 90
 
 
@@ -86,7 +94,16 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab(tiny_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def hub(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
+    """A Hugging Face imitation on 127.0.0.1 serving the tiny model as HUB_REPO/HUB_SUBFOLDER."""
+    repo = tmp_path_factory.mktemp("hub-repo")
+    shutil.copytree(tiny_model_dir, repo / HUB_SUBFOLDER)
+    with HubServer({HUB_REPO: repo}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def lab(tiny_cache_dir: Path, hub: HubServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if not _labextension_installed():
         pytest.skip("the foundry-jupyter labextension is not built (pip install without Node?)")
     root = tmp_path_factory.mktemp("lab")
@@ -94,13 +111,20 @@ def lab(tiny_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     shutil.copytree(tiny_cache_dir, cache)
     settings = root / "settings"
     _write_settings(settings)
+    # One catalog entry more, downloadable from the hub imitation (the real catalog's are not, offline).
+    hub_entry = catalog_entry(HUB_NAME, HUB_ALIAS)
+    hub_entry["source"] = {"kind": "huggingface", "repo": HUB_REPO, "subfolder": HUB_SUBFOLDER}
+    catalog = root / "catalog.json"
+    catalog.write_text(json.dumps({"models": [hub_entry]}))
     token = secrets.token_hex(16)
     port = _free_port()
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"},
         "FOUNDRY_JUPYTER_CACHE": str(cache),
+        "FOUNDRY_JUPYTER_CATALOGS": str(catalog),
         "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
-        "HF_HUB_OFFLINE": "1",
+        "HF_ENDPOINT": hub.url,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
     }
     log = root / "lab.log"
     cmd = [

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from .conftest import Lab
+from tests.support.hub import HubServer
+
+from .conftest import HUB_ALIAS, HUB_ID, HUB_SUBFOLDER, Lab
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -127,3 +129,24 @@ def run_command(page, label: str) -> None:
             continue
     search.fill(label)
     page.locator(".lm-CommandPalette-item", has_text=label).first.click()
+
+
+def test_download_from_the_catalog_with_live_progress(page, lab: Lab, hub: HubServer) -> None:
+    hub.slow(f"{HUB_SUBFOLDER}/model.onnx", 0.1)  # a few seconds: long enough to watch, still bounded
+    panel = page.locator(".jp-FoundryPanel")
+    catalog = panel.locator('[data-section="catalog"]')
+    catalog.get_by_label("Filter the catalog").fill(HUB_ALIAS)
+    row = catalog.locator(f'[data-model-id="{HUB_ID}"]')
+    row.get_by_role("button", name=f"Download {HUB_ID}").click()
+
+    # Live progress, polled from the server while the transfer runs.
+    download = panel.locator('[data-section="downloads"] .jp-FoundryPanel-download').first
+    download.locator(".jp-FoundryPanel-progress").wait_for()
+    assert re.search(r"\d+\.\d%", download.inner_text()), download.inner_text()
+    row.locator(".jp-FoundryPanel-progress").wait_for()
+
+    # Done: the model is in the cache list and the catalog calls it cached.
+    panel.locator(f'[data-section="cached"] [data-model-id="{HUB_ID}"]').wait_for()
+    row.locator(".jp-FoundryPanel-badge", has_text="cached").wait_for()
+    download.locator(".jp-mod-done").wait_for()
+    assert any(m["id"] == HUB_ID for m in lab.api("foundry/cache").json()["models"])
