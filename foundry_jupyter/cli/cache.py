@@ -7,9 +7,10 @@ import os
 import sys
 from typing import Any
 
+from ..units import human_size
 from . import add_output_option
 from .model import manager
-from .output import human_size, print_json, print_table, wants_json
+from .output import print_json, print_table, wants_json
 
 
 def register(groups: dict[str, Any]) -> None:

@@ -7,8 +7,9 @@ import sys
 from typing import Any
 
 from ..errors import InvalidRequest
+from ..units import human_size
 from . import add_output_option
-from .output import DownloadBar, human_size, print_json, print_table, wants_json
+from .output import DownloadBar, print_json, print_table, wants_json
 
 EXIT_WORDS = ("/exit", "/bye", "/quit", "exit", "quit")
 

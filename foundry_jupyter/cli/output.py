@@ -24,17 +24,6 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     print("\n".join(line.rstrip() for line in lines))
 
 
-def human_size(n_bytes: int | float | None) -> str:
-    if n_bytes is None:
-        return ""
-    size = float(n_bytes)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
-        size /= 1000
-    return f"{size:.2f} GB"
-
-
 class DownloadBar:
     """A tqdm bar on stderr fed by DownloadProgress reports (silent when stderr is not a terminal)."""
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FoundryError
+from ..units import human_size
 from . import add_output_option
 
 PROBE_TIMEOUT_S = 3.0
@@ -216,7 +217,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     rows = [("Model", "EP", "Memory", "TTL left", "PID")]
     for m in models:
         ttl = "never" if m["ttlRemaining"] is None else f"{m['ttlRemaining']:.0f} s"
-        rows.append((m["id"], m["executionProvider"], _size(m["memoryBytes"]), ttl, str(m["pid"])))
+        rows.append((m["id"], m["executionProvider"], human_size(m["memoryBytes"]), ttl, str(m["pid"])))
     _table(rows)
     return 0
 
@@ -301,16 +302,6 @@ def _query(params: dict[str, Any]) -> str:
         k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items() if v not in (None, False)
     }
     return "?" + urllib.parse.urlencode(items) if items else ""
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _table(rows: list[tuple[str, ...]]) -> None:

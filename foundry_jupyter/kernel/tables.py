@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..units import human_size
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -34,20 +36,6 @@ LOADED_COLUMNS = (
     "ttl_remaining",
     "pid",
 )
-
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
-
-
-def human_size(num_bytes: int | float | None) -> str:
-    """1536 -> '1.5 KiB'; None -> ''."""
-    if num_bytes is None:
-        return ""
-    value = float(num_bytes)
-    for unit in _UNITS:
-        if abs(value) < 1024 or unit == _UNITS[-1]:
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _timestamp(value: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 from foundry_jupyter.engine.types import Delta, Usage
 from foundry_jupyter.kernel.results import METADATA_KEY, ChatResult, Grid, History, Table
 from foundry_jupyter.kernel.streaming import MarkdownStream, consume
-from foundry_jupyter.kernel.tables import human_size
+from foundry_jupyter.units import human_size
 
 
 class FakeClock:
