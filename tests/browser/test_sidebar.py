@@ -131,7 +131,7 @@ def run_command(page, label: str) -> None:
     page.locator(".lm-CommandPalette-item", has_text=label).first.click()
 
 
-def test_download_from_the_catalog_with_live_progress(page, lab: Lab, hub: HubServer) -> None:
+def test_download_from_the_catalog_then_remove(page, lab: Lab, hub: HubServer) -> None:
     hub.slow(f"{HUB_SUBFOLDER}/model.onnx", 0.1)  # a few seconds: long enough to watch, still bounded
     panel = page.locator(".jp-FoundryPanel")
     catalog = panel.locator('[data-section="catalog"]')
@@ -150,3 +150,13 @@ def test_download_from_the_catalog_with_live_progress(page, lab: Lab, hub: HubSe
     row.locator(".jp-FoundryPanel-badge", has_text="cached").wait_for()
     download.locator(".jp-mod-done").wait_for()
     assert any(m["id"] == HUB_ID for m in lab.api("foundry/cache").json()["models"])
+
+    # Remove asks first; confirmed, the model leaves the cache and the catalog offers it again.
+    cached = panel.locator(f'[data-section="cached"] [data-model-id="{HUB_ID}"]')
+    cached.get_by_role("button", name=f"Remove {HUB_ID}").click()
+    dialog = page.locator(".jp-Dialog")
+    assert HUB_ID in dialog.inner_text()
+    dialog.get_by_role("button", name="Remove").click()
+    cached.wait_for(state="detached")
+    row.get_by_role("button", name=f"Download {HUB_ID}").wait_for()
+    assert all(m["id"] != HUB_ID for m in lab.api("foundry/cache").json()["models"])
