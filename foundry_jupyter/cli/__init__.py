@@ -35,13 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         groups[name] = group_parser.add_subparsers(dest="command", metavar="COMMAND")
         group_parser.set_defaults(func=_usage(group_parser))
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{module_name}":
-                raise
-            continue  # a command module not written yet
-        module.register(groups)
+        importlib.import_module(f"{__name__}.{module_name}").register(groups)
     parser.set_defaults(func=_usage(parser))
     return parser
 
