@@ -40,6 +40,13 @@ def smollm2_fp32(smollm2_gguf, converted) -> Path:
     return converted(smollm2_gguf, "fp32")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _release_models():
+    """The loaded models (about 1.3 GB) are dropped when this module's tests are done."""
+    yield
+    _load.cache_clear()
+
+
 @functools.cache
 def _load(folder: Path):
     import onnxruntime_genai as og
