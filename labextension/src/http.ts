@@ -27,7 +27,13 @@ export async function readResponse(response: Response): Promise<unknown> {
     }
   }
   if (!response.ok) {
-    throw new FoundryApiError(errorMessage(body, response.status, response.statusText), response.status);
+    // Our routes always answer JSON, even for unknown paths: an HTML 404 means they are not there.
+    const message =
+      body === null && response.status === 404
+        ? 'The foundry_jupyter server extension does not answer (404): is it enabled? ' +
+          'See `jupyter server extension list`.'
+        : errorMessage(body, response.status, response.statusText);
+    throw new FoundryApiError(message, response.status);
   }
   if (text && body === null) {
     throw new FoundryApiError('The server answered with something that is not JSON.', response.status);

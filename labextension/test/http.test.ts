@@ -26,8 +26,18 @@ describe('readResponse', () => {
   });
 
   it('explains an HTML error page without showing it', async () => {
+    const page = new Response('<html>502 Bad Gateway</html>', { status: 502, statusText: 'Bad Gateway' });
+    await assert.rejects(readResponse(page), /^FoundryApiError: The server answered 502 Bad Gateway\.$/);
+  });
+
+  it('points at the server extension when its routes are missing', async () => {
     const page = new Response('<html>404 Not Found</html>', { status: 404, statusText: 'Not Found' });
-    await assert.rejects(readResponse(page), /The server answered 404 Not Found\./);
+    await assert.rejects(readResponse(page), /server extension does not answer \(404\)/);
+  });
+
+  it("keeps an OpenAI-shaped 404's own message", async () => {
+    const unknown = json({ error: { message: 'Unknown route: foundry/nope' } }, 404);
+    await assert.rejects(readResponse(unknown), /^FoundryApiError: Unknown route: foundry\/nope$/);
   });
 
   it('rejects a success that is not JSON', async () => {
