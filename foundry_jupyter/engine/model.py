@@ -23,6 +23,7 @@ from queue import Empty as _Empty
 from typing import Any
 
 from foundry_jupyter.config import DEFAULT_MAX_TOKENS
+from foundry_jupyter.engine import tools
 from foundry_jupyter.engine.conversations import HEADROOM_TOKENS, GeneratorPool, HeldGenerator
 from foundry_jupyter.engine.hardware import (
     normalize_provider,
@@ -69,6 +70,10 @@ class DeltaStream(Iterator[Delta]):
 
     def set(self, inner: Iterator[Delta]) -> None:
         self._inner = inner
+
+    @property
+    def inner(self) -> Iterator[Delta]:
+        return self._inner
 
     def __next__(self) -> Delta:
         return next(self._inner)
@@ -221,9 +226,12 @@ class ChatModel:
         return (self._scheduler.held_conversations if self._scheduler else 0) + len(self._generators)
 
     # ---- tokens ------------------------------------------------------------------------------
-    def render_chat(self, messages: list[Message]) -> str:
-        """The prompt text the chat template makes of `messages`, ending where the answer begins."""
-        normalized = _normalize_messages(messages)
+    def render_chat(self, messages: list[Message], tool_plan: tools.ToolPlan | None = None) -> str:
+        """The prompt text the chat template makes of `messages`, ending where the answer begins.
+
+        Tool calls and results in the history are rendered as text; `tool_plan` adds its tools.
+        """
+        normalized = _normalize_messages(tools.render_messages(messages, tool_plan or tools.NO_TOOLS))
         if not self._has_template:
             return "".join(f"{m['role']}: {m['content']}\n" for m in normalized) + "assistant: "
         self._check_open()
@@ -238,8 +246,8 @@ class ChatModel:
         with self._tok_lock:
             return [int(t) for t in self._tokenizer.encode(text)]
 
-    def encode_chat(self, messages: list[Message]) -> list[int]:
-        return self.encode(self.render_chat(messages))
+    def encode_chat(self, messages: list[Message], tool_plan: tools.ToolPlan | None = None) -> list[int]:
+        return self.encode(self.render_chat(messages, tool_plan))
 
     def count_tokens(self, messages: list[Message]) -> int:
         return len(self.encode_chat(messages))
@@ -251,8 +259,13 @@ class ChatModel:
         params: GenerationParams | None = None,
         cancel: threading.Event | None = None,
     ) -> DeltaStream:
-        ids = self.encode_chat(messages)
-        return self._stream(ids, params or GenerationParams(), cancel)
+        params = params or GenerationParams()
+        tool_plan = tools.plan(params)
+        ids = self.encode_chat(messages, tool_plan)
+        out = self._stream(ids, params, cancel, tools.guidance(tool_plan))
+        if tool_plan.active:
+            out.set(tools.with_tool_calls(out.inner, tool_plan))
+        return out
 
     def complete_chat(
         self,
@@ -289,16 +302,21 @@ class ChatModel:
             model=self.model_id,
             execution_provider=self.execution_provider,
             extra={"backend": backend},
+            tool_calls=last.tool_calls,
         )
 
     def _stream(
-        self, ids: list[int], params: GenerationParams, cancel: threading.Event | None
+        self,
+        ids: list[int],
+        params: GenerationParams,
+        cancel: threading.Event | None,
+        forced_guidance: tuple[str, str] | None = None,
     ) -> DeltaStream:
         # Validate before the first next(): errors surface at the call, not mid-stream.
         self._check_open()
         max_new = self._max_new(len(ids), params)
         sampling = self._sampling(params)
-        guidance = _guidance(params)
+        guidance = forced_guidance or _guidance(params)
         stops = _stops(params)
         out = DeltaStream()
         reusable = not sampling.do_sample and guidance is None and self._max_conversations > 0

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Message = dict[str, Any]  # an OpenAI chat message: {"role": ..., "content": ...}
-FinishReason = Literal["stop", "length", "cancelled", "error"]
+FinishReason = Literal["stop", "length", "tool_calls", "cancelled", "error"]
+ToolChoice = (
+    str | dict[str, Any] | None
+)  # "none" | "auto" | "required" | {"type": "function", "function": {"name"}}
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,25 @@ class GenerationParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     response_format: ResponseFormat | None = None
+    tools: tuple[dict[str, Any], ...] = ()  # OpenAI tool specs: {"type": "function", "function": {...}}
+    tool_choice: ToolChoice = None  # None: "auto" when tools are given
+    parallel_tool_calls: bool = True
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call the model made; `arguments` is a JSON object as text, as in OpenAI's API."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def to_openai(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
 
 
 @dataclass(frozen=True)
@@ -59,6 +81,7 @@ class Delta:
     text: str
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    tool_calls: tuple[ToolCall, ...] = ()  # set on the last delta only
 
 
 @dataclass(frozen=True)
@@ -69,3 +92,4 @@ class Completion:
     model: str = ""
     execution_provider: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    tool_calls: tuple[ToolCall, ...] = ()
