@@ -93,6 +93,26 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
+def _assert_no_runner_left(cache: Path) -> None:
+    """Model runners run in their own session; stopping Lab must still have stopped ours."""
+    import psutil
+
+    def ours() -> list[psutil.Process]:
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            cmdline = " ".join(p.info["cmdline"] or [])
+            if "foundry_jupyter.runner" in cmdline and str(cache) in cmdline:
+                found.append(p)
+        return found
+
+    deadline = time.monotonic() + 15
+    while (left := ours()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for p in left:
+        p.kill()
+    assert not left, f"model runners outlived jupyter lab: {[p.pid for p in left]}"
+
+
 @pytest.fixture(scope="module")
 def hub(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
     """A Hugging Face imitation on 127.0.0.1 serving the tiny model as HUB_REPO/HUB_SUBFOLDER."""
@@ -161,6 +181,7 @@ def lab(tiny_cache_dir: Path, hub: HubServer, tmp_path_factory: pytest.TempPathF
         yield lab
     finally:
         _stop(proc)
+    _assert_no_runner_left(cache)
 
 
 @pytest.fixture
