@@ -29,7 +29,7 @@ class RunnerServer:
         self.model = model
         self.executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="generate")
         self.cancels: set[threading.Event] = set()
-        self.completed = 0  # generations that ended by themselves (stop or length)
+        self.completed = 0  # generations that ended by themselves (stop, length or tool calls)
         self.cancelled = 0  # generations stopped because their client left
 
     async def serve(self, socket_path: str, parent_pid: int | None) -> None:
@@ -111,7 +111,7 @@ class RunnerServer:
                 else:
                     deltas = self.model.stream_text(str(request.get("prompt", "")), params, cancel=cancel)
                 for delta in deltas:
-                    finished = finished or delta.finish_reason in ("stop", "length")
+                    finished = finished or delta.finish_reason in ("stop", "length", "tool_calls")
                     put("delta", delta)
                     if cancel.is_set():
                         break
@@ -158,10 +158,10 @@ def _event(kind: str, value: Any) -> dict[str, Any]:
     delta = value
     if delta.finish_reason is None:
         return {"t": delta.text}
-    return {
-        "t": delta.text,
-        "done": {"finish_reason": delta.finish_reason, "usage": wire.usage_to_wire(delta.usage)},
-    }
+    done = {"finish_reason": delta.finish_reason, "usage": wire.usage_to_wire(delta.usage)}
+    if delta.tool_calls:
+        done["tool_calls"] = wire.tool_calls_to_wire(delta.tool_calls)
+    return {"t": delta.text, "done": done}
 
 
 async def _send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..engine.types import GenerationParams, ResponseFormat, Usage
+from ..engine.types import GenerationParams, ResponseFormat, ToolCall, Usage
 from ..errors import ModelNotFound
 from . import wire
 from .core import FoundryService
@@ -30,6 +30,7 @@ class GenerationStream:
         self.model_id = call.runner.model_id
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        self.tool_calls: tuple[ToolCall, ...] = ()
 
     @classmethod
     async def open(
@@ -45,7 +46,7 @@ class GenerationStream:
         return cls(call, first or {})
 
     async def pieces(self) -> AsyncIterator[str]:
-        """Yield text pieces; afterwards `finish_reason` and `usage` are set."""
+        """Yield text pieces; afterwards `finish_reason`, `usage` and `tool_calls` are set."""
         try:
             message = self._first
             self._first = None
@@ -56,6 +57,7 @@ class GenerationStream:
                     done = message["done"]
                     self.finish_reason = done.get("finish_reason") or "stop"
                     self.usage = wire.usage_from_wire(done.get("usage"))
+                    self.tool_calls = wire.tool_calls_from_wire(done.get("tool_calls"))
                     return
                 message = await self._call.next()
         finally:
@@ -114,6 +116,13 @@ def _params(req: ChatCompletionRequest | CompletionRequest) -> GenerationParams:
         fmt = ResponseFormat(kind="json_object")
     elif spec is not None and spec.type == "json_schema":
         fmt = ResponseFormat(kind="json_schema", schema=spec.json_schema.schema_ or {"type": "object"})
+    tools: dict[str, Any] = {}
+    if isinstance(req, ChatCompletionRequest) and req.tools:
+        tools = {
+            "tools": req.engine_tools(),
+            "tool_choice": req.engine_tool_choice(),
+            "parallel_tool_calls": req.parallel_tool_calls is not False,
+        }
     return GenerationParams(
         max_tokens=req.token_budget(),
         temperature=req.temperature,
@@ -122,6 +131,7 @@ def _params(req: ChatCompletionRequest | CompletionRequest) -> GenerationParams:
         seed=req.effective_seed(),
         stop=req.stop_list(),
         response_format=fmt,
+        **tools,
     )
 
 
@@ -134,7 +144,7 @@ def _usage(usage: Usage | None) -> dict[str, Any] | None:
 
 
 def _finish(reason: str | None) -> str:
-    return reason if reason in ("stop", "length") else "stop"
+    return reason if reason in ("stop", "length", "tool_calls") else "stop"
 
 
 # ---- chat ---------------------------------------------------------------------------------
@@ -146,6 +156,11 @@ async def open_chat(service: FoundryService, req: ChatCompletionRequest) -> Gene
 async def collect_chat(stream: GenerationStream) -> dict[str, Any]:
     """A non-streaming `chat.completion` from a stream."""
     text = "".join([piece async for piece in stream.pieces()])
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    if stream.tool_calls:
+        # OpenAI's shape: content is null when the answer is only calls.
+        message["content"] = text or None
+        message["tool_calls"] = [call.to_openai() for call in stream.tool_calls]
     return {
         "id": _new_id("chatcmpl"),
         "object": "chat.completion",
@@ -154,7 +169,7 @@ async def collect_chat(stream: GenerationStream) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "message": message,
                 "finish_reason": _finish(stream.finish_reason),
                 "logprobs": None,
             }
@@ -184,6 +199,9 @@ async def chat_chunks(stream: GenerationStream, req: ChatCompletionRequest) -> A
     yield chunk({"role": "assistant", "content": ""})
     async for piece in stream.pieces():
         yield chunk({"content": piece})
+    # The engine knows a call once it is complete: each comes whole, in one chunk.
+    for index, call in enumerate(stream.tool_calls):
+        yield chunk({"tool_calls": [{"index": index, **call.to_openai()}]})
     yield chunk({}, _finish(stream.finish_reason))
     if with_usage:
         yield {**base, "choices": [], "usage": _usage(stream.usage)}

@@ -25,19 +25,76 @@ class TextPart(_Body):
     text: str
 
 
+FunctionName = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="1-64 letters, digits, `_` or `-`.")
+]
+
+
+class FunctionCall(_Body):
+    name: str
+    arguments: str | dict[str, Any] = Field(description="The arguments, a JSON object (as text).")
+
+
+class ToolCallSpec(_Body):
+    """A tool call in an assistant message of the history."""
+
+    id: str = ""
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(_Body):
     role: Role = Field(description="Who wrote the message.")
     content: str | list[TextPart] | None = Field(
         default=None, description="The text, or a list of `{type: text, text}` parts."
     )
     name: str | None = None
+    tool_calls: list[ToolCallSpec] | None = Field(
+        default=None, description="The calls an assistant message made."
+    )
+    tool_call_id: str | None = Field(default=None, description="The call a `tool` message answers.")
 
     def as_engine(self) -> dict[str, Any]:
-        """The `{"role", "content"}` dict the engine's chat template reads."""
+        """The message dict the engine renders: role and content, with tool calls when there are."""
         content = self.content
         if isinstance(content, list):
             content = "".join(part.text for part in content)
-        return {"role": self.role, "content": content or ""}
+        message: dict[str, Any] = {"role": self.role, "content": content or ""}
+        if self.tool_calls:
+            message["tool_calls"] = [call.model_dump() for call in self.tool_calls]
+        if self.tool_call_id is not None:
+            message["tool_call_id"] = self.tool_call_id
+        return message
+
+
+class FunctionSpec(_Body):
+    name: FunctionName
+    description: str | None = None
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="A JSON schema of the arguments object (omitted: no arguments)."
+    )
+    strict: bool | None = Field(default=None, description="Accepted; forced calls always follow the schema.")
+
+    @field_validator("parameters")
+    @classmethod
+    def _object_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and value.get("type", "object") != "object":
+            raise ValueError('the parameters schema must describe a JSON object ("type": "object")')
+        return value
+
+
+class ToolSpec(_Body):
+    type: Literal["function"] = Field(description="Only function tools are supported.")
+    function: FunctionSpec
+
+
+class NamedFunction(_Body):
+    name: str
+
+
+class NamedToolChoice(_Body):
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class StreamOptions(_Body):
@@ -134,14 +191,27 @@ class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1, description="The conversation so far, oldest first.")
     max_completion_tokens: MaxTokens | None = Field(default=None, description="Newer name of `max_tokens`.")
     response_format: ResponseFormatSpec | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[ToolSpec] | None = Field(default=None, description="Functions the model may call.")
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = Field(
+        default=None,
+        description="`auto` (the default with tools), `none`, `required`, or one named function.",
+    )
+    parallel_tool_calls: bool | None = Field(default=None, description="Allow several calls in one answer.")
     logit_bias: dict[str, float] | None = None
 
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> ChatCompletionRequest:
-        if self.tools and self.tool_choice != "none":
-            raise ValueError("tools are not supported by this service yet; send the request without `tools`")
+        names = [tool.function.name for tool in self.tools or ()]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"tools declares the function '{duplicated[0]}' more than once")
+        if isinstance(self.tool_choice, NamedToolChoice) and self.tool_choice.function.name not in names:
+            raise ValueError(
+                f"tool_choice names the function '{self.tool_choice.function.name}', which tools does not "
+                f"declare (declared: {', '.join(names) or 'none'})"
+            )
+        if self.tool_choice == "required" and not names:
+            raise ValueError("tool_choice 'required' needs at least one tool in tools")
         if self.logit_bias:
             raise ValueError("logit_bias is not supported; send the request without it")
         return self
@@ -151,6 +221,13 @@ class ChatCompletionRequest(_Sampling):
 
     def engine_messages(self) -> list[dict[str, Any]]:
         return [m.as_engine() for m in self.messages]
+
+    def engine_tools(self) -> tuple[dict[str, Any], ...]:
+        return tuple(tool.model_dump(exclude_none=True) for tool in self.tools or ())
+
+    def engine_tool_choice(self) -> str | dict[str, Any] | None:
+        choice = self.tool_choice
+        return choice.model_dump() if isinstance(choice, NamedToolChoice) else choice
 
 
 class CompletionRequest(_Sampling):

@@ -1,8 +1,9 @@
 """The runner protocol: JSON lines over a local unix socket, one request per connection.
 
 The client sends one line `{"op": ..., ...}`. For `chat` and `text` the runner answers with lines
-`{"t": "<text>"}` as tokens are made, then `{"done": {"finish_reason", "usage"}}`; `count` and `info`
-answer one `{"result": {...}}`. Any failure answers `{"error": {...}}` (a `FoundryError` as data).
+`{"t": "<text>"}` as tokens are made, then `{"done": {"finish_reason", "usage"}}` (with "tool_calls"
+when the model called tools); `count` and `info` answer one `{"result": {...}}`. Any failure answers
+`{"error": {...}}` (a `FoundryError` as data).
 Closing the connection cancels the request: that is how a client leaving stops its generation.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from .. import errors
-from ..engine.types import GenerationParams, ResponseFormat, Usage
+from ..engine.types import GenerationParams, ResponseFormat, ToolCall, Usage
 
 LINE_LIMIT = 64 * 1024 * 1024  # one line holds one message; a long prompt can be big
 ERROR_PREFIX = "RUNNER_ERROR "  # starts the stderr line a runner prints when it cannot load its model
@@ -40,6 +41,7 @@ def params_from_wire(data: dict[str, Any]) -> GenerationParams:
     data = dict(data)
     fmt = data.pop("response_format", None)
     data["stop"] = tuple(data.get("stop") or ())
+    data["tools"] = tuple(data.get("tools") or ())
     return GenerationParams(**data, response_format=ResponseFormat(**fmt) if fmt else None)
 
 
@@ -49,6 +51,14 @@ def usage_to_wire(usage: Usage | None) -> dict[str, int] | None:
 
 def usage_from_wire(data: dict[str, Any] | None) -> Usage | None:
     return Usage(**data) if data else None
+
+
+def tool_calls_to_wire(calls: tuple[ToolCall, ...]) -> list[dict[str, str]]:
+    return [asdict(call) for call in calls]
+
+
+def tool_calls_from_wire(data: list[dict[str, Any]] | None) -> tuple[ToolCall, ...]:
+    return tuple(ToolCall(**call) for call in data or ())
 
 
 def error_to_wire(exc: BaseException) -> dict[str, Any]:
