@@ -144,6 +144,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {m.get('cpus')} CPUs, {m.get('memory_gb')} GB, {m.get('platform')}, Python "
         f"{m.get('python')}. Peer: foundry-local-sdk {notes.get('peer_version', '–')}.",
     ]
+    if "loadavg_start" in notes:
+        start, end = notes["loadavg_start"][0], notes.get("loadavg_end", [math.nan])[0]
+        lines.append(
+            f"Load average (1 min): {_f(start, 2)} at the start, {_f(end, 2)} at the end; other work on the "
+            "machine slows every system, evened out only as far as the rotating order allows."
+        )
     for system, reason in notes.get("skipped", {}).items():
         lines.append(f"Skipped {system}: {reason}.")
     return "\n".join(lines) + "\n"
