@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from ..config import ENV_SERVICE_TOKEN, ENV_SERVICE_URL, Settings, defaults
+from ..config import ENV_CACHE, ENV_SERVICE_TOKEN, ENV_SERVICE_URL, Settings, defaults
 from ..engine.types import Delta, GenerationParams, Message, ResponseFormat, Usage
 from ..errors import Cancelled, FoundryError, ModelNotFound
 
@@ -109,6 +109,20 @@ class Backend(ABC):
     def close(self) -> None:
         """Give back what this backend holds."""
 
+    def import_gguf(self, path: str, alias: str | None, precision: str | None) -> dict[str, Any]:
+        """Convert a GGUF file into the cache this backend serves from; answers the cached model."""
+        from ..models.gguf import DEFAULT_PRECISION
+        from ..models.gguf.cache import import_model
+
+        model = import_model(
+            path, alias=alias, precision=precision or DEFAULT_PRECISION, manager=self._cache_manager()
+        )
+        return model.to_dict()
+
+    @abstractmethod
+    def _cache_manager(self) -> Any:
+        """A ModelManager over the cache this backend's models come from."""
+
 
 # --------------------------------------------------------------------------------------------------
 # Kernel-resident engine
@@ -132,6 +146,9 @@ class KernelBackend(Backend):
 
             self._manager = ModelManager(self.settings)
         return self._manager
+
+    def _cache_manager(self) -> Any:
+        return self.manager
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -404,6 +421,13 @@ class ServiceBackend(Backend):
 
     def hardware(self) -> dict[str, Any]:
         return self._request("GET", "hardware")
+
+    def _cache_manager(self) -> Any:
+        # The server and its kernels share a machine: import straight into the server's cache folder,
+        # which the service scans again on its next listing.
+        from ..models.manager import ModelManager
+
+        return ModelManager(defaults({**os.environ, ENV_CACHE: self.cache()["location"]}))
 
     def resolve(self, name: str) -> dict[str, Any]:
         cached = [m for m in self.cache()["models"] if name in (m.get("id"), m.get("alias"))]

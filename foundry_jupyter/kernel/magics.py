@@ -197,6 +197,10 @@ class FoundryMagics(Magics):
         size = human_size(row.get("sizeBytes"))
         return Notice(f"{row['id']} is in the cache ({size}) at {row.get('path')}", row)
 
+    def _cmd_import(self, args: argparse.Namespace) -> Notice:
+        row = self.session.backend.import_gguf(args.path, args.alias, args.precision)
+        return Notice(f"Imported {args.path} as {row['id']} (alias {row['alias']})", row)
+
     def _cmd_load(self, args: argparse.Namespace) -> Notice:
         with _ProgressBar(self.show_progress) as progress:
             info = self.session.backend.load(args.model, progress, ep=args.ep)

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "status": "which backend is in use, the active model and the conversation",
     "hardware": "CPU, memory, GPUs and execution providers",
     "download": "download a model into the cache",
+    "import": "convert a GGUF file (llama, mistral, qwen2) into the cache, without torch",
     "load": "load a model into memory",
     "unload": "unload a model",
     "remove": "remove a model from the cache",
@@ -138,6 +139,9 @@ def _line_parser() -> tuple[_Parser, dict[str, _Parser]]:
     for name in ("download", "load", "unload", "remove", "use"):
         subs[name].add_argument("model", help="alias or id")
     subs["download"].add_argument("--force", action="store_true", help="download again even if cached")
+    subs["import"].add_argument("path", help="the .gguf file")
+    subs["import"].add_argument("--alias", help="the name to run it by (default: from the file name)")
+    subs["import"].add_argument("--precision", help="int4 (exact, default), int4-fast or fp32")
     subs["load"].add_argument("--ep", help="execution provider (cpu, cuda, dml, ...)")
     subs["load"].add_argument("--ttl", type=_positive_int, help="seconds to stay loaded (server backend)")
     subs["backend"].add_argument("which", nargs="?", choices=("kernel", "server", "auto"))
