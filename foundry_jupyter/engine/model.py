@@ -262,7 +262,17 @@ class ChatModel:
         params = params or GenerationParams()
         tool_plan = tools.plan(params)
         ids = self.encode_chat(messages, tool_plan)
-        out = self._stream(ids, params, cancel, tools.guidance(tool_plan))
+        forced = tools.guidance(tool_plan)
+        try:
+            out = self._stream(ids, params, cancel, forced)
+        except InvalidRequest as exc:
+            if forced is None or exc.param != "response_format":
+                raise
+            # The grammar came from the tools' parameter schemas, not from response_format.
+            detail = exc.message.removeprefix("Invalid response_format: ")
+            raise InvalidRequest(
+                f"A tool's parameters schema cannot be used: {detail}", param="tools"
+            ) from exc
         if tool_plan.active:
             out.set(tools.with_tool_calls(out.inner, tool_plan))
         return out

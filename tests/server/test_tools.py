@@ -99,6 +99,14 @@ async def test_none_answers_text_and_calls_nothing(client):
             "launch",
         ),
         ({"tool_choice": "required"}, None, "at least one tool"),
+        (
+            {
+                "tools": [{"type": "function", "function": {"name": "f", "parameters": {"required": 3}}}],
+                "tool_choice": "required",
+            },
+            "tools",
+            "parameters schema",
+        ),
     ],
 )
 async def test_bad_tool_requests_get_a_clear_400(http, client, extra, param, words):
