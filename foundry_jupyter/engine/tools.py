@@ -231,6 +231,7 @@ class _Scanner:
         self._pending = ""
         self._inside = False
         self.blocks: list[str] = []
+        self.unterminated = False  # the last block had no end tag
 
     def feed(self, text: str) -> str:
         self._pending += text
@@ -261,6 +262,7 @@ class _Scanner:
         if self._inside:
             self.blocks.append(rest)
             self._inside = False
+            self.unterminated = True
             return ""
         return rest
 
@@ -302,10 +304,11 @@ def with_tool_calls(deltas: Iterator[Delta], tool_plan: ToolPlan) -> Iterator[De
                     leftover = text  # cut short (finish "length"): say what was made
             else:
                 leftover = scanner.feed(delta.text) + scanner.finish()
-                for block in scanner.blocks:
+                for i, block in enumerate(scanner.blocks):
                     call = parse_call(block.strip(), tool_plan.functions)
-                    if call is None:  # not a call of a declared tool: it stays text
-                        leftover += f"{START}{block}{END}"
+                    if call is None:  # not a call of a declared tool: it stays text, as written
+                        cut = scanner.unterminated and i == len(scanner.blocks) - 1
+                        leftover += START + block + ("" if cut else END)
                     else:
                         calls.append(call)
             if not tool_plan.parallel:

@@ -194,6 +194,10 @@ def test_auto_keeps_undeclared_calls_as_text_and_honours_parallel() -> None:
     assert len(last.tool_calls) == 2 and last.text == bogus
     single = tools.plan(GenerationParams(tools=TOOLS, parallel_tool_calls=False))
     assert len(list(tools.with_tool_calls(scripted(two), single))[-1].tool_calls) == 1
+    cut = list(tools.with_tool_calls(scripted('x <tool_call>{"name": "get_ti', finish="length"), plan))
+    assert (
+        "".join(d.text for d in cut) == 'x <tool_call>{"name": "get_ti' and cut[-1].finish_reason == "length"
+    )
     plain = list(tools.with_tool_calls(scripted("a < b", " and c"), plan))
     assert "".join(d.text for d in plain) == "a < b and c" and plain[-1].finish_reason == "stop"
 

@@ -56,6 +56,13 @@ async def test_forced_call_non_streaming_then_streaming_then_the_answer(client):
     assert isinstance(json.loads(streamed[0].function.arguments), dict)
     assert not "".join(c.choices[0].delta.content or "" for c in chunks)
 
+    # The client's own stream helper assembles the streamed call into a final message.
+    async with client.chat.completions.stream(**common, tool_choice=FORCED) as helper:
+        final = await helper.get_final_completion()
+    assert final.choices[0].finish_reason == "tool_calls"
+    assert_weather_call(final.choices[0].message.tool_calls[0])
+    assert final.choices[0].message.tool_calls[0].function.arguments == call.function.arguments
+
     # The call and its result go back into the history, as the openai client sends them.
     history = [
         *MSG,
