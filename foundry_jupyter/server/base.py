@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
+import re
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -33,6 +35,13 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
         super().initialize(name, *args, **kwargs)
         self._cancel_on_close: Any = None
         self._client_gone = False
+        self._host_refused = False
+
+    def check_host(self) -> bool:
+        # Remembered so that the 403 jupyter_server raises for it is not reported as a bad token.
+        allowed = super().check_host()
+        self._host_refused = not allowed
+        return allowed
 
     @functools.cached_property
     def request_id(self) -> str:
@@ -97,6 +106,33 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
         if value in ("0", "false", "no", "off"):
             return False
         raise InvalidRequest(f"Query parameter '{name}' must be true or false, not {raw!r}.", param=name)
+
+    # ---- names from the caller -------------------------------------------------------------------
+    def model_name(self, name: str, param: str = "model") -> str:
+        """A model alias or id. The model manager also takes a folder path for a model; over HTTP that
+        would let a caller probe and load folders anywhere on the server, so paths are refused here."""
+        bare = name.strip()
+        parts = bare.replace("\\", "/").split("/")
+        if bare.startswith(("/", "~", ".")) or "\\" in bare or ".." in parts or _is_dir(bare):
+            raise InvalidRequest(
+                f"{name!r} looks like a folder path; this API takes a model alias or id (name:version). "
+                "To serve a model folder, register it: jupyter foundry model register <folder> --alias "
+                "<name>, then use the alias.",
+                param=param,
+                code="invalid_model_name",
+            )
+        return name
+
+    def ep_name(self, ep: str | None, param: str = "ep") -> str | None:
+        """An execution provider name (cpu, cuda, CUDAExecutionProvider...): a plain word, as it goes on
+        the model runner's command line."""
+        if ep is None or ep == "":
+            return None
+        if not _EP.fullmatch(ep):
+            raise InvalidRequest(
+                f"Invalid execution provider {ep!r}: use a name such as cpu, cuda or dml.", param=param
+            )
+        return ep
 
     # ---- answers -------------------------------------------------------------------------------
     def send_json(self, data: Any, status: int = 200) -> None:
@@ -180,6 +216,13 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
             return exc.status, exc.to_dict()
         if isinstance(exc, web.HTTPError):
             status = exc.status_code
+        if status == 403 and self._host_refused:
+            return status, _shape(
+                f"Requests addressed to host {self.request.host!r} are refused: use 127.0.0.1 or localhost, "
+                "or start the server with ServerApp.allow_remote_access enabled.",
+                "permission_error",
+                "host_not_allowed",
+            )
         if status in (401, 403) and not getattr(self, "_jupyter_current_user", None):
             status = 401
             self.set_header("WWW-Authenticate", 'Bearer realm="jupyter"')
@@ -203,7 +246,8 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
             )
         if isinstance(exc, web.HTTPError) and status < 500:
             message = exc.log_message % exc.args if exc.log_message else (exc.reason or "Bad request")
-            return status, _shape(message, "invalid_request_error", None)
+            code = "invalid_request" if status == 400 else None
+            return status, _shape(message, "invalid_request_error", code)
         return 500, _shape(
             f"Internal server error (request id {self.request_id}); the Jupyter server log has the details.",
             "server_error",
@@ -215,7 +259,7 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
         exc = exc_info[1] if exc_info else None
         status, body = self._error_body(exc, status_code)
         self.clear_header("Content-Type")
-        self.set_status(status, reason=None if status in _STANDARD else "Client Closed Request")
+        self.set_status(status, reason="Client Closed Request" if status == 499 else None)
         self.finish(json.dumps(body))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
@@ -246,7 +290,17 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
         return [verb for verb in _VERBS if getattr(cls, verb.lower()) is not getattr(base, verb.lower())]
 
 
-_STANDARD = {400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 502, 503}
+_EP = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _is_dir(name: str) -> bool:
+    """Whether `name` names a folder relative to the server's working directory."""
+    if "/" not in name:
+        return False
+    try:
+        return os.path.isdir(name)
+    except (OSError, ValueError):
+        return False
 
 
 def _shape(message: str, type_: str, code: str | None, param: str | None = None) -> dict[str, Any]:

@@ -33,14 +33,21 @@ class ModelHandler(FoundryHandler):
     @web.authenticated
     @authorized
     async def get(self, name: str) -> None:
-        self.send_json(await openai.get_model(self.service, name))
+        self.send_json(await openai.get_model(self.service, self.model_name(name)))
 
 
-class ChatCompletionsHandler(FoundryHandler):
+class _GenerationHandler(FoundryHandler):
+    def check_names(self, req: ChatCompletionRequest | CompletionRequest) -> None:
+        self.model_name(req.model)
+        self.ep_name(req.ep)
+
+
+class ChatCompletionsHandler(_GenerationHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
         req = parse(ChatCompletionRequest, self.json_body())
+        self.check_names(req)
         stream = await openai.open_chat(self.service, req)
         self.cancel_on_close(stream)
         if req.stream:
@@ -51,11 +58,12 @@ class ChatCompletionsHandler(FoundryHandler):
             self.send_json(answer)
 
 
-class CompletionsHandler(FoundryHandler):
+class CompletionsHandler(_GenerationHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
         req = parse(CompletionRequest, self.json_body())
+        self.check_names(req)
         stream = await openai.open_text(self.service, req)
         self.cancel_on_close(stream)
         if req.stream:
@@ -71,6 +79,7 @@ class TokenCountHandler(FoundryHandler):
     @authorized
     async def post(self) -> None:
         req = parse(TokenCountRequest, self.json_body())
+        self.model_name(req.model)
         self.send_json(await openai.count_tokens(self.service, req))
 
 
@@ -100,7 +109,7 @@ class DownloadHandler(FoundryHandler):
     @authorized
     async def post(self) -> None:
         req = parse(FoundryDownloadRequest, self.json_body())
-        lines = foundry.download_lines(self.service, req.model_name())
+        lines = foundry.download_lines(self.service, self.model_name(req.model_name()))
         first = await anext(lines)  # an unknown model answers 404 here, before the stream starts
 
         async def all_lines() -> Any:
@@ -123,15 +132,16 @@ class LoadHandler(FoundryHandler):
             ttl = self.query_int("timeout")  # Foundry's C# client sends `timeout`
         if ttl is None and not self.query_bool("unload", default=True):
             ttl = 0  # Foundry's `unload=false`: stay loaded until unloaded
-        ep = self.get_query_argument("ep", None) or None
-        self.send_json(await foundry.load(self.service, name, ttl=ttl, ep=ep))
+        ep = self.ep_name(self.get_query_argument("ep", None))
+        self.send_json(await foundry.load(self.service, self.model_name(name), ttl=ttl, ep=ep))
 
 
 class UnloadHandler(FoundryHandler):
     @web.authenticated
     @authorized
     async def get(self, name: str) -> None:
-        self.send_json(await foundry.unload(self.service, name, force=self.query_bool("force")))
+        force = self.query_bool("force")
+        self.send_json(await foundry.unload(self.service, self.model_name(name), force=force))
 
 
 class UnloadAllHandler(FoundryHandler):
@@ -174,7 +184,7 @@ class CacheEntryHandler(FoundryHandler):
     @web.authenticated
     @authorized
     async def delete(self, name: str) -> None:
-        self.send_json(await foundry.cache_remove(self.service, name))
+        self.send_json(await foundry.cache_remove(self.service, self.model_name(name)))
 
 
 class LoadedHandler(FoundryHandler):
@@ -194,7 +204,7 @@ class DownloadsHandler(FoundryHandler):
     @authorized
     async def post(self) -> None:
         req = parse(DownloadJobRequest, self.json_body())
-        job = await self.service.downloads.start(req.model)
+        job = await self.service.downloads.start(self.model_name(req.model))
         self.send_json(job.to_dict(), status=202)
 
 

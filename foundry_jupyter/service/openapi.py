@@ -151,6 +151,17 @@ ROUTES: list[tuple[str, str, str, type[BaseModel] | None, str, list[dict[str, An
 ]
 
 
+JSON = "application/json"
+EVENTS = "text/event-stream"
+# (method, path) -> (success status, media types) where it is not `200` with a JSON body.
+ANSWERS: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
+    ("post", "/v1/chat/completions"): ("200", (JSON, EVENTS)),
+    ("post", "/v1/completions"): ("200", (JSON, EVENTS)),
+    ("post", "/openai/download"): ("200", ("text/plain",)),
+    ("post", "/downloads"): ("202", (JSON,)),
+}
+
+
 @cache
 def _components() -> dict[str, Any]:
     models = sorted({route[3] for route in ROUTES if route[3] is not None}, key=lambda m: m.__name__)
@@ -165,14 +176,15 @@ def _components() -> dict[str, Any]:
 def spec(server_url: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, model, answer, params in ROUTES:
+        success, media = ANSWERS.get((method, path), ("200", (JSON,)))
         operation: dict[str, Any] = {
             "summary": summary,
             "security": [{"token": []}],
             "responses": {
-                "200": {"description": answer},
+                success: {"description": answer, "content": {m: {} for m in media}},
                 "4XX": {
                     "description": "The caller's mistake",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
                 },
             },
         }
@@ -181,9 +193,7 @@ def spec(server_url: str) -> dict[str, Any]:
         if model is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
-                },
+                "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
             }
         paths.setdefault(path, {})[method] = operation
     return {
