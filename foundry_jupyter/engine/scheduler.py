@@ -15,6 +15,11 @@ late arrivals to og.Generator instead). A static batch can continue a request on
 in its batch, and starting a new batch releases every earlier request's cache; so in static mode the
 scheduler holds only the conversation of a one-request batch, until the next batch starts. A job
 that cannot continue a held conversation runs as a fresh request (same text, no reuse).
+
+Idle model: a batch of one through the Engine costs the gather window plus the Engine's per-step
+overhead (on the tiny model 14 ms to the first token against 1 ms through og.Generator). So a request
+that finds nothing running claims the model (`claim_idle`) and runs on og.Generator in its own thread;
+only requests arriving while others run are gathered into Engine batches.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +48,46 @@ _RUNNING: set[EngineScheduler] = set()
 def _close_all() -> None:
     for scheduler in list(_RUNNING):
         scheduler.close()
+
+
+class IdleClaim:
+    """A lone og.Generator stream counted as load until it ends (or is closed or dropped unstarted)."""
+
+    def __init__(self, scheduler: EngineScheduler) -> None:
+        self._scheduler: EngineScheduler | None = scheduler
+
+    def release(self) -> None:
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            scheduler._release_solo()
+
+    def track(self, inner: Iterator[Any]) -> Iterator[Any]:
+        return _Tracked(inner, self)
+
+
+class _Tracked(Iterator[Any]):
+    # A class, not a generator function: closing a generator that never started runs no `finally`.
+    def __init__(self, inner: Iterator[Any], claim: IdleClaim) -> None:
+        self._inner = inner
+        self._claim = claim
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._inner)
+        except BaseException:
+            self._claim.release()
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._inner, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._claim.release()
+
+    def __del__(self) -> None:
+        self._claim.release()
 
 
 @dataclass(frozen=True)
@@ -103,6 +149,10 @@ class EngineScheduler:
         self._closed = False
         self.broken: str | None = None  # why the Engine stopped working, if it did
         self._held: OrderedDict[int, tuple[Any, list[int], int]] = OrderedDict()
+        # Load, for `claim_idle`: Engine jobs submitted and not yet finished, lone og.Generator streams.
+        self._load_lock = threading.Lock()
+        self._jobs = 0
+        self._solo = 0
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         _RUNNING.add(self)
         self._thread.start()
@@ -114,7 +164,28 @@ class EngineScheduler:
     def submit(self, job: Job) -> None:
         if self._closed or self.broken:
             raise RuntimeError(self.broken or "the engine is closed")
+        with self._load_lock:
+            self._jobs += 1
         self._inbox.put(job)
+
+    def claim_idle(self) -> IdleClaim | None:
+        """If nothing runs on this model, a claim that counts the caller's og.Generator stream as load
+        (so requests arriving meanwhile batch on the Engine); None while anything else runs."""
+        with self._load_lock:
+            if self._jobs or self._solo:
+                return None
+            self._solo += 1
+        return IdleClaim(self)
+
+    def _release_solo(self) -> None:
+        with self._load_lock:
+            self._solo -= 1
+
+    def _finish(self, job: Job, event: tuple[Any, ...]) -> None:
+        """Tell `job`'s caller its last event; the job no longer counts as load."""
+        with self._load_lock:
+            self._jobs -= 1
+        job.events.put(event)
 
     @property
     def alive(self) -> bool:
@@ -199,12 +270,12 @@ class EngineScheduler:
         for job in jobs:
             try:
                 if job.cancel.is_set():
-                    job.events.put(("done", "CANCELLED"))
+                    self._finish(job, ("done", "CANCELLED"))
                     continue
                 self._start(job)
             except Exception as exc:
                 job.start_error = exc
-                job.events.put(("error", exc))
+                self._finish(job, ("error", exc))
             finally:
                 job.started.set()
 
@@ -293,7 +364,7 @@ class EngineScheduler:
             if event.flags & flags.FAILED:
                 self._active.pop(id(job._request), None)
                 job._request.close()
-                job.events.put(("error", RuntimeError(f"generation failed ({event.error_code.name})")))
+                self._finish(job, ("error", RuntimeError(f"generation failed ({event.error_code.name})")))
                 continue
             if event.flags & flags.TOKEN:
                 self.batch_running = True
@@ -312,7 +383,7 @@ class EngineScheduler:
             self.batch_running = False
         # Told last, so a caller that reacts to its answer sees the engine's state after this step.
         for job, reason in finished:
-            job.events.put(("done", reason))
+            self._finish(job, ("done", reason))
 
     def _hold(self, request: Any, ids: list[int], cap: int) -> None:
         with self._held_lock:
@@ -332,7 +403,7 @@ class EngineScheduler:
 
     def _shutdown(self) -> None:
         for job in list(self._active.values()):
-            job.events.put(("error", RuntimeError("the model was closed")))
+            self._finish(job, ("error", RuntimeError("the model was closed")))
             job._request.close()
         self._active.clear()
         self._release_held()
@@ -345,4 +416,4 @@ class EngineScheduler:
             except queue.Empty:
                 break
             if job is not None:
-                job.events.put(("error", RuntimeError("the model was closed")))
+                self._finish(job, ("error", RuntimeError("the model was closed")))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -31,6 +32,18 @@ def generator_model(tiny_model_dir: Path) -> Iterator[ChatModel]:
     """The same folder served by plain og.Generator, holding nothing: the reference for cold answers."""
     with ChatModel.load(tiny_model_dir, model_id="tiny", use_engine=False, max_conversations=0) as m:
         yield m
+
+
+@contextlib.contextmanager
+def busy(model: ChatModel) -> Iterator[None]:
+    """A lone request runs on og.Generator; while it streams, later requests go to the Engine."""
+    lone = model.stream_chat([{"role": "user", "content": "keep busy"}], GenerationParams(max_tokens=900))
+    assert lone.backend == "og.Generator"
+    next(lone)
+    try:
+        yield
+    finally:
+        lone.close()
 
 
 def test_load_reports_what_was_loaded(model: ChatModel) -> None:
@@ -149,7 +162,8 @@ def test_concurrent_requests_match_sequential(model: ChatModel, generator_model:
 def test_cancel_event_stops_mid_way(model: ChatModel, params: GenerationParams, backend: str) -> None:
     cancel = threading.Event()
     deltas = []
-    stream = model.stream_chat(HELLO, params, cancel=cancel)
+    with busy(model):
+        stream = model.stream_chat(HELLO, params, cancel=cancel)
     assert stream.backend == backend
     for delta in stream:
         deltas.append(delta)
@@ -167,22 +181,32 @@ def test_closing_the_stream_cancels_and_the_model_keeps_serving(model: ChatModel
     assert model.complete_chat(HELLO, GREEDY).finish_reason == "length"
 
 
-def test_continued_conversation_reuses_its_history(model: ChatModel, generator_model: ChatModel) -> None:
+def test_continued_conversation_reuses_its_history(tiny_model_dir: Path, generator_model: ChatModel) -> None:
     # Reuse needs the resent history to tokenize back into exactly the ids generated; a random model
     # sometimes emits a non-canonical split, so some of these conversations cannot be continued. Each
     # one must still give the cold run's text, and the canonical ones must reuse everything they held.
+    # While another request runs, these go to the Engine, which continues its own requests. (A fresh
+    # model: one holding generators from earlier tests would answer some first turns from those.)
+    model = ChatModel.load(tiny_model_dir)
     reused = 0
     for topic in ("hello", "what is up", "tell me about the notebook kernel", "a", "json"):
         first = [{"role": "user", "content": topic}]
-        answer = model.complete_chat(first, GREEDY)
-        assert answer.usage.cached_tokens == 0
-        history = [*first, {"role": "assistant", "content": answer.text}, {"role": "user", "content": "more"}]
-        follow = model.complete_chat(history, GREEDY)
+        with busy(model):
+            answer = model.complete_chat(first, GREEDY)
+            assert answer.usage.cached_tokens == 0 and answer.extra["backend"] == "og.Engine"
+            history = [
+                *first,
+                {"role": "assistant", "content": answer.text},
+                {"role": "user", "content": "more"},
+            ]
+            follow = model.complete_chat(history, GREEDY)
         assert follow.usage.prompt_tokens == model.count_tokens(history)
         assert follow.text == generator_model.complete_chat(history, GREEDY).text  # same as a cold run
         if follow.usage.cached_tokens:
+            assert follow.extra["backend"] == "og.Engine"
             assert follow.usage.cached_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
             reused += 1
+    model.close()
     assert reused >= 3
 
 
@@ -265,17 +289,19 @@ def test_regex_guidance(model: ChatModel) -> None:
 def test_a_request_arriving_mid_batch_does_not_wait_for_it(
     model: ChatModel, generator_model: ChatModel
 ) -> None:
-    long_run = model.stream_chat(HELLO, GenerationParams(max_tokens=900, temperature=0))
-    assert long_run.backend == "og.Engine"
-    next(long_run)  # the batch is generating now
-    other = [{"role": "user", "content": "a late question"}]
-    late = model.complete_chat(other, GREEDY)
-    # og 0.18 batches this model statically: the late request is served by og.Generator at once
-    # instead of queueing behind the 900-token batch, with the same text.
-    assert late.extra["backend"] == "og.Generator"
-    assert late.text == generator_model.complete_chat(other, GREEDY).text
-    long_run.close()  # returns once the engine has stopped it: the next request finds it idle
-    assert model.complete_chat([{"role": "user", "content": "q"}], GREEDY).extra["backend"] == "og.Engine"
+    with busy(model):
+        long_run = model.stream_chat(HELLO, GenerationParams(max_tokens=900, temperature=0))
+        assert long_run.backend == "og.Engine"
+        next(long_run)  # the batch is generating now
+        other = [{"role": "user", "content": "a late question"}]
+        late = model.complete_chat(other, GREEDY)
+        # og 0.18 batches this model statically: the late request is served by og.Generator at once
+        # instead of queueing behind the 900-token batch, with the same text.
+        assert late.extra["backend"] == "og.Generator"
+        assert late.text == generator_model.complete_chat(other, GREEDY).text
+        long_run.close()  # returns once the engine has stopped it: the next request finds it idle
+        q = [{"role": "user", "content": "q"}]
+        assert model.complete_chat(q, GREEDY).extra["backend"] == "og.Engine"
 
 
 def test_exiting_with_a_live_model_and_an_open_stream_is_clean(tiny_model_dir: Path) -> None:

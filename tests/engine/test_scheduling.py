@@ -1,0 +1,92 @@
+"""Which og API serves a request: a lone one runs on og.Generator at once, concurrent ones batch."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from foundry_jupyter.engine.model import ChatModel
+from foundry_jupyter.engine.types import GenerationParams
+
+GREEDY = GenerationParams(max_tokens=12, temperature=0)
+
+
+def ask(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir: Path) -> Iterator[ChatModel]:
+    with ChatModel.load(tiny_model_dir, model_id="tiny") as m:
+        assert m.uses_engine, m.engine_error
+        yield m
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir: Path) -> Iterator[ChatModel]:
+    with ChatModel.load(tiny_model_dir, use_engine=False, max_conversations=0) as m:
+        yield m
+
+
+def test_lone_requests_run_on_the_generator_and_free_the_model(
+    model: ChatModel, reference: ChatModel
+) -> None:
+    for i in range(3):  # each one ended, so the next finds the model idle again
+        done = model.complete_chat(ask(f"lone {i}"), GREEDY)
+        assert done.extra["backend"] == "og.Generator"
+        assert done.text == reference.complete_chat(ask(f"lone {i}"), GREEDY).text
+
+
+@pytest.mark.parametrize("how", ["closed", "dropped", "partly read"])
+def test_an_unfinished_lone_stream_frees_the_model(model: ChatModel, how: str) -> None:
+    stream = model.stream_chat(ask("started, never read"), GenerationParams(max_tokens=50))
+    assert stream.backend == "og.Generator"
+    # While it is open, another request is load: it goes to the Engine.
+    assert model.complete_chat(ask("meanwhile"), GREEDY).extra["backend"] == "og.Engine"
+    if how == "closed":
+        stream.close()
+    elif how == "dropped":
+        del stream
+    else:
+        next(stream)
+        stream.close()
+    assert model.complete_chat(ask("after"), GREEDY).extra["backend"] == "og.Generator"
+
+
+def test_requests_arriving_during_a_lone_one_batch_with_the_same_text(
+    model: ChatModel, reference: ChatModel
+) -> None:
+    lone = model.stream_chat(ask("the lone one"), GenerationParams(max_tokens=400, temperature=0))
+    assert lone.backend == "og.Generator"
+    next(lone)
+    prompts = [ask(f"batched question {i} " * (i + 1)) for i in range(3)]
+    results: dict[int, tuple[str, str]] = {}
+    barrier = threading.Barrier(len(prompts))
+
+    def worker(i: int) -> None:
+        barrier.wait(timeout=30)
+        done = model.complete_chat(prompts[i], GREEDY)
+        results[i] = (done.extra["backend"], done.text)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    lone.close()
+    assert [results.get(i) for i in range(len(prompts))] == [
+        ("og.Engine", reference.complete_chat(p, GREEDY).text) for p in prompts
+    ]
+
+
+def test_a_lone_follow_up_continues_its_generator(model: ChatModel, reference: ChatModel) -> None:
+    first = ask("tell me about the notebook kernel")
+    answer = model.complete_chat(first, GREEDY)
+    history = [*first, {"role": "assistant", "content": answer.text}, {"role": "user", "content": "more"}]
+    follow = model.complete_chat(history, GREEDY)
+    assert follow.extra["backend"] == "og.Generator"
+    assert answer.usage.prompt_tokens <= follow.usage.cached_tokens < follow.usage.prompt_tokens
+    assert follow.text == reference.complete_chat(history, GREEDY).text
