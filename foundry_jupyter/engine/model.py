@@ -336,7 +336,17 @@ class ChatModel:
         ):
             # Leaving the Engine's batching is worth it when a held generator spares half the prompt.
             taken = self._generators.take(ids, len(ids) + max_new, min_fraction=0.5)
-        if taken is None and self._route_to_engine(ids, max_new, sampling):
+        claim = None
+        scheduler = self._scheduler
+        if (
+            taken is None
+            and scheduler is not None
+            and scheduler.alive
+            and not scheduler.holds_prefix_of(ids, len(ids) + max_new)
+        ):
+            # Nothing else runs: og.Generator starts now, where the Engine would gather a batch of one.
+            claim = scheduler.claim_idle()
+        if taken is None and claim is None and self._route_to_engine(ids, max_new, sampling):
             assert self._scheduler is not None
             # Room for a follow-up turn, without reserving the whole context for every request.
             session = min(self.context_length, len(ids) + max_new + HEADROOM_TOKENS)
@@ -347,7 +357,13 @@ class ChatModel:
             out.set(self._engine_deltas(job, stops, cancel, (ids, max_new, sampling, guidance), out))
         else:
             out.backend = GENERATOR
-            out.set(self._generator_deltas(ids, max_new, sampling, guidance, stops, cancel, taken))
+            try:
+                inner = self._generator_deltas(ids, max_new, sampling, guidance, stops, cancel, taken)
+            except BaseException:
+                if claim is not None:
+                    claim.release()
+                raise
+            out.set(claim.track(inner) if claim is not None else inner)
         return out
 
     def _wait_started(self, job: Job) -> None:
