@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from IPython.core.displaypub import DisplayPublisher
 
 from foundry_jupyter.config import ENV_SERVICE_TOKEN, ENV_SERVICE_URL
 
 
-class RecordingDisplay:
+class RecordingDisplay(DisplayPublisher):
     """Stands in for the shell's display publisher: keeps every display / update_display call."""
 
-    def __init__(self) -> None:
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.calls: list[dict[str, Any]] = []
 
     def publish(self, data: Any, metadata: Any = None, source: Any = None, **kwargs: Any) -> None:
@@ -55,7 +57,7 @@ def shell(cache_copy: Path) -> Any:
 
     InteractiveShell.clear_instance()
     ip = InteractiveShell.instance()
-    ip.display_pub = RecordingDisplay()
+    ip.display_pub = RecordingDisplay(shell=ip)
     ip.run_line_magic("load_ext", "foundry_jupyter")
     ip.run_line_magic("config", "FoundryMagics.stream_mode = 'display'")
     ip.run_line_magic("config", "FoundryMagics.max_updates_per_s = 0")  # every delta redraws: countable
