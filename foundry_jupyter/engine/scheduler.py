@@ -18,8 +18,9 @@ that cannot continue a held conversation runs as a fresh request (same text, no 
 
 Idle model: a batch of one through the Engine costs the gather window plus the Engine's per-step
 overhead (on the tiny model 14 ms to the first token against 1 ms through og.Generator). So a request
-that finds nothing running claims the model (`claim_idle`) and runs on og.Generator in its own thread;
-only requests arriving while others run are gathered into Engine batches.
+that finds nothing running and no company within `solo_wait_s` claims the model (`claim_idle`) and
+runs on og.Generator in its own thread; requests sent together, or arriving while others run, are
+gathered into Engine batches.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 _IDLE_WAIT_S = 0.5
 _GATHER_S = 0.01  # against a prompt's processing time (tens to hundreds of ms on CPU), cheap
+# How long a request finding the model idle waits for company before running alone on og.Generator:
+# requests sent together (a burst) should share one Engine batch rather than start one alone.
+_SOLO_WAIT_S = 0.003
 
 # Every scheduler whose thread may still run. og aborts the process when an Engine is still alive as
 # the interpreter finalizes, so they are all closed at exit, even those whose model was dropped.
@@ -134,10 +138,12 @@ class EngineScheduler:
         max_held: int = 4,
         static: bool = True,
         gather_s: float = _GATHER_S,
+        solo_wait_s: float = _SOLO_WAIT_S,
         name: str = "foundry-engine",
     ) -> None:
         self._model = og_model
         self._gather_s = gather_s
+        self.solo_wait_s = solo_wait_s
         self._max_held = max_held
         self.static = static
         self.batch_running = False  # a batch has started generating (static mode: late arrivals wait)
@@ -153,6 +159,8 @@ class EngineScheduler:
         self._load_lock = threading.Lock()
         self._jobs = 0
         self._solo = 0
+        self._candidate: threading.Event | None = None  # set when a would-be lone request gets company
+        self._burst_until = 0.0  # until then, arrivals join the burst that ended a candidate's wait
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         _RUNNING.add(self)
         self._thread.start()
@@ -165,17 +173,38 @@ class EngineScheduler:
         if self._closed or self.broken:
             raise RuntimeError(self.broken or "the engine is closed")
         with self._load_lock:
+            self._join_burst()
             self._jobs += 1
         self._inbox.put(job)
 
     def claim_idle(self) -> IdleClaim | None:
-        """If nothing runs on this model, a claim that counts the caller's og.Generator stream as load
-        (so requests arriving meanwhile batch on the Engine); None while anything else runs."""
+        """If nothing runs on this model and nothing else arrives within `solo_wait_s`, a claim that
+        counts the caller's og.Generator stream as load (so later arrivals batch on the Engine).
+        None while anything else runs or arrives: the caller goes to the Engine."""
         with self._load_lock:
+            if self._candidate is not None or time.monotonic() < self._burst_until:
+                self._join_burst()
+                return None
             if self._jobs or self._solo:
                 return None
             self._solo += 1
+            if self.solo_wait_s <= 0:
+                return IdleClaim(self)
+            candidate = self._candidate = threading.Event()
+        candidate.wait(self.solo_wait_s)
+        with self._load_lock:
+            if candidate.is_set():  # company came: the whole burst goes to one Engine batch
+                return None
+            self._candidate = None
         return IdleClaim(self)
+
+    def _join_burst(self) -> None:
+        """(With the load lock) an arrival ends a waiting candidate's claim: both go to the Engine."""
+        if self._candidate is not None:
+            self._candidate.set()
+            self._candidate = None
+            self._solo -= 1
+            self._burst_until = time.monotonic() + self._gather_s
 
     def _release_solo(self) -> None:
         with self._load_lock:

@@ -90,3 +90,29 @@ def test_a_lone_follow_up_continues_its_generator(model: ChatModel, reference: C
     assert follow.extra["backend"] == "og.Generator"
     assert answer.usage.prompt_tokens <= follow.usage.cached_tokens < follow.usage.prompt_tokens
     assert follow.text == reference.complete_chat(history, GREEDY).text
+
+
+def test_requests_sent_together_share_an_engine_batch(tiny_model_dir: Path, reference: ChatModel) -> None:
+    with ChatModel.load(tiny_model_dir) as m:
+        assert m._scheduler is not None
+        # A wait for company long enough that the second request surely comes within it (it ends then).
+        m._scheduler.solo_wait_s = 30
+        prompts = [ask("sent together"), ask("at the same time")]
+        results: dict[int, tuple[str, str]] = {}
+        barrier = threading.Barrier(len(prompts))
+
+        def worker(i: int) -> None:
+            barrier.wait(timeout=30)
+            done = m.complete_chat(prompts[i], GREEDY)
+            results[i] = (done.extra["backend"], done.text)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(prompts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert [results.get(i) for i in range(len(prompts))] == [
+            ("og.Engine", reference.complete_chat(p, GREEDY).text) for p in prompts
+        ]
+        m._scheduler.solo_wait_s = 0  # no company now: a lone request claims the model at once
+        assert m.complete_chat(ask("alone"), GREEDY).extra["backend"] == "og.Generator"
