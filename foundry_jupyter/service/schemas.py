@@ -156,7 +156,11 @@ class _Sampling(_Body):
     )
     user: str | None = None
     ttl: Ttl | None = Field(default=None, description="Foundry extra: idle TTL of the model, in seconds.")
-    ep: str | None = Field(default=None, description="Foundry extra: execution provider (cpu, cuda, dml...).")
+    ep: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Foundry extra: execution provider (cpu, cuda, dml...).",
+    )
 
     @field_validator("stop")
     @classmethod
