@@ -116,3 +116,29 @@ def test_requests_sent_together_share_an_engine_batch(tiny_model_dir: Path, refe
         ]
         m._scheduler.solo_wait_s = 0  # no company now: a lone request claims the model at once
         assert m.complete_chat(ask("alone"), GREEDY).extra["backend"] == "og.Generator"
+
+
+def test_a_burst_beyond_max_batch_runs_the_rest_on_generators(
+    tiny_model_dir: Path, reference: ChatModel
+) -> None:
+    with ChatModel.load(tiny_model_dir) as m:
+        scheduler = m._scheduler
+        assert scheduler is not None
+        # Generous windows: all three surely arrive within them, whatever the machine's load.
+        scheduler.solo_wait_s, scheduler._gather_s, scheduler.max_batch = 30, 1.0, 2
+        prompts = [ask(f"one of three, number {i}") for i in range(3)]
+        results: dict[int, tuple[str, str]] = {}
+        barrier = threading.Barrier(len(prompts))
+
+        def worker(i: int) -> None:
+            barrier.wait(timeout=30)
+            done = m.complete_chat(prompts[i], GREEDY)
+            results[i] = (done.extra["backend"], done.text)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(prompts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert sorted(results[i][0] for i in range(3)) == ["og.Engine", "og.Engine", "og.Generator"]
+        assert [results[i][1] for i in range(3)] == [reference.complete_chat(p, GREEDY).text for p in prompts]
