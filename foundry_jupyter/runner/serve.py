@@ -14,7 +14,6 @@ import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any
 
 from ..errors import FoundryError, InvalidRequest
@@ -127,18 +126,14 @@ class RunnerServer:
         future = loop.run_in_executor(self.executor, work)
         client_gone = False
         try:
-            ended = False
-            while not ended:
-                ready = [await queue.get()]
-                while not queue.empty():  # whatever else is ready goes in the same write
-                    ready.append(queue.get_nowait())
-                ended = ready[-1][0] == "end"
+            while True:
+                kind, value = await queue.get()
+                if kind == "end":
+                    break
                 if client_gone:
                     continue  # keep draining until the worker notices the cancel
                 try:
-                    for event in _coalesce(ready):
-                        writer.write(wire.encode(event))
-                    await writer.drain()
+                    await _send(writer, _event(kind, value))
                 except (ConnectionError, OSError):
                     client_gone = True
                     cancel.set()
@@ -153,32 +148,6 @@ class RunnerServer:
             self.completed += 1
         elif cancelled:
             self.cancelled += 1
-
-
-def _coalesce(ready: list[tuple[str, Any]]) -> list[dict[str, Any]]:
-    """Wire events for the queued items, consecutive deltas merged into one.
-
-    Under load (a busy batch, a slow client) tokens pile up between two wake-ups of this loop; one
-    message and one write for all of them costs the runner and the server far less than one each.
-    """
-    events: list[dict[str, Any]] = []
-    pending: list[Any] = []
-
-    def flush() -> None:
-        if pending:
-            last = pending[-1]
-            events.append(_event("delta", replace(last, text="".join(d.text for d in pending))))
-            pending.clear()
-
-    for kind, value in ready:
-        if kind == "delta":
-            pending.append(value)
-            continue
-        flush()
-        if kind == "error":
-            events.append(_event(kind, value))
-    flush()
-    return events
 
 
 def _event(kind: str, value: Any) -> dict[str, Any]:
