@@ -144,7 +144,7 @@ def _logit_bias(tokenizer: Any) -> Any:
     return bias
 
 
-def _build_onnx(bias: Any) -> Any:
+def _build_onnx(bias: Any, context_length: int = CONTEXT_LENGTH) -> Any:
     """The decoder graph, in plain ONNX ops (opset 17) so any onnxruntime build runs it."""
     import numpy as np
     import onnx
@@ -193,9 +193,16 @@ def _build_onnx(bias: Any) -> Any:
 
     # Embeddings: token + learned absolute position.
     tok = node("Gather", [weight("embed_tokens", (VOCAB_SIZE, HIDDEN), 1.0), "input_ids"], "tok_embed")
-    pos = node(
-        "Gather", [weight("embed_positions", (CONTEXT_LENGTH, HIDDEN), 0.5), "position_ids"], "pos_embed"
-    )
+    positions = weight("embed_positions", (CONTEXT_LENGTH, HIDDEN), 0.5)
+    if context_length > CONTEXT_LENGTH:
+        # Rows past the default context come from a stream of their own, so every other weight, and
+        # so every answer that fits the default context, stays the same as the default build's.
+        extra_rows = np.random.default_rng(SEED + 1).standard_normal(
+            (context_length - CONTEXT_LENGTH, HIDDEN)
+        )
+        inits.append(numpy_helper.from_array((extra_rows * 0.5).astype(np.float32), "embed_positions_extra"))
+        positions = node("Concat", [positions, "embed_positions_extra"], "embed_positions_all", axis=0)
+    pos = node("Gather", [positions, "position_ids"], "pos_embed")
     x = node("Add", [tok, pos], "embed")
 
     # Rows of a batch are right-padded, each at its own length (og's static-batching Engine does this;
@@ -309,11 +316,11 @@ def _build_onnx(bias: Any) -> Any:
     return model
 
 
-def _genai_config() -> dict[str, Any]:
+def _genai_config(context_length: int) -> dict[str, Any]:
     return {
         "model": {
             "bos_token_id": ENDOFTEXT_ID,
-            "context_length": CONTEXT_LENGTH,
+            "context_length": context_length,
             "decoder": {
                 "session_options": {
                     "log_id": "onnxruntime-genai",
@@ -350,7 +357,7 @@ def _genai_config() -> dict[str, Any]:
             "do_sample": False,
             "early_stopping": True,
             "length_penalty": 1.0,
-            "max_length": CONTEXT_LENGTH,
+            "max_length": context_length,
             "min_length": 0,
             "no_repeat_ngram_size": 0,
             "num_beams": 1,
@@ -364,7 +371,7 @@ def _genai_config() -> dict[str, Any]:
     }
 
 
-def _tokenizer_config() -> dict[str, Any]:
+def _tokenizer_config(context_length: int) -> dict[str, Any]:
     return {
         "add_bos_token": False,
         "add_prefix_space": False,
@@ -383,7 +390,7 @@ def _tokenizer_config() -> dict[str, Any]:
         "chat_template": CHAT_TEMPLATE,
         "clean_up_tokenization_spaces": False,
         "eos_token": "<|im_end|>",
-        "model_max_length": CONTEXT_LENGTH,
+        "model_max_length": context_length,
         "pad_token": "<|endoftext|>",
         "tokenizer_class": "GPT2Tokenizer",
         "unk_token": "<|endoftext|>",
@@ -394,23 +401,25 @@ def _json_bytes(data: dict[str, Any]) -> bytes:
     return (json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
 
 
-def build_tiny_model(dest: Path) -> Path:
+def build_tiny_model(dest: Path, *, context_length: int = CONTEXT_LENGTH) -> Path:
     """Write the tiny model folder at `dest` (created or overwritten file by file) and return it.
 
-    The same bytes on every build, on every machine with the same library versions.
+    The same bytes on every build, on every machine with the same library versions. A longer
+    `context_length` gives the same answers within the default context and room for long generations
+    (tests that must still be generating when they act on a stream use it).
     """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tokenizer()
     tokenizer_json = json.loads(tokenizer.to_str())
-    model = _build_onnx(_logit_bias(tokenizer))
+    model = _build_onnx(_logit_bias(tokenizer), context_length)
     files = {
         "tokenizer.json": _json_bytes(tokenizer_json),
-        "tokenizer_config.json": _json_bytes(_tokenizer_config()),
+        "tokenizer_config.json": _json_bytes(_tokenizer_config(context_length)),
         "special_tokens_map.json": _json_bytes(
             {"bos_token": "<|endoftext|>", "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}
         ),
-        "genai_config.json": _json_bytes(_genai_config()),
+        "genai_config.json": _json_bytes(_genai_config(context_length)),
         "model.onnx": model.SerializeToString(deterministic=True),
     }
     for name, data in files.items():

@@ -85,3 +85,20 @@ def test_loads_in_onnxruntime_genai_and_generates(tiny_model_dir: Path) -> None:
     assert streamed == decoded
     assert "\ufffd" not in decoded
     assert decoded.strip()
+
+
+def test_a_longer_context_keeps_the_default_answers(tmp_path, tiny_model_dir) -> None:
+    from foundry_jupyter.engine.model import ChatModel
+    from foundry_jupyter.engine.testmodel import build_tiny_model
+    from foundry_jupyter.engine.types import GenerationParams
+
+    long_dir = build_tiny_model(tmp_path / "long", context_length=4096)
+    messages = [{"role": "user", "content": "Hello there"}]
+    params = GenerationParams(max_tokens=40, temperature=0)
+    default, long = ChatModel.load(tiny_model_dir), ChatModel.load(long_dir)
+    try:
+        assert long.context_length == 4096 and default.context_length == 1024
+        assert long.complete_chat(messages, params).text == default.complete_chat(messages, params).text
+    finally:
+        default.close()
+        long.close()

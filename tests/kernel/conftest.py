@@ -72,3 +72,14 @@ def shell(cache_copy: Path) -> Any:
 @pytest.fixture
 def magics(shell: Any) -> Any:
     return shell.magics_manager.registry["FoundryMagics"]
+
+
+@pytest.fixture
+def sigint_interrupts() -> Any:
+    """SIGINT raises KeyboardInterrupt in the main thread, as in an ipykernel kernel, whatever handler
+    an earlier test or library left installed."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -68,6 +68,7 @@ def test_run_downloads_what_is_missing(hub: Any, shell: Any, magics: Any) -> Non
     assert shell.run_line_magic("foundry", "ps")["id"].tolist() == [MODEL_ID]
 
 
+@pytest.mark.usefixtures("sigint_interrupts")
 def test_interrupting_the_kernel_cancels_the_download(hub: Any, shell: Any) -> None:
     import os
     import signal

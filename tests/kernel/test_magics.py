@@ -317,6 +317,7 @@ def test_system_prompt_trait_starts_new_conversations(shell: Any, magics: Any) -
     assert magics.session.conversation.messages[0]["content"] == "You are terse."
 
 
+@pytest.mark.usefixtures("sigint_interrupts")
 def test_interrupting_an_answer_keeps_what_came_and_the_model_still_works(shell: Any, magics: Any) -> None:
     import os
     import signal

@@ -6,6 +6,7 @@ no runner process outlives it.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from traitlets.config import Config
 
 TINY = "tiny-generic-cpu:1"
+LONG = "tiny-long-generic-cpu:1"  # in the cache of tests marked long_model
 
 
 def runner_processes() -> list[psutil.Process]:
@@ -49,10 +51,29 @@ def _restore_service_env(monkeypatch):
     monkeypatch.delenv(config.ENV_SERVICE_TOKEN, raising=False)
 
 
+@pytest.fixture(scope="session")
+def tiny_long_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a 4096-token context, as a cached model folder.
+
+    Its answers match tiny's, but a 4,000-token answer takes seconds rather than half of one: tests that
+    act on a stream while it runs (kill the runner, leave, unload) need it still running, however fast
+    the machine.
+    """
+    from foundry_jupyter.engine.testmodel import build_tiny_model
+
+    folder = tmp_path_factory.mktemp("tiny-long") / "tiny-long-generic-cpu-1"
+    build_tiny_model(folder, context_length=4096)
+    (folder / "inference_model.json").write_text(json.dumps({"Name": LONG}))
+    return folder
+
+
 @pytest.fixture
-def foundry_cache(tiny_cache_dir: Path, tmp_path: Path) -> Path:
+def foundry_cache(tiny_cache_dir: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     cache = tmp_path / "cache" / "models"
     shutil.copytree(tiny_cache_dir, cache)
+    if request.node.get_closest_marker("long_model"):
+        long_dir = request.getfixturevalue("tiny_long_dir")
+        shutil.copytree(long_dir, cache / "foundry-jupyter" / long_dir.name)
     return cache
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from foundry_jupyter.errors import FoundryError
 
-from .conftest import TINY, runner_processes
+from .conftest import LONG, TINY, runner_processes
 
 MSG = [{"role": "user", "content": "Tell me a long story."}]
 
@@ -102,18 +102,19 @@ async def test_max_loaded_models_evicts_the_idle_one(http, service, tiny_model_d
     await service.supervisor.unload("other:1")
 
 
+@pytest.mark.long_model
 async def test_busy_model_needs_force_to_unload(http, service):
-    await http.get("openai/load/tiny")
-    runner = service.supervisor.get(TINY)
+    await http.get(f"openai/load/{LONG}")
+    runner = service.supervisor.get(LONG)
     # a request the server holds open: the model is busy until it is read to the end or closed
-    request = {"op": "chat", "messages": MSG, "params": {"max_tokens": 900, "temperature": 0}}
+    request = {"op": "chat", "messages": MSG, "params": {"max_tokens": 4000, "temperature": 0}}
     call = await service.supervisor.open(runner, request)
-    busy = await http.get("openai/unload/tiny")
+    busy = await http.get(f"openai/unload/{LONG}")
     assert busy.status_code == 409
     error = busy.json()["error"]
     assert error["code"] == "model_busy" and "force=true" in error["message"]
-    forced = await http.get("openai/unload/tiny?force=true")
-    assert forced.json() == {"status": "unloaded", "id": TINY}
+    forced = await http.get(f"openai/unload/{LONG}?force=true")
+    assert forced.json() == {"status": "unloaded", "id": LONG}
     assert not runner.alive() and await loaded_ids(http) == []
     with pytest.raises(FoundryError, match="stopped unexpectedly"):
         while await call.next() is not None:
@@ -121,22 +122,23 @@ async def test_busy_model_needs_force_to_unload(http, service):
     assert runner.active == 0
 
 
+@pytest.mark.long_model
 async def test_runner_killed_mid_stream(http, client, service):
     stream = await client.chat.completions.create(
-        model="tiny", messages=MSG, max_tokens=900, temperature=0, stream=True
+        model=LONG, messages=MSG, max_tokens=4000, temperature=0, stream=True
     )
     pieces = 0
     with pytest.raises(openai.APIError) as info:
         async for _chunk in stream:
             pieces += 1
             if pieces == 3:
-                os.kill(service.supervisor.get(TINY).pid, signal.SIGKILL)
+                os.kill(service.supervisor.get(LONG).pid, signal.SIGKILL)
     assert "stopped unexpectedly" in str(info.value)
     assert pieces >= 3
     # the server keeps serving, and the next request starts a fresh runner
     status = await http.get("openai/status")
     assert status.status_code == 200
-    answer = await client.chat.completions.create(model="tiny", messages=MSG, max_tokens=3)
+    answer = await client.chat.completions.create(model=LONG, messages=MSG, max_tokens=3)
     assert answer.usage.completion_tokens > 0
     assert len(runner_processes()) == 1
 
@@ -151,8 +153,9 @@ async def test_runner_killed_between_requests(client, service):
     assert service.supervisor.get(TINY).pid != pid
 
 
+@pytest.mark.long_model
 async def test_error_event_is_the_last_event(http, service):
-    body = {"model": "tiny", "messages": MSG, "max_tokens": 900, "temperature": 0, "stream": True}
+    body = {"model": LONG, "messages": MSG, "max_tokens": 4000, "temperature": 0, "stream": True}
     events = []
     async with http.stream("POST", "v1/chat/completions", json=body) as response:
         async for line in response.aiter_lines():
@@ -160,19 +163,20 @@ async def test_error_event_is_the_last_event(http, service):
                 continue
             events.append(line)
             if len(events) == 2:
-                os.kill(service.supervisor.get(TINY).pid, signal.SIGKILL)
+                os.kill(service.supervisor.get(LONG).pid, signal.SIGKILL)
     last = json.loads(events[-1].removeprefix("data: "))
     assert last["error"]["code"] == "runner_failed" and last["error"]["type"] == "server_error"
     assert "data: [DONE]" not in events
 
 
+@pytest.mark.long_model
 async def test_client_disconnect_stops_generation(http, service):
-    body = {"model": "tiny", "messages": MSG, "max_tokens": 900, "temperature": 0, "stream": True}
+    body = {"model": LONG, "messages": MSG, "max_tokens": 4000, "temperature": 0, "stream": True}
     async with http.stream("POST", "v1/chat/completions", json=body) as response:
         async for line in response.aiter_lines():
             if line.startswith("data: "):
                 break  # leave after the first event
-    runner = service.supervisor.get(TINY)
+    runner = service.supervisor.get(LONG)
 
     async def stopped() -> bool:
         info = await service.supervisor.call(runner, {"op": "info"})
@@ -185,10 +189,11 @@ async def test_client_disconnect_stops_generation(http, service):
     assert response.status_code == 200
 
 
+@pytest.mark.long_model
 async def test_non_streaming_client_disconnect_frees_the_runner(http, base_url, token, service):
-    await http.get("openai/load/tiny")
-    runner = service.supervisor.get(TINY)
-    body = {"model": "tiny", "messages": MSG, "max_tokens": 900, "temperature": 0}
+    await http.get(f"openai/load/{LONG}")
+    runner = service.supervisor.get(LONG)
+    body = {"model": LONG, "messages": MSG, "max_tokens": 4000, "temperature": 0}
     request = asyncio.ensure_future(http.post("v1/chat/completions", json=body))
 
     async def busy() -> bool:
