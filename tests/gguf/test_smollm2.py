@@ -9,18 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.gguf_import import PROMPTS  # the benchmark's fixed prompt set
+
 from .ortrun import Decoder
 
-# The benchmark's fixed prompt set (benchmarks/gguf_import.py).
-PROMPTS = [
-    "What is the capital of France?",
-    "Name three primary colors.",
-    "Write one sentence about the sea.",
-    "How many legs does a spider have?",
-    "Give me a tip for learning Python.",
-    "What is 12 plus 30?",
-    "Translate 'good morning' into Spanish.",
-]
 NEW_TOKENS = 32
 
 
