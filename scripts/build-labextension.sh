@@ -10,4 +10,7 @@ if [ "${1:-}" = "--prod" ]; then build="build:prod"; fi
 
 (cd labextension && jlpm install && jlpm run "$build")
 jupyter labextension develop --overwrite .
+# `develop` copies install.json into the build folder; the wheel already adds the top-level one at that
+# path, and two files at one path make the next `pip install -e .` fail.
+rm -f foundry_jupyter/labextension/install.json
 jupyter labextension list 2>&1 | grep foundry-jupyter
