@@ -18,6 +18,24 @@ def ask(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
+def complete_together(model: ChatModel, prompts: list[list[dict[str, str]]]) -> list[tuple[str, str] | None]:
+    """Each prompt from its own thread, released at once; (og API that answered, text) per prompt."""
+    results: dict[int, tuple[str, str]] = {}
+    barrier = threading.Barrier(len(prompts))
+
+    def worker(i: int) -> None:
+        barrier.wait(timeout=30)
+        done = model.complete_chat(prompts[i], GREEDY)
+        results[i] = (done.extra["backend"], done.text)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return [results.get(i) for i in range(len(prompts))]
+
+
 @pytest.fixture(scope="module")
 def model(tiny_model_dir: Path) -> Iterator[ChatModel]:
     with ChatModel.load(tiny_model_dir, model_id="tiny") as m:
@@ -63,23 +81,9 @@ def test_requests_arriving_during_a_lone_one_batch_with_the_same_text(
     assert lone.backend == "og.Generator"
     next(lone)
     prompts = [ask(f"batched question {i} " * (i + 1)) for i in range(3)]
-    results: dict[int, tuple[str, str]] = {}
-    barrier = threading.Barrier(len(prompts))
-
-    def worker(i: int) -> None:
-        barrier.wait(timeout=30)
-        done = model.complete_chat(prompts[i], GREEDY)
-        results[i] = (done.extra["backend"], done.text)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(prompts))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    results = complete_together(model, prompts)
     lone.close()
-    assert [results.get(i) for i in range(len(prompts))] == [
-        ("og.Engine", reference.complete_chat(p, GREEDY).text) for p in prompts
-    ]
+    assert results == [("og.Engine", reference.complete_chat(p, GREEDY).text) for p in prompts]
 
 
 def test_a_lone_follow_up_continues_its_generator(model: ChatModel, reference: ChatModel) -> None:
@@ -98,20 +102,7 @@ def test_requests_sent_together_share_an_engine_batch(tiny_model_dir: Path, refe
         # A wait for company long enough that the second request surely comes within it (it ends then).
         m._scheduler.solo_wait_s = 30
         prompts = [ask("sent together"), ask("at the same time")]
-        results: dict[int, tuple[str, str]] = {}
-        barrier = threading.Barrier(len(prompts))
-
-        def worker(i: int) -> None:
-            barrier.wait(timeout=30)
-            done = m.complete_chat(prompts[i], GREEDY)
-            results[i] = (done.extra["backend"], done.text)
-
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(prompts))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-        assert [results.get(i) for i in range(len(prompts))] == [
+        assert complete_together(m, prompts) == [
             ("og.Engine", reference.complete_chat(p, GREEDY).text) for p in prompts
         ]
         m._scheduler.solo_wait_s = 0  # no company now: a lone request claims the model at once
@@ -127,18 +118,6 @@ def test_a_burst_beyond_max_batch_runs_the_rest_on_generators(
         # Generous windows: all three surely arrive within them, whatever the machine's load.
         scheduler.solo_wait_s, scheduler._gather_s, scheduler.max_batch = 30, 1.0, 2
         prompts = [ask(f"one of three, number {i}") for i in range(3)]
-        results: dict[int, tuple[str, str]] = {}
-        barrier = threading.Barrier(len(prompts))
-
-        def worker(i: int) -> None:
-            barrier.wait(timeout=30)
-            done = m.complete_chat(prompts[i], GREEDY)
-            results[i] = (done.extra["backend"], done.text)
-
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(prompts))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-        assert sorted(results[i][0] for i in range(3)) == ["og.Engine", "og.Engine", "og.Generator"]
-        assert [results[i][1] for i in range(3)] == [reference.complete_chat(p, GREEDY).text for p in prompts]
+        results = complete_together(m, prompts)
+        assert sorted(r[0] for r in results) == ["og.Engine", "og.Engine", "og.Generator"]
+        assert [r[1] for r in results] == [reference.complete_chat(p, GREEDY).text for p in prompts]
