@@ -18,7 +18,7 @@ that cannot continue a held conversation runs as a fresh request (same text, no 
 
 Idle model: a batch of one through the Engine costs the gather window plus the Engine's per-step
 overhead (on the tiny model 14 ms to the first token against 1 ms through og.Generator). So a request
-that finds nothing running and no company within `solo_wait_s` claims the model (`claim_idle`) and
+that finds nothing running and no company within `solo_wait()` claims the model (`claim_idle`) and
 runs on og.Generator in its own thread; requests sent together, or arriving while others run, are
 gathered into Engine batches of up to `max_batch` (beyond that, og.Generator again).
 """
@@ -40,8 +40,11 @@ log = logging.getLogger(__name__)
 _IDLE_WAIT_S = 0.5
 _GATHER_S = 0.01  # against a prompt's processing time (tens to hundreds of ms on CPU), cheap
 # How long a request finding the model idle waits for company before running alone on og.Generator:
-# requests sent together (a burst) should share one Engine batch rather than start one alone.
+# requests sent together (a burst) should share one Engine batch rather than start one alone. The
+# wait is at most this, and at most `_SOLO_WAIT_SHARE` of a lone request's time to its first token as
+# measured on this model: on a model that answers in 1 ms, 3 ms of waiting would triple its latency.
 _SOLO_WAIT_S = 0.003
+_SOLO_WAIT_SHARE = 0.1
 # Requests in one Engine batch before later arrivals run on og.Generator beside it: a static batch's
 # first token comes after every member's prompt (SmolLM2 int4, 8 at once: 4.5 s against 0.9 s for 4).
 _MAX_BATCH = 4
@@ -62,6 +65,7 @@ class IdleClaim:
 
     def __init__(self, scheduler: EngineScheduler) -> None:
         self._scheduler: EngineScheduler | None = scheduler
+        self.started = time.monotonic()
 
     def release(self) -> None:
         scheduler, self._scheduler = self._scheduler, None
@@ -77,13 +81,20 @@ class _Tracked(Iterator[Any]):
     def __init__(self, inner: Iterator[Any], claim: IdleClaim) -> None:
         self._inner = inner
         self._claim = claim
+        self._first = True
 
     def __next__(self) -> Any:
         try:
-            return next(self._inner)
+            item = next(self._inner)
         except BaseException:
             self._claim.release()
             raise
+        if self._first:
+            self._first = False
+            scheduler = self._claim._scheduler
+            if scheduler is not None:
+                scheduler.observe_first_token(time.monotonic() - self._claim.started)
+        return item
 
     def close(self) -> None:
         try:
@@ -141,13 +152,14 @@ class EngineScheduler:
         max_held: int = 4,
         static: bool = True,
         gather_s: float = _GATHER_S,
-        solo_wait_s: float = _SOLO_WAIT_S,
+        solo_wait_s: float | None = None,
         max_batch: int = _MAX_BATCH,
         name: str = "foundry-engine",
     ) -> None:
         self._model = og_model
         self._gather_s = gather_s
-        self.solo_wait_s = solo_wait_s
+        self.solo_wait_s = solo_wait_s  # None: adaptive (see `_SOLO_WAIT_SHARE`)
+        self._first_token_s: float | None = None  # a lone request's time to first token, averaged
         self.max_batch = max_batch  # 0: no cap
         self._max_held = max_held
         self.static = static
@@ -198,15 +210,29 @@ class EngineScheduler:
                 self._solo += 1  # the Engine has a full batch: og.Generator beside it
                 return IdleClaim(self)
             self._solo += 1
-            if self.solo_wait_s <= 0:
+            wait = self.solo_wait()
+            if wait <= 0:
                 return IdleClaim(self)
             candidate = self._candidate = threading.Event()
-        candidate.wait(self.solo_wait_s)
+        candidate.wait(wait)
         with self._load_lock:
             if candidate.is_set():  # company came: the whole burst goes to one Engine batch
                 return None
             self._candidate = None
         return IdleClaim(self)
+
+    def solo_wait(self) -> float:
+        """Seconds a request finding the model idle waits for company."""
+        if self.solo_wait_s is not None:
+            return self.solo_wait_s
+        if self._first_token_s is None:
+            return _SOLO_WAIT_S
+        return min(_SOLO_WAIT_S, _SOLO_WAIT_SHARE * self._first_token_s)
+
+    def observe_first_token(self, seconds: float) -> None:
+        """A lone og.Generator request's time from its claim to its first token."""
+        previous = self._first_token_s
+        self._first_token_s = seconds if previous is None else 0.8 * previous + 0.2 * seconds
 
     def _join_burst(self) -> None:
         """(With the load lock) an arrival ends a waiting candidate's claim: both go to the Engine."""

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..engine.types import GenerationParams, ResponseFormat, ToolCall, Usage
-from ..errors import ModelNotFound
+from ..errors import FoundryError, ModelNotFound
 from . import wire
 from .core import FoundryService
 from .runners import RunnerCall
@@ -46,13 +46,23 @@ class GenerationStream:
         return cls(call, first or {})
 
     async def pieces(self) -> AsyncIterator[str]:
-        """Yield text pieces; afterwards `finish_reason`, `usage` and `tool_calls` are set."""
+        """Yield text pieces; afterwards `finish_reason`, `usage` and `tool_calls` are set. Messages
+        that arrived together become one piece, so a writer that fell behind catches up in one write."""
         try:
             message = self._first
             self._first = None
             while message is not None:
-                if message.get("t"):
-                    yield message["t"]
+                text = message.get("t") or ""
+                while "done" not in message and self._call.has_next:
+                    try:
+                        message = await self._call.next() or {}
+                    except FoundryError:
+                        if text:
+                            yield text  # what came before the failure still reaches the client
+                        raise
+                    text += message.get("t") or ""
+                if text:
+                    yield text
                 if "done" in message:
                     done = message["done"]
                     self.finish_reason = done.get("finish_reason") or "stop"

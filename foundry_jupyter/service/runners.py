@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import contextlib
 import json
 import logging
@@ -29,6 +30,7 @@ from . import wire
 log = logging.getLogger("foundry_jupyter.service")
 
 REAP_INTERVAL_S = 0.25
+READ_SIZE = 256 * 1024  # one read takes every runner message that is waiting
 
 
 class ModelBusy(FoundryError):
@@ -99,24 +101,39 @@ class RunnerCall:
         self._writer = writer
         self.cancelled = False
         self._closed = False
+        self._lines: collections.deque[bytes] = collections.deque()
+        self._partial = bytearray()
 
     async def next(self) -> dict[str, Any] | None:
         """The next protocol message, None once the runner closed the connection after a final one."""
-        try:
-            line = await self._reader.readline()
-        except (ConnectionError, OSError, ValueError) as exc:
-            if self.cancelled:
-                return None
-            raise self._died(exc) from None
-        if not line:
-            if self.cancelled:
-                return None
-            raise self._died(None)
-        message = wire.decode(line)
+        while not self._lines:
+            try:
+                data = await self._reader.read(READ_SIZE)
+            except (ConnectionError, OSError, ValueError) as exc:
+                if self.cancelled:
+                    return None
+                raise self._died(exc) from None
+            if not data:
+                if self.cancelled:
+                    return None
+                raise self._died(None)
+            # Everything the runner sent since the last read, split into whole lines: a reader that
+            # fell behind gets many messages from one wake-up.
+            self._partial += data
+            if b"\n" in data:
+                *lines, rest = self._partial.split(b"\n")
+                self._partial = bytearray(rest)
+                self._lines.extend(lines)
+        message = wire.decode(self._lines.popleft())
         if "error" in message:
             self.close()
             raise wire.error_from_wire(message["error"])
         return message
+
+    @property
+    def has_next(self) -> bool:
+        """Whether a message is already here, so `next()` returns without waiting."""
+        return bool(self._lines)
 
     def _died(self, exc: BaseException | None) -> RunnerFailed:
         self.close()

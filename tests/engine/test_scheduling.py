@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,3 +122,27 @@ def test_a_burst_beyond_max_batch_runs_the_rest_on_generators(
         results = complete_together(m, prompts)
         assert sorted(r[0] for r in results) == ["og.Engine", "og.Engine", "og.Generator"]
         assert [r[1] for r in results] == [reference.complete_chat(p, GREEDY).text for p in prompts]
+
+
+def test_the_wait_for_company_follows_the_models_speed(tiny_model_dir: Path) -> None:
+    from foundry_jupyter.engine import scheduler as sched
+
+    with ChatModel.load(tiny_model_dir) as m:
+        s = m._scheduler
+        assert s is not None
+        assert s.solo_wait() == sched._SOLO_WAIT_S  # nothing measured yet
+        started = time.monotonic()
+        assert m.complete_chat(ask("alone"), GREEDY).extra["backend"] == "og.Generator"
+        elapsed = time.monotonic() - started
+        measured = s._first_token_s
+        assert measured is not None and 0 < measured < elapsed
+        assert s.solo_wait() == min(sched._SOLO_WAIT_S, sched._SOLO_WAIT_SHARE * measured)
+        # A model that answers in a millisecond waits a tenth of one; a slow one waits the full cap.
+        s._first_token_s = None
+        s.observe_first_token(0.001)
+        assert s.solo_wait() == pytest.approx(0.0001)
+        for _ in range(30):
+            s.observe_first_token(0.5)
+        assert s.solo_wait() == sched._SOLO_WAIT_S
+        s.solo_wait_s = 0.02  # a fixed wait overrides the measured one
+        assert s.solo_wait() == 0.02

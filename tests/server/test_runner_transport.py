@@ -1,0 +1,113 @@
+"""How a runner's answer travels to the server: straight from the generating thread, merged when the
+reader falls behind, nothing lost either way."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from foundry_jupyter.runner.serve import BlockingOut
+from foundry_jupyter.service import wire
+
+
+def read_lines(sock: socket.socket, count: int) -> list[dict]:
+    data = b""
+    while data.count(b"\n") < count:
+        chunk = sock.recv(65536)
+        assert chunk, "the connection closed early"
+        data += chunk
+    return [json.loads(line) for line in data.splitlines()]
+
+
+@pytest.fixture
+def pair():
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    out = BlockingOut(ours)
+    ours.close()  # BlockingOut holds its own descriptor
+    yield out, theirs
+    out.close()
+    theirs.close()
+
+
+def test_text_goes_out_at_once_while_the_reader_keeps_up(pair):
+    out, reader = pair
+    for piece in ("Hel", "lo", "!"):
+        out.send({"t": piece})
+        assert read_lines(reader, 1) == [{"t": piece}]
+
+
+def test_text_is_merged_while_the_reader_is_behind(pair):
+    out, reader = pair
+    out.send({"t": "a"})  # the reader is idle: sent
+    out.send({"t": "b"})  # "a" is unread: held
+    out.send({"t": "c"})
+    assert read_lines(reader, 1) == [{"t": "a"}]
+    done = {"finish_reason": "stop", "usage": None}
+    out.send({"t": "d", "done": done})  # the end goes out at once, with everything held
+    assert read_lines(reader, 1) == [{"t": "bcd", "done": done}]
+
+
+def test_held_text_goes_out_before_an_error(pair):
+    out, reader = pair
+    out.send({"t": "a"})
+    out.send({"t": "b"})
+    error = {"class": "RunnerFailed", "message": "boom", "status": 500}
+    out.send({"error": error})
+    assert read_lines(reader, 3) == [{"t": "a"}, {"t": "b"}, {"error": error}]
+
+
+def test_a_send_to_a_closed_reader_raises(pair):
+    out, reader = pair
+    reader.close()
+    with pytest.raises(OSError):
+        for _ in range(3):  # the first send may still land in the buffer
+            out.send({"t": "x", "done": {}})
+
+
+@pytest.fixture
+def runner(tiny_long_dir: Path, tmp_path: Path):
+    sock_path = str(tmp_path / "sock")
+    cmd = [sys.executable, "-m", "foundry_jupyter.runner", "--model-path", str(tiny_long_dir)]
+    proc = subprocess.Popen([*cmd, "--socket", sock_path], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(sock_path):
+        assert proc.poll() is None and time.monotonic() < deadline, "the runner did not start"
+        time.sleep(0.05)
+    yield sock_path
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def ask(sock_path: str, *, wait_before_reading: float) -> list[dict]:
+    request = {
+        "op": "chat",
+        "messages": [{"role": "user", "content": "Tell me a long story."}],
+        "params": {"max_tokens": 1500, "temperature": 0.0},
+    }
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(sock_path)
+        sock.sendall(wire.encode(request))
+        time.sleep(wait_before_reading)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def test_a_slow_reader_gets_the_same_answer_in_fewer_messages(runner):
+    eager = ask(runner, wait_before_reading=0)
+    slow = ask(runner, wait_before_reading=1.0)
+    for messages in (eager, slow):
+        assert "done" in messages[-1] and all("error" not in m for m in messages)
+    tokens = slow[-1]["done"]["usage"]["completion_tokens"]
+    assert tokens == eager[-1]["done"]["usage"]["completion_tokens"] > 100
+    assert "".join(m["t"] for m in slow) == "".join(m["t"] for m in eager)
+    # Held text rides on the next token's message: a second of not reading merges most of them.
+    assert len(slow) < tokens / 2
