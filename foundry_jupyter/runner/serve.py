@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import math
 import os
 import signal
 import socket
 import struct
 import termios
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,6 +28,10 @@ from ..service import wire
 log = logging.getLogger("foundry_jupyter.runner")
 
 PARENT_POLL_S = 1.0
+# At most one text message per this interval: a model making a token every 0.2 ms sends ~10 tokens a
+# message instead of one (each message costs a wake-up in the runner, the server and the client); a
+# model slower than this sends every token as it comes. The first token always goes out at once.
+MIN_SEND_INTERVAL_S = 0.002
 
 
 class RunnerServer:
@@ -157,24 +163,31 @@ class BlockingOut:
     the next delta, so a reader that falls behind gets fewer, larger messages instead of a backlog.
     """
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, min_interval_s: float = MIN_SEND_INTERVAL_S) -> None:
         """`connection`: the socket (or anything with `fileno()`) the event loop reads from."""
         self._sock = socket.socket(fileno=os.dup(connection.fileno()))
         self._sock.setblocking(True)
         self._held: list[str] = []
+        self._min_interval_s = min_interval_s
+        self._last_sent = -math.inf
 
     def send(self, message: dict[str, Any]) -> None:
-        """Send `message`. Text that does not end the answer is held (for at most one token's time)
-        while the reader is behind; anything else first sends what is held."""
+        """Send `message`. Text that does not end the answer is held while the reader is behind or
+        the last message left less than `min_interval_s` ago, and goes out with the next delta after
+        that; anything else first sends what is held."""
         if "t" in message:
             self._held.append(message["t"])
-            if "done" not in message and _unread(self._sock) > 0:
+            if "done" not in message and self._should_hold():
                 return
             message = {**message, "t": "".join(self._held)}
             self._held = []
         else:
             self.flush()
         self._sock.sendall(wire.encode(message))
+        self._last_sent = time.monotonic()
+
+    def _should_hold(self) -> bool:
+        return time.monotonic() - self._last_sent < self._min_interval_s or _unread(self._sock) > 0
 
     def flush(self) -> None:
         if self._held:

@@ -189,8 +189,11 @@ async def collect_chat(stream: GenerationStream) -> dict[str, Any]:
     }
 
 
-async def chat_chunks(stream: GenerationStream, req: ChatCompletionRequest) -> AsyncIterator[dict[str, Any]]:
-    """`chat.completion.chunk` objects, role first, usage last when asked for."""
+async def chat_chunks(
+    stream: GenerationStream, req: ChatCompletionRequest
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """`chat.completion.chunk` objects, role first, usage last when asked for; each list yielded is
+    what can go out together (the role with the first text, the last chunks with each other)."""
     base = {
         "id": _new_id("chatcmpl"),
         "object": "chat.completion.chunk",
@@ -206,15 +209,16 @@ async def chat_chunks(stream: GenerationStream, req: ChatCompletionRequest) -> A
             data["usage"] = None
         return data
 
-    yield chunk({"role": "assistant", "content": ""})
+    opening = [chunk({"role": "assistant", "content": ""})]
     async for piece in stream.pieces():
-        yield chunk({"content": piece})
+        yield [*opening, chunk({"content": piece})]
+        opening = []
     # The engine knows a call once it is complete: each comes whole, in one chunk.
-    for index, call in enumerate(stream.tool_calls):
-        yield chunk({"tool_calls": [{"index": index, **call.to_openai()}]})
-    yield chunk({}, _finish(stream.finish_reason))
+    calls = [chunk({"tool_calls": [{"index": i, **c.to_openai()}]}) for i, c in enumerate(stream.tool_calls)]
+    closing = [*opening, *calls, chunk({}, _finish(stream.finish_reason))]
     if with_usage:
-        yield {**base, "choices": [], "usage": _usage(stream.usage)}
+        closing.append({**base, "choices": [], "usage": _usage(stream.usage)})
+    yield closing
 
 
 # ---- legacy completions -------------------------------------------------------------------
@@ -237,7 +241,9 @@ async def collect_text(stream: GenerationStream) -> dict[str, Any]:
     }
 
 
-async def text_chunks(stream: GenerationStream, req: CompletionRequest) -> AsyncIterator[dict[str, Any]]:
+async def text_chunks(
+    stream: GenerationStream, req: CompletionRequest
+) -> AsyncIterator[list[dict[str, Any]]]:
     base = {
         "id": _new_id("cmpl"),
         "object": "text_completion",
@@ -253,10 +259,11 @@ async def text_chunks(stream: GenerationStream, req: CompletionRequest) -> Async
         return data
 
     async for piece in stream.pieces():
-        yield chunk(piece)
-    yield chunk("", _finish(stream.finish_reason))
+        yield [chunk(piece)]
+    closing = [chunk("", _finish(stream.finish_reason))]
     if with_usage:
-        yield {**base, "choices": [], "usage": _usage(stream.usage)}
+        closing.append({**base, "choices": [], "usage": _usage(stream.usage)})
+    yield closing
 
 
 # ---- token count --------------------------------------------------------------------------

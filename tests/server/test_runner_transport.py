@@ -29,7 +29,7 @@ def read_lines(sock: socket.socket, count: int) -> list[dict]:
 @pytest.fixture
 def pair():
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    out = BlockingOut(ours)
+    out = BlockingOut(ours, min_interval_s=0)  # only the reader's pace holds text back
     ours.close()  # BlockingOut holds its own descriptor
     yield out, theirs
     out.close()
@@ -61,6 +61,20 @@ def test_held_text_goes_out_before_an_error(pair):
     error = {"class": "RunnerFailed", "message": "boom", "status": 500}
     out.send({"error": error})
     assert read_lines(reader, 3) == [{"t": "a"}, {"t": "b"}, {"error": error}]
+
+
+def test_text_is_merged_within_the_minimum_interval():
+    ours, reader = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with reader:
+        out = BlockingOut(ours, min_interval_s=0.2)
+        ours.close()
+        out.send({"t": "a"})  # the first text goes out at once
+        assert read_lines(reader, 1) == [{"t": "a"}]
+        out.send({"t": "b"})  # read, but "a" left less than 0.2 s ago: held
+        time.sleep(0.25)
+        out.send({"t": "c"})
+        assert read_lines(reader, 1) == [{"t": "bc"}]
+        out.close()
 
 
 def test_a_send_to_a_closed_reader_raises(pair):
