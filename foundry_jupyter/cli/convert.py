@@ -29,8 +29,8 @@ def register(groups: dict[str, Any]) -> None:
         choices=IMPORT_PRECISIONS,
         default="int4",
         help="int4: the file's 4-bit blocks kept exactly (same answers as fp32, faster); fp32: all weights "
-        "dequantized; int4-fast: 8-bit LM head on int8 activations, smallest, may differ from fp32 "
-        "on close calls (default: int4)",
+        "dequantized; int4-fast: int8-activation kernels in two passes, about twice int4's decode "
+        "speed and the smallest, may differ from fp32 on close calls (default: int4)",
     )
     add_output_option(p)
     p.set_defaults(func=cmd_import)

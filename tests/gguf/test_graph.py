@@ -84,14 +84,40 @@ def test_onnxruntime_genai_greedy_matches_reference(tiny_gguf, converted):
 
 
 def test_int4_fast_is_close_to_reference(tiny_gguf, converted):
-    """int4-fast: exact 4-bit body, 8-bit head on int8 activations: close, not exact."""
+    """int4-fast: exact 4-bit blocks on int8 activations in two passes; a Q4_1 embedding is re-quantized
+    to 8 bits for the tied head (the main error here): close, not exact."""
     import onnx
 
     path = tiny_gguf("Q4_1")
     folder = converted(path, "int4-fast")
-    ops = {n.op_type for n in onnx.load(folder / "model.onnx", load_external_data=False).graph.node}
-    assert "GatherBlockQuantized" in ops
+    nodes = onnx.load(folder / "model.onnx", load_external_data=False).graph.node
+    assert "GatherBlockQuantized" in {n.op_type for n in nodes}
+    levels = {
+        a.i for n in nodes if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "accuracy_level"
+    }
+    assert levels == {4}
     expected = Reference(path).logits(IDS)
     got = Decoder(folder).logits(IDS)
     assert np.abs(got - expected).max() < 0.05 * np.abs(expected).max()
     assert np.mean(np.argmax(got, axis=-1) == np.argmax(expected, axis=-1)) >= 0.9
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_int4_fast_two_pass_steps_match_reference(tiny_gguf, converted, tied):
+    """The (int8 part, rest) rows of every MatMulNBits, through the KV cache: about float32's answer.
+
+    "mixed" has a Q8_0 embedding, so the 8-bit head holds its exact values; what is left is the int8
+    kernels' rounding of the small rest: under 1e-3 on x86 (AVX2), where a single pass at
+    accuracy_level 4 is off by 0.1-0.25.
+    """
+    path = tiny_gguf("mixed", tie_embeddings=tied)
+    expected = Reference(path).logits(IDS)
+    decoder = Decoder(converted(path, "int4-fast"))
+    got, cache = decoder.step(IDS[:4], decoder.empty_cache())
+    rows = [got]
+    for i in range(4, 7):
+        got, cache = decoder.step([IDS[i]], cache)
+        rows.append(got)
+    got, cache = decoder.step(IDS[7:], cache)
+    rows.append(got)
+    np.testing.assert_allclose(np.concatenate(rows), expected, rtol=0, atol=1e-2)

@@ -29,8 +29,16 @@ class Precision:
     """How linears are stored: 4-bit blocks kept (`int4`) or everything float32.
 
     `accuracy_level` is MatMulNBits' compute type: 1 keeps float32 activations (exact), 4 quantizes
-    activations to int8 (faster, flips close calls). `head_bits` 8 stores the tied LM head and the
-    embedding as 8-bit blocks (Q8_0's own values) computed at `head_accuracy_level`.
+    activations to int8 in blocks of `block_size` (about three times faster on CPU, but on its own it
+    flips close calls). `head_bits` 8 stores the tied LM head and the embedding as 8-bit blocks (Q8_0's
+    own values) computed at `head_accuracy_level`.
+
+    `two_pass` computes every 4-bit linear and the 8-bit head at accuracy_level 4 on two rows of one
+    MatMulNBits: `a`, the input rounded to int8 blocks as onnxruntime's int8 kernels round it (so `a`
+    goes through unchanged), and the rest `x - a`, about 1/254 of `x`, whose own rounding error is
+    about 1/254 of that. The rows are summed: close to float32 activations at nearly the int8
+    kernel's decode speed (the weights are read once for both rows); a prompt is read at about half
+    int4's speed, since level 4 costs each row in full.
     """
 
     name: str
@@ -39,16 +47,22 @@ class Precision:
     block_size: int = BLOCK  # 16 splits each 32-weight block in two (finer int8 activation blocks)
     exact_down: bool = False  # the MLP down projection at accuracy_level 1 whatever the rest uses
     head_bits: int = 32  # 8: the (tied) LM head and embedding as 8-bit blocks
-    head_block: int = 32
+    head_block: int = 32  # a Q8_0 embedding keeps its own blocks of 32 (exact) whatever this says
     head_accuracy_level: int = 4
+    two_pass: bool = False  # 4-bit linears and the 8-bit head at level 4 on (int8 part, rest) rows
 
 
 PRECISIONS = {
     "fp32": Precision("fp32", keep_int4=False),
     "int4": Precision("int4", keep_int4=True, accuracy_level=1),
-    # Measured on SmolLM2 (top-1 agreement with fp32): int8 activations in the 4-bit body cost
-    # about 0.04 whatever the block size, an 8-bit LM head in blocks of 16 only about 0.02.
-    "int4-fast": Precision("int4-fast", keep_int4=True, accuracy_level=1, head_bits=8, head_block=16),
+    # Measured on SmolLM2 (decode tokens/s relative to int4 on 2 AVX2 cores, teacher-forced top-1
+    # agreement with fp32): plain int8 activations everywhere run 2.9x at 0.947, even in one group of
+    # linears they cost 0.02-0.05; two passes run 1.8-2.0x at 0.992 (greedy answers equal on 7/7).
+    # See benchmarks/gguf_import.py. Q4_1's minimum stays the exact offset term either way:
+    # MatMulNBits' float zero points are exact but 10x slower, rounded uint8 ones drop top-1 to 0.71.
+    "int4-fast": Precision(
+        "int4-fast", keep_int4=True, accuracy_level=4, head_bits=8, head_block=16, two_pass=True
+    ),
 }
 
 
@@ -124,13 +138,17 @@ class _Linears:
     def __init__(self, b: _Builder, precision: Precision) -> None:
         self.b = b
         self.precision = precision
+        self._blocks: dict[tuple[str, int], str] = {}
         self._block_sums: dict[str, str] = {}
+        self._rows: dict[tuple[str, int], str] = {}
 
     def __call__(
         self, x: str, weight: Weight, name: str, bias: np.ndarray | None = None, *, exact: bool = False
     ) -> str:
         b = self.b
         n, k = weight.shape
+        if isinstance(weight, QuantLinear) and self.precision.two_pass and not exact:
+            return self._two_pass(x, weight, name, bias)
         if isinstance(weight, QuantLinear):
             block = self.precision.block_size
             split = BLOCK // block  # the same weights, each GGUF block cut into `split` blocks
@@ -161,11 +179,61 @@ class _Linears:
             y = b.node("Add", [y, b.initializer(f"{name}.bias", bias.astype(np.float32))])
         return y
 
+    def _two_pass(self, x: str, weight: QuantLinear, name: str, bias: np.ndarray | None) -> str:
+        """MatMulNBits at level 4 over `int8_rows(x)`, the two halves summed with Q4_1's offset term."""
+        b = self.b
+        n, k = weight.shape
+        rows = b.node(
+            "MatMulNBits",
+            [
+                self.int8_rows(x, k),
+                b.initializer(f"{name}.weight.packed", weight.packed),
+                b.initializer(f"{name}.weight.scales", weight.scale.reshape(-1)),
+            ],
+            domain="com.microsoft",
+            K=k,
+            N=n,
+            bits=4,
+            block_size=BLOCK,
+            accuracy_level=4,
+        )
+        terms = list(b.node("Split", [rows], 2, axis=1, num_outputs=2))
+        if weight.offset is not None:
+            offsets = b.initializer(f"{name}.weight.offsets", np.ascontiguousarray(weight.offset.T))
+            terms.append(b.node("MatMul", [self._block_sum(x, k), offsets]))
+        if bias is not None:
+            terms.append(b.initializer(f"{name}.bias", bias.astype(np.float32)))
+        return b.node("Sum", terms)
+
+    def int8_rows(self, x: str, k: int, block: int = BLOCK) -> str:
+        """`[batch, 2 * seq, k]`: x rounded to symmetric int8 blocks (`a`), then the rest `x - a`.
+
+        Per block, scale max|x| / 127 and round-half-to-even: how MLAS quantizes the activations of a
+        MatMulNBits with this block_size at accuracy_level 4, so the kernel's own rounding keeps `a`.
+        """
+        key = (x, block)
+        if key not in self._rows:
+            b = self.b
+            view = self._block_view(x, k, block)
+            amax = b.node("ReduceMax", [b.node("Abs", [view]), b.const([-1])], keepdims=0)
+            scale = b.node(
+                "Max", [b.node("Mul", [amax, b.const(1 / 127, np.float32)]), b.const(1e-30, np.float32)]
+            )
+            q = b.node("QuantizeLinear", [x, scale], axis=-1, block_size=block, output_dtype=3)  # int8
+            a = b.node("DequantizeLinear", [q, scale], axis=-1, block_size=block)
+            self._rows[key] = b.node("Concat", [a, b.node("Sub", [x, a])], axis=1)
+        return self._rows[key]
+
+    def _block_view(self, x: str, k: int, block: int = BLOCK) -> str:
+        if (x, block) not in self._blocks:
+            view = self.b.node("Reshape", [x, self.b.const([0, 0, k // block, block])])
+            self._blocks[(x, block)] = view
+        return self._blocks[(x, block)]
+
     def _block_sum(self, x: str, k: int) -> str:
         if x not in self._block_sums:
             b = self.b
-            blocks = b.node("Reshape", [x, b.const([0, 0, k // BLOCK, BLOCK])])
-            self._block_sums[x] = b.node("ReduceSum", [blocks, b.const([-1])], keepdims=0)
+            self._block_sums[x] = b.node("ReduceSum", [self._block_view(x, k), b.const([-1])], keepdims=0)
         return self._block_sums[x]
 
 
@@ -227,8 +295,11 @@ def _build_graph(
     embedding = model.dense("token_embd.weight")
     tied = not model.has("output.weight")
     head8 = None
+    head_block = precision.head_block
     if tied and precision.head_bits == 8:
-        head8 = _quantize8(embedding, precision.head_block)
+        if model.tensor_type("token_embd.weight") == "Q8_0":
+            head_block = BLOCK  # Q8_0's own values
+        head8 = _quantize8(embedding, head_block)
         data = b.initializer("lm_head.weight.q8", head8[0])
         scales = b.initializer("lm_head.weight.scales", head8[1])
         zeros = b.initializer("lm_head.weight.zero_points", np.full(head8[1].shape, 128, np.uint8))
@@ -237,7 +308,7 @@ def _build_graph(
             [data, "input_ids", scales, zeros],
             domain="com.microsoft",
             bits=8,
-            block_size=precision.head_block,
+            block_size=head_block,
             gather_axis=0,
             quantize_axis=1,
         )
@@ -330,19 +401,25 @@ def _build_graph(
 
     if head8 is not None:
         vocab, width = head8[0].shape
-        blocks = width // precision.head_block
-        packed = b.node("Reshape", [data, b.const([vocab, blocks, precision.head_block])])
-        b.node(
+        packed = b.node("Reshape", [data, b.const([vocab, width // head_block, head_block])])
+        two_pass = precision.two_pass
+        rows = b.node(
             "MatMulNBits",
-            [normed, packed, b.node("Reshape", [scales, b.const([-1])])],
-            ["logits"],
+            [
+                linear.int8_rows(normed, width, head_block) if two_pass else normed,
+                packed,
+                b.node("Reshape", [scales, b.const([-1])]),
+            ],
+            1 if two_pass else ["logits"],
             domain="com.microsoft",
             K=width,
             N=vocab,
             bits=8,
-            block_size=precision.head_block,
-            accuracy_level=precision.head_accuracy_level,
+            block_size=head_block,
+            accuracy_level=4 if two_pass else precision.head_accuracy_level,
         )
+        if two_pass:
+            b.node("Add", b.node("Split", [rows], 2, axis=1, num_outputs=2), ["logits"])
     elif tied:
         b.node("MatMul", [normed, head], ["logits"])
     else:

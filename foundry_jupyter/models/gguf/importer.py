@@ -26,9 +26,11 @@ def import_gguf(
     """Convert `gguf_path` into an ONNX GenAI folder at `dest_dir` and return that folder.
 
     `precision`: "fp32" (every weight dequantized), "int4" (Q4_0/Q4_1 blocks kept exactly, float32
-    activations: the same answers as fp32) or "int4-fast" (the same blocks with an 8-bit LM head and
-    embedding computed on int8 activations: smallest and quicker to load, about 98 % top-1 agreement
-    with fp32, so it may flip close calls). `progress` receives one short line per stage. The folder
+    activations: the same answers as fp32) or "int4-fast" (the same blocks and an 8-bit LM head and
+    embedding, all computed by onnxruntime's int8-activation kernels in two passes, the activations'
+    int8 part and then the rest: about twice int4's decode speed on CPU and the smallest folder, about
+    99 % top-1 agreement with fp32, so it may flip a close call; prompts are read more slowly than
+    with int4). `progress` receives one short line per stage. The folder
     appears whole or not at all: it is written beside `dest_dir` and renamed into place; `dest_dir`
     must not exist or be empty.
     """
