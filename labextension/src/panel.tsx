@@ -10,6 +10,7 @@ import {
   downloadIcon,
   HTMLSelect,
   InputGroup,
+  LabIcon,
   ReactWidget,
   refreshIcon,
   runIcon,
@@ -100,16 +101,12 @@ function PanelView({ panel, state }: IViewProps): JSX.Element {
     <div className="jp-FoundryPanel-body">
       <div className="jp-FoundryPanel-header">
         <h2>Foundry</h2>
-        <Button minimal small title="Refresh" aria-label="Refresh" onClick={() => void store.refreshAll()}>
-          <refreshIcon.react tag="span" />
-        </Button>
+        <IconButton icon={refreshIcon} label="Refresh" onClick={() => void store.refreshAll()} />
       </div>
       {state.actionError && (
         <div className="jp-FoundryPanel-error" role="alert">
           <span className="jp-FoundryPanel-errorText">{state.actionError}</span>
-          <Button minimal small title="Dismiss" aria-label="Dismiss" onClick={() => store.dismissError()}>
-            <closeIcon.react tag="span" />
-          </Button>
+          <IconButton icon={closeIcon} label="Dismiss" onClick={() => store.dismissError()} />
         </div>
       )}
       {state.refreshError && (
@@ -138,6 +135,55 @@ function Section(props: { name: string; title: string; count?: number; children:
   );
 }
 
+/** A small borderless icon button, with optional text; the tooltip (`title`) defaults to `label`. */
+function IconButton(props: {
+  icon: LabIcon;
+  label: string;
+  title?: string;
+  disabled?: boolean;
+  onClick: () => void;
+  children?: React.ReactNode;
+}): JSX.Element {
+  const { icon, label, title = label, disabled, onClick, children } = props;
+  return (
+    <Button small minimal disabled={disabled} title={title} aria-label={label} onClick={onClick}>
+      <icon.react tag="span" />
+      {children}
+    </Button>
+  );
+}
+
+function CancelDownloadButton(props: { panel: FoundryPanel; download: IDownload; name: string }): JSX.Element {
+  const { panel, download, name } = props;
+  return (
+    <IconButton
+      icon={closeIcon}
+      label={`Cancel ${name}`}
+      title={`Cancel the download of ${name}`}
+      onClick={() => void panel.store.cancelDownload(download.id)}
+    />
+  );
+}
+
+/** One model's row: alias and id, its facts (`children`) below them, and its `actions` beside them. */
+function ModelRow(props: {
+  id: string;
+  alias: string;
+  actions: React.ReactNode;
+  children: React.ReactNode;
+}): JSX.Element {
+  return (
+    <div className="jp-FoundryPanel-row" data-model-id={props.id}>
+      <div className="jp-FoundryPanel-rowMain">
+        <span className="jp-FoundryPanel-alias">{props.alias || props.id}</span>
+        <span className="jp-FoundryPanel-id">{props.id}</span>
+        {props.children}
+      </div>
+      {props.actions}
+    </div>
+  );
+}
+
 function Empty(props: { children: React.ReactNode }): JSX.Element {
   return <div className="jp-FoundryPanel-empty">{props.children}</div>;
 }
@@ -151,15 +197,12 @@ function ServiceSection({ panel, state }: IViewProps): JSX.Element {
         <span className="jp-FoundryPanel-label">OpenAI endpoint</span>
         <span className="jp-FoundryPanel-copyable">
           <code className="jp-FoundryPanel-endpoint">{panel.endpoint}</code>
-          <Button
-            minimal
-            small
+          <IconButton
+            icon={copyIcon}
+            label="Copy endpoint"
             title="Copy the endpoint URL"
-            aria-label="Copy endpoint"
             onClick={() => Clipboard.copyToSystem(panel.endpoint)}
-          >
-            <copyIcon.react tag="span" />
-          </Button>
+          />
         </span>
       </div>
       <div className="jp-FoundryPanel-field">
@@ -238,31 +281,26 @@ function LoadedSection({ panel, state }: IViewProps): JSX.Element {
 function LoadedRow({ model, panel }: { model: ILoadedModel; panel: FoundryPanel }): JSX.Element {
   const store = panel.store;
   const busy = store.isBusy(`unload:${model.id}`);
+  const unload = (
+    <IconButton
+      icon={stopIcon}
+      label={`Unload ${model.id}`}
+      disabled={busy}
+      onClick={() => void store.unload(model.id)}
+    >
+      {busy ? 'Unloading…' : 'Unload'}
+    </IconButton>
+  );
   return (
-    <div className="jp-FoundryPanel-row" data-model-id={model.id}>
-      <div className="jp-FoundryPanel-rowMain">
-        <span className="jp-FoundryPanel-alias">{model.alias || model.id}</span>
-        <span className="jp-FoundryPanel-id">{model.id}</span>
-        <span className="jp-FoundryPanel-meta">
-          {model.executionProvider && <span>{shortProvider(model.executionProvider)}</span>}
-          <span title="Memory">{formatBytes(model.memoryBytes)}</span>
-          <span title="Time until the model is unloaded when idle">
-            TTL {formatDuration(model.ttlRemaining ?? model.ttlSeconds)}
-          </span>
+    <ModelRow id={model.id} alias={model.alias} actions={unload}>
+      <span className="jp-FoundryPanel-meta">
+        {model.executionProvider && <span>{shortProvider(model.executionProvider)}</span>}
+        <span title="Memory">{formatBytes(model.memoryBytes)}</span>
+        <span title="Time until the model is unloaded when idle">
+          TTL {formatDuration(model.ttlRemaining ?? model.ttlSeconds)}
         </span>
-      </div>
-      <Button
-        small
-        minimal
-        disabled={busy}
-        title={`Unload ${model.id}`}
-        aria-label={`Unload ${model.id}`}
-        onClick={() => void store.unload(model.id)}
-      >
-        <stopIcon.react tag="span" />
-        {busy ? 'Unloading…' : 'Unload'}
-      </Button>
-    </div>
+      </span>
+    </ModelRow>
   );
 }
 
@@ -289,43 +327,36 @@ function CachedRow(props: { model: ICachedModel; panel: FoundryPanel; isLoaded: 
   const store = panel.store;
   const loading = store.isBusy(`load:${model.id}`);
   const removing = store.isBusy(`remove:${model.id}`);
-  return (
-    <div className="jp-FoundryPanel-row" data-model-id={model.id}>
-      <div className="jp-FoundryPanel-rowMain">
-        <span className="jp-FoundryPanel-alias">{model.alias || model.id}</span>
-        <span className="jp-FoundryPanel-id">{model.id}</span>
-        <span className="jp-FoundryPanel-meta">
-          <span>{formatBytes(model.sizeBytes)}</span>
-          {(model.device || model.executionProvider) && (
-            <span>{deviceLabel(model.device, model.executionProvider)}</span>
-          )}
-          <span title="Last used">{formatWhen(model.lastUsed, Date.now())}</span>
-        </span>
-      </div>
-      <div className="jp-FoundryPanel-actions">
-        <Button
-          small
-          minimal
-          disabled={loading || isLoaded}
-          title={isLoaded ? `${model.id} is loaded` : `Load ${model.id}`}
-          aria-label={`Load ${model.id}`}
-          onClick={() => void store.load(model.id)}
-        >
-          <runIcon.react tag="span" />
-          {loading ? 'Loading…' : isLoaded ? 'Loaded' : 'Load'}
-        </Button>
-        <Button
-          small
-          minimal
-          disabled={removing}
-          title={`Remove ${model.id} from the cache`}
-          aria-label={`Remove ${model.id}`}
-          onClick={() => void panel.confirmRemove(model)}
-        >
-          <deleteIcon.react tag="span" />
-        </Button>
-      </div>
+  const actions = (
+    <div className="jp-FoundryPanel-actions">
+      <IconButton
+        icon={runIcon}
+        label={`Load ${model.id}`}
+        title={isLoaded ? `${model.id} is loaded` : `Load ${model.id}`}
+        disabled={loading || isLoaded}
+        onClick={() => void store.load(model.id)}
+      >
+        {loading ? 'Loading…' : isLoaded ? 'Loaded' : 'Load'}
+      </IconButton>
+      <IconButton
+        icon={deleteIcon}
+        label={`Remove ${model.id}`}
+        title={`Remove ${model.id} from the cache`}
+        disabled={removing}
+        onClick={() => void panel.confirmRemove(model)}
+      />
     </div>
+  );
+  return (
+    <ModelRow id={model.id} alias={model.alias} actions={actions}>
+      <span className="jp-FoundryPanel-meta">
+        <span>{formatBytes(model.sizeBytes)}</span>
+        {(model.device || model.executionProvider) && (
+          <span>{deviceLabel(model.device, model.executionProvider)}</span>
+        )}
+        <span title="Last used">{formatWhen(model.lastUsed, Date.now())}</span>
+      </span>
+    </ModelRow>
   );
 }
 
@@ -365,17 +396,7 @@ function DownloadRow({ download, panel }: { download: IDownload; panel: FoundryP
           </span>
         )}
       </div>
-      {running && (
-        <Button
-          small
-          minimal
-          title={`Cancel the download of ${download.model}`}
-          aria-label={`Cancel ${download.model}`}
-          onClick={() => void panel.store.cancelDownload(download.id)}
-        >
-          <closeIcon.react tag="span" />
-        </Button>
-      )}
+      {running && <CancelDownloadButton panel={panel} download={download} name={download.model} />}
     </div>
   );
 }
@@ -441,49 +462,33 @@ function CatalogRow(props: {
   const { entry, panel, cached, download } = props;
   const starting = panel.store.isBusy(`download:${entry.name}`);
   const size = entry.fileSizeMb === null ? null : entry.fileSizeMb * 1024 * 1024;
+  const action = cached ? (
+    <span className="jp-FoundryPanel-badge">cached</span>
+  ) : download ? (
+    <CancelDownloadButton panel={panel} download={download} name={entry.name} />
+  ) : (
+    <IconButton
+      icon={downloadIcon}
+      label={`Download ${entry.name}`}
+      disabled={starting}
+      onClick={() => void panel.store.download(entry.name)}
+    />
+  );
   return (
-    <div className="jp-FoundryPanel-row" data-model-id={entry.name}>
-      <div className="jp-FoundryPanel-rowMain">
-        <span className="jp-FoundryPanel-alias">{entry.alias || entry.name}</span>
-        <span className="jp-FoundryPanel-id">{entry.name}</span>
+    <ModelRow id={entry.name} alias={entry.alias} actions={action}>
+      <span className="jp-FoundryPanel-meta">
+        {entry.deviceType && <span>{entry.deviceType}</span>}
+        {size !== null && <span>{formatBytes(size)}</span>}
+        {entry.task && <span>{entry.task}</span>}
+        {entry.license && <span>{entry.license}</span>}
+      </span>
+      {download && (
         <span className="jp-FoundryPanel-meta">
-          {entry.deviceType && <span>{entry.deviceType}</span>}
-          {size !== null && <span>{formatBytes(size)}</span>}
-          {entry.task && <span>{entry.task}</span>}
-          {entry.license && <span>{entry.license}</span>}
+          <progress className="jp-FoundryPanel-progress" max={100} value={download.percent ?? 0} />
+          <span>{formatPercent(download.percent)}</span>
         </span>
-        {download && (
-          <span className="jp-FoundryPanel-meta">
-            <progress className="jp-FoundryPanel-progress" max={100} value={download.percent ?? 0} />
-            <span>{formatPercent(download.percent)}</span>
-          </span>
-        )}
-      </div>
-      {cached ? (
-        <span className="jp-FoundryPanel-badge">cached</span>
-      ) : download ? (
-        <Button
-          small
-          minimal
-          title={`Cancel the download of ${entry.name}`}
-          aria-label={`Cancel ${entry.name}`}
-          onClick={() => void panel.store.cancelDownload(download.id)}
-        >
-          <closeIcon.react tag="span" />
-        </Button>
-      ) : (
-        <Button
-          small
-          minimal
-          disabled={starting}
-          title={`Download ${entry.name}`}
-          aria-label={`Download ${entry.name}`}
-          onClick={() => void panel.store.download(entry.name)}
-        >
-          <downloadIcon.react tag="span" />
-        </Button>
       )}
-    </div>
+    </ModelRow>
   );
 }
 

@@ -21,13 +21,6 @@ HELLO = [{"role": "user", "content": "hello"}]
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_dir: Path) -> Iterator[ChatModel]:
-    with ChatModel.load(tiny_model_dir, model_id="tiny") as m:
-        assert m.uses_engine, m.engine_error
-        yield m
-
-
-@pytest.fixture(scope="module")
 def generator_model(tiny_model_dir: Path) -> Iterator[ChatModel]:
     """The same folder served by plain og.Generator, holding nothing: the reference for cold answers."""
     with ChatModel.load(tiny_model_dir, model_id="tiny", use_engine=False, max_conversations=0) as m:

@@ -38,13 +38,6 @@ def complete_together(model: ChatModel, prompts: list[list[dict[str, str]]]) -> 
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_dir: Path) -> Iterator[ChatModel]:
-    with ChatModel.load(tiny_model_dir, model_id="tiny") as m:
-        assert m.uses_engine, m.engine_error
-        yield m
-
-
-@pytest.fixture(scope="module")
 def reference(tiny_model_dir: Path) -> Iterator[ChatModel]:
     with ChatModel.load(tiny_model_dir, use_engine=False, max_conversations=0) as m:
         yield m

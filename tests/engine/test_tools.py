@@ -14,24 +14,9 @@ from foundry_jupyter.engine import tools
 from foundry_jupyter.engine.model import ChatModel
 from foundry_jupyter.engine.types import Delta, GenerationParams, Usage
 from foundry_jupyter.errors import InvalidRequest
+from tests.support.tools import ASK, WEATHER
 
-# Schemas without free text, so random weights can finish a call within the budget.
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "city": {"enum": ["Paris", "Oslo", "Lima"]},
-                "days": {"type": "integer", "minimum": 1, "maximum": 7},
-            },
-            "required": ["city", "days"],
-            "additionalProperties": False,
-        },
-    },
-}
+# Like WEATHER, no free text in the arguments.
 CLOCK = {
     "type": "function",
     "function": {
@@ -46,7 +31,6 @@ CLOCK = {
 }
 TOOLS = (WEATHER, CLOCK)
 SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
-ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from IPython.core.error import UsageError
 from foundry_jupyter.engine.testmodel import TINY_ID
 from foundry_jupyter.kernel.magics import FoundryCellError
 from foundry_jupyter.kernel.results import METADATA_KEY, History
+from foundry_jupyter.kernel.tables import CACHE_COLUMNS
 
 
 def _chat_displays(shell: Any) -> list[dict[str, Any]]:
@@ -83,16 +84,7 @@ def test_tables_are_dataframes(shell: Any, cache_copy: Any) -> None:
 
     cache = shell.run_line_magic("foundry", "cache")
     assert isinstance(cache, pd.DataFrame)
-    assert list(cache.columns) == [
-        "alias",
-        "id",
-        "device",
-        "execution_provider",
-        "size_bytes",
-        "size",
-        "last_used",
-        "path",
-    ]
+    assert list(cache.columns) == list(CACHE_COLUMNS)
     row = cache.set_index("id").loc[TINY_ID]
     on_disk = sum(f.stat().st_size for f in cache_copy.rglob("*") if f.is_file() and f.name != ".last_used")
     assert row["size_bytes"] == on_disk

@@ -8,35 +8,23 @@ import jsonschema
 import openai
 import pytest
 
+from tests.support.tools import ASK, WEATHER, WEATHER_PARAMETERS
+
 from .conftest import TINY
 from .test_errors import assert_openai_error
 
-PARAMS = {
-    "type": "object",
-    "properties": {
-        "city": {"enum": ["Paris", "Oslo", "Lima"]},
-        "days": {"type": "integer", "minimum": 1, "maximum": 7},
-    },
-    "required": ["city", "days"],
-    "additionalProperties": False,
-}
-WEATHER = {
-    "type": "function",
-    "function": {"name": "get_weather", "description": "The weather in a city.", "parameters": PARAMS},
-}
 NO_ARGS = {"type": "function", "function": {"name": "get_time"}}
-MSG = [{"role": "user", "content": "What is the weather in Paris?"}]
 FORCED = {"type": "function", "function": {"name": "get_weather"}}
 
 
 def assert_weather_call(call) -> None:
     assert call.type == "function" and call.id.startswith("call_")
     assert call.function.name == "get_weather"
-    jsonschema.validate(json.loads(call.function.arguments), PARAMS)
+    jsonschema.validate(json.loads(call.function.arguments), WEATHER_PARAMETERS)
 
 
 async def test_forced_call_non_streaming_then_streaming_then_the_answer(client):
-    common = {"model": TINY, "messages": MSG, "tools": [WEATHER, NO_ARGS], "max_tokens": 80, "temperature": 0}
+    common = {"model": TINY, "messages": ASK, "tools": [WEATHER, NO_ARGS], "max_tokens": 80, "temperature": 0}
     answer = await client.chat.completions.create(**common, tool_choice=FORCED)
     choice = answer.choices[0]
     assert choice.finish_reason == "tool_calls", choice
@@ -65,7 +53,7 @@ async def test_forced_call_non_streaming_then_streaming_then_the_answer(client):
 
     # The call and its result go back into the history, as the openai client sends them.
     history = [
-        *MSG,
+        *ASK,
         choice.message.model_dump(exclude_none=True),
         {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 C"},
     ]
@@ -76,7 +64,7 @@ async def test_forced_call_non_streaming_then_streaming_then_the_answer(client):
 
 async def test_none_answers_text_and_calls_nothing(client):
     answer = await client.chat.completions.create(
-        model=TINY, messages=MSG, tools=[WEATHER], tool_choice="none", max_tokens=8, temperature=0
+        model=TINY, messages=ASK, tools=[WEATHER], tool_choice="none", max_tokens=8, temperature=0
     )
     choice = answer.choices[0]
     assert choice.message.tool_calls is None and isinstance(choice.message.content, str)
@@ -117,7 +105,7 @@ async def test_none_answers_text_and_calls_nothing(client):
     ],
 )
 async def test_bad_tool_requests_get_a_clear_400(http, client, extra, param, words):
-    body = {"model": TINY, "messages": MSG, **extra}
+    body = {"model": TINY, "messages": ASK, **extra}
     error = assert_openai_error(await http.post("v1/chat/completions", json=body), 400, param=param)
     assert words in error["message"], error
     with pytest.raises(openai.BadRequestError):
