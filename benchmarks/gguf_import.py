@@ -47,9 +47,13 @@ def smollm2_path() -> Path:
 def measure(folder: Path, tokens: int, threads: int, answers: int) -> dict[str, Any]:
     import onnxruntime_genai as og
 
+    from foundry_jupyter.engine.model import set_engine_threads
+
     start = time.perf_counter()
     config = og.Config(str(folder))
-    if threads:
+    if not threads:  # as the engine runs the folder
+        set_engine_threads(config, json.loads((folder / "genai_config.json").read_text()), "cpu")
+    else:
         overlay = {"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}
         config.overlay(json.dumps(overlay))
     model = og.Model(config)
@@ -210,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", nargs="+", default=["fp32", "int4", "int4-fast"])
     parser.add_argument("--tokens", type=int, default=128, help="decode tokens timed per run")
     parser.add_argument("--answers", type=int, default=48, help="greedy tokens per fidelity prompt")
-    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: the model's config)")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: the engine's)")
     parser.add_argument("--og-builder", action="store_true", help="also measure og's builder (needs torch)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the converted folders here")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)

@@ -32,8 +32,13 @@ class RawModel:
     def __init__(self, model_dir: str) -> None:
         import onnxruntime_genai as og
 
+        from foundry_jupyter.engine.model import set_engine_threads
+
         self.og = og
-        self.model = og.Model(model_dir)
+        # The operator threads our engine gives the same folder, so only the serving differs.
+        config = og.Config(model_dir)
+        set_engine_threads(config, json.loads((Path(model_dir) / "genai_config.json").read_text()), "cpu")
+        self.model = og.Model(config)
         self.tokenizer = og.Tokenizer(self.model)
         self._engine: Any = None
 

@@ -26,6 +26,7 @@ from foundry_jupyter.config import DEFAULT_MAX_TOKENS
 from foundry_jupyter.engine import tools
 from foundry_jupyter.engine.conversations import HEADROOM_TOKENS, GeneratorPool, HeldGenerator
 from foundry_jupyter.engine.hardware import (
+    cpu_threads,
     normalize_provider,
     provider_info,
     provider_status,
@@ -106,6 +107,7 @@ class ChatModel:
         self.path = path
         self.model_id = model_id
         self.execution_provider = execution_provider
+        self.cpu_threads: int | None = None  # operator threads (see `engine_threads`), when known
         self._og_model = og_model
         self._tokenizer = tokenizer
         self._tok_lock = threading.Lock()
@@ -173,6 +175,7 @@ class ChatModel:
 
         try:
             og_config = og.Config(str(path))
+            threads = set_engine_threads(og_config, config, short)
             if ep is not None:
                 og_config.clear_providers()
                 og_name = provider_info(short).og_name
@@ -184,7 +187,7 @@ class ChatModel:
             raise FoundryError(
                 f"Could not load the model at {path} on {short}: {exc}", param="model"
             ) from exc
-        return cls(
+        model = cls(
             path,
             og_model,
             tokenizer,
@@ -194,6 +197,8 @@ class ChatModel:
             use_engine=use_engine,
             max_conversations=max_conversations,
         )
+        model.cpu_threads = threads
+        return model
 
     def close(self) -> None:
         """Stop the engine thread and release the model."""
@@ -621,6 +626,29 @@ def _drain(job: Job, scheduler: EngineScheduler | None, timeout_s: float = 10.0)
                 return
         except _Empty:
             continue
+
+
+def engine_threads(config: dict[str, Any], provider: str) -> int | None:
+    """Operator threads a model runs with: the folder's own `intra_op_num_threads`, else on CPU every
+    physical core (`hardware.cpu_threads`), else onnxruntime's default (None)."""
+    own = _session_options(config).get("intra_op_num_threads")
+    if own or provider != "cpu":
+        return own
+    return cpu_threads()
+
+
+def set_engine_threads(og_config: Any, config: dict[str, Any], provider: str) -> int | None:
+    """Give `og_config` (of the folder whose genai_config.json is `config`) the engine's operator
+    threads; returns them."""
+    threads = engine_threads(config, provider)
+    if threads != _session_options(config).get("intra_op_num_threads"):
+        overlay = {"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}
+        og_config.overlay(json.dumps(overlay))
+    return threads
+
+
+def _session_options(config: dict[str, Any]) -> dict[str, Any]:
+    return config.get("model", {}).get("decoder", {}).get("session_options", {}) or {}
 
 
 def _declared_provider(config: dict[str, Any]) -> str:

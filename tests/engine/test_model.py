@@ -321,3 +321,22 @@ def test_a_bad_grammar_fails_at_the_call_not_mid_stream(model: ChatModel, seed: 
     params = GenerationParams(max_tokens=4, temperature=1.0 if seed else 0, seed=seed, response_format=fmt)
     with pytest.raises(InvalidRequest, match="response_format"):
         model.stream_chat(HELLO, params)  # before any iteration: a server can still answer 400
+
+
+def test_a_cpu_model_gets_every_core_unless_its_folder_says(tiny_model_dir: Path, tmp_path: Path, model):
+    import os
+    import shutil
+
+    from foundry_jupyter.engine.hardware import cpu_threads
+
+    assert 1 <= cpu_threads() <= (os.cpu_count() or 1)
+    assert model.cpu_threads == 1  # the tiny folder sets intra_op_num_threads itself
+    folder = tmp_path / "tiny-unset"
+    shutil.copytree(tiny_model_dir, folder)
+    config_file = folder / "genai_config.json"
+    config = json.loads(config_file.read_text())
+    del config["model"]["decoder"]["session_options"]["intra_op_num_threads"]
+    config_file.write_text(json.dumps(config))
+    with ChatModel.load(folder, model_id="tiny") as unset:
+        assert unset.cpu_threads == cpu_threads()
+        assert unset.complete_chat(HELLO, GREEDY).text == model.complete_chat(HELLO, GREEDY).text
