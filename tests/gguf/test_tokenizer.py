@@ -80,23 +80,3 @@ def test_config_files_name_special_tokens(tiny_gguf, converted):
     assert config["tokenizer_class"] == "GPT2Tokenizer" and "im_start" in config["chat_template"]
     special = json.loads((folder / "special_tokens_map.json").read_text())
     assert set(special["additional_special_tokens"]) == {"<|endoftext|>", "<|im_start|>", "<|im_end|>"}
-
-
-def test_sentencepiece_vocabulary_is_refused_clearly(tiny_gguf, tmp_path):
-    import gguf
-
-    source = GGUFModel(tiny_gguf("Q4_1"))
-    path = tmp_path / "spm.gguf"
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_block_count(1)
-    writer.add_embedding_length(64)
-    writer.add_feed_forward_length(128)
-    writer.add_head_count(4)
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(source.field("tokenizer.ggml.tokens"))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    with pytest.raises(GGUFError, match="tokenizer model 'llama' is not supported"):
-        tokenizer_files(GGUFModel(path))

@@ -61,17 +61,15 @@ def write_tiny_gguf(
     seed: int = 0,
     tie_embeddings: bool = True,
     pre: str = "smollm",
+    vocab: str = "bpe",
 ) -> Path:
-    """Write the file; `qtype` is the type of every matrix (F32, F16, Q8_0, Q4_0, Q4_1) or "mixed"."""
+    """Write the file; `qtype` is the type of every matrix (F32, F16, Q8_0, Q4_0, Q4_1) or "mixed".
+
+    `vocab`: "bpe" (the byte-level BPE above) or "spm" (`spmvocab`'s SentencePiece model, written as
+    llama.cpp's convert script writes Llama 2's and Mistral's: pieces, scores, types, no merges).
+    """
     import gguf
     from gguf import GGMLQuantizationType as T
-
-    tok = train_tokenizer()
-    spec = json.loads(tok.to_str())
-    vocab: dict[str, int] = spec["model"]["vocab"]
-    tokens = [t for t, _ in sorted(vocab.items(), key=lambda item: item[1])]
-    merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]]
-    types = [3 if t in SPECIAL else 1 for t in tokens]
 
     w = gguf.GGUFWriter(str(path), arch)
     w.add_name("tiny-test")
@@ -83,17 +81,8 @@ def write_tiny_gguf(
     w.add_head_count_kv(KV_HEADS)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_rope_freq_base(10000.0)
+    tokens = _add_spm_vocab(w) if vocab == "spm" else _add_bpe_vocab(w, pre)
     w.add_uint32(f"{arch}.vocab_size", len(tokens))
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre(pre)
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(merges)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_pad_token_id(2)
-    w.add_add_bos_token(False)
-    w.add_chat_template(CHATML)
 
     rng = np.random.default_rng(seed)
     kinds = [T.Q4_1, T.Q8_0, T.Q4_0, T.F16, T.F32]
@@ -136,3 +125,40 @@ def write_tiny_gguf(
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def _add_bpe_vocab(w, pre: str) -> list[str]:
+    tok = train_tokenizer()
+    spec = json.loads(tok.to_str())
+    vocab: dict[str, int] = spec["model"]["vocab"]
+    tokens = [t for t, _ in sorted(vocab.items(), key=lambda item: item[1])]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]]
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre(pre)
+    w.add_token_list(tokens)
+    w.add_token_types([3 if t in SPECIAL else 1 for t in tokens])
+    w.add_token_merges(merges)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_pad_token_id(2)
+    w.add_add_bos_token(False)
+    w.add_chat_template(CHATML)
+    return tokens
+
+
+def _add_spm_vocab(w) -> list[str]:
+    from .spmvocab import MISTRAL_TEMPLATE, gguf_vocab
+
+    tokens, scores, types = gguf_vocab()
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_unk_token_id(0)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    w.add_chat_template(MISTRAL_TEMPLATE)
+    return tokens

@@ -1,9 +1,13 @@
 """Rebuild a Hugging Face `tokenizer.json` (and its config) from a GGUF's `tokenizer.ggml.*` metadata.
 
-Only byte-level BPE vocabularies (`tokenizer.ggml.model == "gpt2"`) are covered. The pre-tokenizer is
-written in the one form both `tokenizers` and onnxruntime-genai honour: a Sequence of `Split` regexes
-that og recognises, then `ByteLevel(use_regex=False)`. og ignores a `Digits` pre-tokenizer and rejects
-unknown `\\p{...}` regexes at load time, so digit splitting is itself a `Split`.
+Byte-level BPE vocabularies (`tokenizer.ggml.model == "gpt2"`): the pre-tokenizer is written in the one
+form both `tokenizers` and onnxruntime-genai honour: a Sequence of `Split` regexes that og recognises,
+then `ByteLevel(use_regex=False)`. og ignores a `Digits` pre-tokenizer and rejects unknown `\\p{...}`
+regexes at load time, so digit splitting is itself a `Split`.
+
+SentencePiece BPE vocabularies (`"llama"`: Llama 2, Mistral, TinyLlama): BPE with byte fallback and
+merges recovered from the scores, written as transformers' legacy LlamaTokenizer; og recognises it as
+SentencePiece by the decoder's `Replace("▁", " ")` and adds the prefix space because of its `Strip`.
 """
 
 from __future__ import annotations
@@ -37,24 +41,18 @@ PRE_TOKENIZERS: dict[str, tuple[str, ...]] = {
     "llama-bpe": (LLAMA3_REGEX,),
 }
 
-CONTROL, USER_DEFINED = 3, 4  # tokenizer.ggml.token_type values that are added tokens
+NORMAL, CONTROL, USER_DEFINED = 1, 3, 4  # tokenizer.ggml.token_type values (3 and 4 are added tokens)
 
 
 def tokenizer_files(model: GGUFModel) -> dict[str, Any]:
     """`tokenizer.json`, `tokenizer_config.json` and `special_tokens_map.json` contents."""
     kind = model.field("tokenizer.ggml.model")
-    if kind != "gpt2":
+    if kind not in ("gpt2", "llama"):
         raise GGUFError(
-            f"{model.path.name}: tokenizer model {kind!r} is not supported (only byte-level BPE, 'gpt2')"
-        )
-    pre = model.field("tokenizer.ggml.pre", "default")
-    if pre not in PRE_TOKENIZERS:
-        raise GGUFError(
-            f"{model.path.name}: pre-tokenizer {pre!r} is not supported "
-            f"(supported: {', '.join(sorted(PRE_TOKENIZERS))})"
+            f"{model.path.name}: tokenizer model {kind!r} is not supported "
+            "(only byte-level BPE, 'gpt2', and SentencePiece BPE, 'llama')"
         )
     tokens: list[str] = model.field("tokenizer.ggml.tokens")
-    merges: list[str] = model.field("tokenizer.ggml.merges") or []
     types: list[int] = model.field("tokenizer.ggml.token_type") or [1] * len(tokens)
 
     def token(key: str) -> str | None:
@@ -62,7 +60,8 @@ def tokenizer_files(model: GGUFModel) -> dict[str, Any]:
         return tokens[index] if index is not None and 0 <= index < len(tokens) else None
 
     bos, eos, unk, pad = token("bos"), token("eos"), token("unknown"), token("padding")
-    add_bos = bool(model.field("tokenizer.ggml.add_bos_token", False))
+    # llama.cpp adds BOS to a SentencePiece vocabulary whose file does not say otherwise.
+    add_bos = bool(model.field("tokenizer.ggml.add_bos_token", kind == "llama"))
     added = [
         {
             "id": i,
@@ -76,52 +75,10 @@ def tokenizer_files(model: GGUFModel) -> dict[str, Any]:
         for i, kind_ in enumerate(types)
         if kind_ in (CONTROL, USER_DEFINED)
     ]
-    splits = [
-        {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False}
-        for regex in PRE_TOKENIZERS[pre]
-    ]
-    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
-    post: dict[str, Any] = {
-        "type": "ByteLevel",
-        "add_prefix_space": True,
-        "trim_offsets": False,
-        "use_regex": True,
-    }
+    parts = _byte_level(model, tokens) if kind == "gpt2" else _sentencepiece(model, tokens, types, unk)
     if add_bos and bos is not None:
-        bos_id = tokens.index(bos)
-        post = {
-            "type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [
-                {"SpecialToken": {"id": bos, "type_id": 0}},
-                {"Sequence": {"id": "A", "type_id": 0}},
-                {"SpecialToken": {"id": bos, "type_id": 1}},
-                {"Sequence": {"id": "B", "type_id": 1}},
-            ],
-            "special_tokens": {bos: {"id": bos, "ids": [bos_id], "tokens": [bos]}},
-        }
-    tokenizer_json = {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": added,
-        "normalizer": None,
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [*splits, byte_level]},
-        "post_processor": post,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
-        "model": {
-            "type": "BPE",
-            "dropout": None,
-            "unk_token": None,
-            "continuing_subword_prefix": None,
-            "end_of_word_suffix": None,
-            "fuse_unk": False,
-            "byte_fallback": False,
-            "ignore_merges": False,
-            "vocab": {t: i for i, t in enumerate(tokens)},
-            "merges": [m.split(" ", 1) for m in merges],
-        },
-    }
+        parts["post_processor"] = _prepend_bos(bos, tokens.index(bos))
+    tokenizer_json = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added, **parts}
     chat_template = model.field("tokenizer.chat_template")
     config: dict[str, Any] = {
         "add_bos_token": add_bos,
@@ -133,8 +90,10 @@ def tokenizer_files(model: GGUFModel) -> dict[str, Any]:
         "unk_token": unk,
         "clean_up_tokenization_spaces": False,
         "model_max_length": model.hparams.context_length,
-        # og reports "Empty chat template" for a config without a tokenizer class.
-        "tokenizer_class": "GPT2Tokenizer",
+        # og reports "Empty chat template" for a config without a tokenizer class. For SentencePiece, og
+        # splits the text of a "LlamaTokenizer" into words first (so "a  b" loses SentencePiece's "▁▁"
+        # piece); only "GemmaTokenizer" gets whole-text BPE, as SentencePiece does.
+        "tokenizer_class": "GPT2Tokenizer" if kind == "gpt2" else "GemmaTokenizer",
     }
     if chat_template:
         config["chat_template"] = chat_template
@@ -148,6 +107,104 @@ def tokenizer_files(model: GGUFModel) -> dict[str, Any]:
         "tokenizer.json": tokenizer_json,
         "tokenizer_config.json": config,
         "special_tokens_map.json": special_map,
+    }
+
+
+def _byte_level(model: GGUFModel, tokens: list[str]) -> dict[str, Any]:
+    pre = model.field("tokenizer.ggml.pre", "default")
+    if pre not in PRE_TOKENIZERS:
+        raise GGUFError(
+            f"{model.path.name}: pre-tokenizer {pre!r} is not supported "
+            f"(supported: {', '.join(sorted(PRE_TOKENIZERS))})"
+        )
+    merges: list[str] = model.field("tokenizer.ggml.merges") or []
+    splits = [
+        {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False}
+        for regex in PRE_TOKENIZERS[pre]
+    ]
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
+    return {
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [*splits, byte_level]},
+        "post_processor": {
+            "type": "ByteLevel",
+            "add_prefix_space": True,
+            "trim_offsets": False,
+            "use_regex": True,
+        },
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": _bpe(tokens, [m.split(" ", 1) for m in merges], unk=None, byte_fallback=False),
+    }
+
+
+def _sentencepiece(model: GGUFModel, tokens: list[str], types: list[int], unk: str | None) -> dict[str, Any]:
+    """SentencePiece BPE as transformers' LlamaTokenizer (legacy) spells it: spaces become "▁", one is
+    prepended to each run of text, and unknown characters fall back to `<0xNN>` byte tokens."""
+    merges = [m.split(" ", 1) for m in model.field("tokenizer.ggml.merges") or []] or _merges_from_scores(
+        tokens, types, model.field("tokenizer.ggml.scores") or [-float(i) for i in range(len(tokens))]
+    )
+    normalizers: list[dict[str, Any]] = [{"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]
+    decoders: list[dict[str, Any]] = [
+        {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+        {"type": "ByteFallback"},
+        {"type": "Fuse"},
+    ]
+    if model.field("tokenizer.ggml.add_space_prefix", True):
+        normalizers.insert(0, {"type": "Prepend", "prepend": "▁"})
+        decoders.append({"type": "Strip", "content": " ", "start": 1, "stop": 0})
+    return {
+        "normalizer": {"type": "Sequence", "normalizers": normalizers},
+        "pre_tokenizer": None,
+        "post_processor": None,
+        "decoder": {"type": "Sequence", "decoders": decoders},
+        "model": _bpe(tokens, merges, unk=unk, byte_fallback=True),
+    }
+
+
+def _merges_from_scores(tokens: list[str], types: list[int], scores: list[float]) -> list[list[str]]:
+    """SentencePiece merges the adjacent pair whose joined piece scores highest; as BPE merges that is
+    every split of every normal piece into two known pieces, best joined score first (as transformers'
+    `generate_merges`). Control and byte tokens never come out of a merge."""
+    known = {t for t, kind in zip(tokens, types, strict=True) if kind in (NORMAL, USER_DEFINED)}
+    ranked = sorted(
+        (-scores[i], -len(left), left, piece[len(left) :])
+        for i, piece in enumerate(tokens)
+        if types[i] == NORMAL
+        for left in (piece[:cut] for cut in range(1, len(piece)))
+        if left in known and piece[len(left) :] in known
+    )
+    return [[left, right] for _, _, left, right in ranked]
+
+
+def _bpe(
+    tokens: list[str], merges: list[list[str]], *, unk: str | None, byte_fallback: bool
+) -> dict[str, Any]:
+    return {
+        "type": "BPE",
+        "dropout": None,
+        "unk_token": unk,
+        "continuing_subword_prefix": None,
+        "end_of_word_suffix": None,
+        "fuse_unk": byte_fallback,
+        "byte_fallback": byte_fallback,
+        "ignore_merges": False,
+        "vocab": {t: i for i, t in enumerate(tokens)},
+        "merges": merges,
+    }
+
+
+def _prepend_bos(bos: str, bos_id: int) -> dict[str, Any]:
+    first = {"SpecialToken": {"id": bos, "type_id": 0}}
+    return {
+        "type": "TemplateProcessing",
+        "single": [first, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [
+            first,
+            {"Sequence": {"id": "A", "type_id": 0}},
+            {"SpecialToken": {"id": bos, "type_id": 1}},
+            {"Sequence": {"id": "B", "type_id": 1}},
+        ],
+        "special_tokens": {bos: {"id": bos, "ids": [bos_id], "tokens": [bos]}},
     }
 
 
