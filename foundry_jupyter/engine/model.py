@@ -120,6 +120,11 @@ class ChatModel:
         eos = model_cfg.get("eos_token_id", [])
         self._eos = set(eos if isinstance(eos, list) else [eos])
         self._has_template = _has_chat_template(path)
+        # og's tokenizer never adds BOS itself: chat templates write it, but a plain text prompt needs it
+        # added here when the tokenizer asks for one (Llama 2, Mistral; not SmolLM2 or GPT-2 vocabularies).
+        bos = model_cfg.get("bos_token_id")
+        wants_bos = _tokenizer_config(path).get("add_bos_token")
+        self._text_bos = bos if isinstance(bos, int) and wants_bos else None
         self._max_conversations = max_conversations
         self._generators = GeneratorPool(max_conversations)
         self._scheduler: EngineScheduler | None = None
@@ -295,7 +300,10 @@ class ChatModel:
     ) -> DeltaStream:
         if not isinstance(prompt, str) or not prompt:
             raise InvalidRequest("The prompt must be a non-empty string.", param="prompt")
-        return self._stream(self.encode(prompt), params or GenerationParams(), cancel)
+        ids = self.encode(prompt)
+        if self._text_bos is not None and ids[:1] != [self._text_bos]:
+            ids.insert(0, self._text_bos)
+        return self._stream(ids, params or GenerationParams(), cancel)
 
     def complete_text(
         self, prompt: str, params: GenerationParams | None = None, cancel: threading.Event | None = None
@@ -665,14 +673,16 @@ def _declared_provider(config: dict[str, Any]) -> str:
     return "cpu"
 
 
-def _has_chat_template(path: Path) -> bool:
-    if (path / "chat_template.jinja").is_file():
-        return True
+def _tokenizer_config(path: Path) -> dict[str, Any]:
     try:
         data = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return bool(data.get("chat_template"))
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _has_chat_template(path: Path) -> bool:
+    return (path / "chat_template.jinja").is_file() or bool(_tokenizer_config(path).get("chat_template"))
 
 
 def _normalize_messages(messages: list[Message]) -> list[dict[str, str]]:

@@ -104,6 +104,24 @@ def test_imported_model_chats_through_onnxruntime_genai(spm_folder):
         assert text.strip() == sp.decode(new).strip()
 
 
+def test_a_text_prompt_starts_with_bos_as_the_tokenizer_asks(spm_folder, tiny_model_dir):
+    """og's encode adds no BOS; the engine adds it to plain text prompts where add_bos_token says so
+    (chat templates write their own), and leaves vocabularies that do not ask for one alone."""
+    from foundry_jupyter.engine.model import ChatModel
+    from foundry_jupyter.engine.types import GenerationParams
+
+    greedy = GenerationParams(max_tokens=2, temperature=0)
+    with ChatModel.load(spm_folder) as model:
+        assert model.encode("Hello there")[0] != 1  # og alone: no BOS
+        done = model.complete_text("Hello there", greedy)
+        assert done.usage.prompt_tokens == len(model.encode("Hello there")) + 1
+        chat = model.encode_chat([{"role": "user", "content": "Hi"}])
+        assert chat[0] == 1 and chat[1] != 1  # the template's own BOS, not a second one
+    with ChatModel.load(tiny_model_dir) as tiny:  # add_bos_token false
+        done = tiny.complete_text("Hello there", greedy)
+        assert done.usage.prompt_tokens == len(tiny.encode("Hello there"))
+
+
 def test_unknown_tokenizer_model_is_refused_clearly(tmp_path):
     import gguf
 
