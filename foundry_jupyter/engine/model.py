@@ -103,11 +103,12 @@ class ChatModel:
         config: dict[str, Any],
         use_engine: bool = True,
         max_conversations: int = 4,
+        cpu_threads: int | None = None,
     ) -> None:
         self.path = path
         self.model_id = model_id
         self.execution_provider = execution_provider
-        self.cpu_threads: int | None = None  # operator threads (see `engine_threads`), when known
+        self.cpu_threads = cpu_threads  # operator threads (see `engine_threads`), when known
         self._og_model = og_model
         self._tokenizer = tokenizer
         self._tok_lock = threading.Lock()
@@ -119,11 +120,14 @@ class ChatModel:
         self._default_temperature = search.get("temperature")
         eos = model_cfg.get("eos_token_id", [])
         self._eos = set(eos if isinstance(eos, list) else [eos])
-        self._has_template = _has_chat_template(path)
+        tokenizer_config = _tokenizer_config(path)
+        self._has_template = (path / "chat_template.jinja").is_file() or bool(
+            tokenizer_config.get("chat_template")
+        )
         # og's tokenizer never adds BOS itself: chat templates write it, but a plain text prompt needs it
         # added here when the tokenizer asks for one (Llama 2, Mistral; not SmolLM2 or GPT-2 vocabularies).
         bos = model_cfg.get("bos_token_id")
-        wants_bos = _tokenizer_config(path).get("add_bos_token")
+        wants_bos = tokenizer_config.get("add_bos_token")
         self._text_bos = bos if isinstance(bos, int) and wants_bos else None
         self._max_conversations = max_conversations
         self._generators = GeneratorPool(max_conversations)
@@ -192,7 +196,7 @@ class ChatModel:
             raise FoundryError(
                 f"Could not load the model at {path} on {short}: {exc}", param="model"
             ) from exc
-        model = cls(
+        return cls(
             path,
             og_model,
             tokenizer,
@@ -201,9 +205,8 @@ class ChatModel:
             config=config,
             use_engine=use_engine,
             max_conversations=max_conversations,
+            cpu_threads=threads,
         )
-        model.cpu_threads = threads
-        return model
 
     def close(self) -> None:
         """Stop the engine thread and release the model."""
@@ -679,10 +682,6 @@ def _tokenizer_config(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _has_chat_template(path: Path) -> bool:
-    return (path / "chat_template.jinja").is_file() or bool(_tokenizer_config(path).get("chat_template"))
 
 
 def _normalize_messages(messages: list[Message]) -> list[dict[str, str]]:

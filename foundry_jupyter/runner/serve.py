@@ -180,19 +180,14 @@ class BlockingOut:
             if "done" not in message and self._should_hold():
                 return
             message = {**message, "t": "".join(self._held)}
-            self._held = []
-        else:
-            self.flush()
+        elif self._held:
+            self._sock.sendall(wire.encode({"t": "".join(self._held)}))
+        self._held = []
         self._sock.sendall(wire.encode(message))
         self._last_sent = time.monotonic()
 
     def _should_hold(self) -> bool:
         return time.monotonic() - self._last_sent < self._min_interval_s or _unread(self._sock) > 0
-
-    def flush(self) -> None:
-        if self._held:
-            self._sock.sendall(wire.encode({"t": "".join(self._held)}))
-            self._held = []
 
     def abort(self) -> None:
         """Wake a send blocked on a client that stopped reading (at shutdown)."""

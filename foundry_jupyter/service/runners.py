@@ -261,7 +261,7 @@ class RunnerSupervisor:
     async def open(self, runner: Runner, request: dict[str, Any]) -> RunnerCall:
         """Send one request to `runner` and return the call to read its answer from."""
         try:
-            reader, writer = await asyncio.open_unix_connection(runner.socket_path, limit=wire.LINE_LIMIT)
+            reader, writer = await asyncio.open_unix_connection(runner.socket_path)
         except (ConnectionError, OSError, FileNotFoundError) as exc:
             self._forget_if_dead(runner)
             raise RunnerFailed(
