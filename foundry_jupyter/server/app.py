@@ -46,8 +46,16 @@ class FoundryApp(ExtensionApp):
     ).tag(config=True)
 
     max_loaded_models = Int(
-        help="At most this many models are loaded at once (one runner process each); loading one more "
-        "unloads the least recently used idle model. Default: $FOUNDRY_JUPYTER_MAX_LOADED, else 4.",
+        help="At most this many models are loaded at once (each in its own runner processes); loading "
+        "one more unloads the least recently used idle model. Default: $FOUNDRY_JUPYTER_MAX_LOADED, else 4.",
+    ).tag(config=True)
+
+    max_runner_processes = Int(
+        4,
+        help="At most this many processes per loaded model. A CPU model whose operators use fewer threads "
+        "than the machine has cores (a small model) gets another process whenever all of its processes "
+        "are busy: one process makes one token at a time, and the OS shares the cores between processes "
+        "better than threads. Models that use every core keep one process and batch requests in it.",
     ).tag(config=True)
 
     default_ep = Unicode(
@@ -112,6 +120,7 @@ class FoundryApp(ExtensionApp):
             start_timeout_s=self.runner_start_timeout,
             stop_timeout_s=self.runner_stop_timeout,
             max_loaded=settings.max_loaded_models,
+            max_processes=self.max_runner_processes,
             default_ttl_s=settings.ttl_s,
         )
         self.service = FoundryService(settings, supervisor=supervisor)

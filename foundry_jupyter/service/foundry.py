@@ -110,6 +110,7 @@ def loaded_details(service: FoundryService) -> dict[str, Any]:
                 "ttlSeconds": runner.ttl_s,
                 "ttlRemaining": None if remaining is None else round(remaining, 1),
                 "pid": runner.pid,
+                "pids": runner.pids,
                 "activeRequests": runner.active,
             }
         )
