@@ -50,10 +50,26 @@ class RunnerProcess:
     socket_path: str
     workdir: str
     active: int = 0
+    # connections whose last answer ended, kept for the next request (a fresh unix connection cost the
+    # server and the runner ~1 ms together)
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        while self.idle:
+            reader, writer = self.idle.pop()
+            if not writer.is_closing() and not reader.at_eof():
+                return reader, writer
+            writer.close()
+        return await asyncio.open_unix_connection(self.socket_path)
+
+    def close_idle(self) -> None:
+        for _reader, writer in self.idle:
+            writer.close()
+        self.idle.clear()
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -154,8 +170,9 @@ def _conversation_key(request: dict[str, Any]) -> str | None:
 
 
 class RunnerCall:
-    """One request to a runner. Iterate `messages()`; `cancel()` closes the connection, which stops
-    the generation inside the runner."""
+    """One request to a runner. Read its messages with `next()`; `cancel()` closes the connection, which
+    stops the generation inside the runner. After the final message `close()` keeps the connection for
+    the next request."""
 
     def __init__(
         self,
@@ -163,7 +180,7 @@ class RunnerCall:
         runner: Runner,
         process: RunnerProcess,
         reader: asyncio.StreamReader,
-        writer: Any,
+        writer: asyncio.StreamWriter,
     ) -> None:
         self._supervisor = supervisor
         self.runner = runner
@@ -172,6 +189,7 @@ class RunnerCall:
         self._writer = writer
         self.cancelled = False
         self._closed = False
+        self._ended = False  # the final message (`done` or `result`) was read
         self._lines: collections.deque[bytes] = collections.deque()
         self._partial = bytearray()
 
@@ -199,6 +217,7 @@ class RunnerCall:
         if "error" in message:
             self.close()
             raise wire.error_from_wire(message["error"])
+        self._ended = "done" in message or "result" in message
         return message
 
     @property
@@ -228,8 +247,11 @@ class RunnerCall:
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(Exception):
-            self._writer.close()
+        if self._ended and not self.cancelled and not self._lines and not self._partial:
+            self.process.idle.append((self._reader, self._writer))
+        else:
+            with contextlib.suppress(Exception):
+                self._writer.close()
         self.process.active -= 1
         self.runner.last_used = time.monotonic()
 
@@ -342,7 +364,7 @@ class RunnerSupervisor:
         process.active += 1  # before the connection's await, so requests arriving meanwhile see it
         runner.last_used = time.monotonic()
         try:
-            reader, writer = await asyncio.open_unix_connection(process.socket_path)
+            reader, writer = await process.connect()
         except (ConnectionError, OSError, FileNotFoundError) as exc:
             process.active -= 1
             self._forget_if_dead(runner, process)
@@ -516,6 +538,7 @@ class RunnerSupervisor:
         await asyncio.gather(*(self._stop_process(runner.model_id, p) for p in runner.processes))
 
     async def _stop_process(self, model_id: str, runner_process: RunnerProcess) -> None:
+        runner_process.close_idle()
         process = runner_process.process
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -536,6 +559,7 @@ class RunnerSupervisor:
         if process is not None and process is not runner.processes[0]:
             if not process.alive() and process in runner.processes:
                 runner.processes.remove(process)
+                process.close_idle()
                 log.warning(
                     "a runner process for %s died (status %s); its last output:\n%s",
                     runner.model_id,
@@ -547,6 +571,7 @@ class RunnerSupervisor:
         if runner.alive():
             return
         first = runner.processes[0]
+        first.close_idle()
         if self.runners.get(runner.model_id) is runner:
             del self.runners[runner.model_id]
             log.warning(

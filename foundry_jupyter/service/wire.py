@@ -1,11 +1,12 @@
-"""The runner protocol: JSON lines over a local unix socket, one request per connection.
+"""The runner protocol: JSON lines over a local unix socket, one request at a time per connection.
 
 The client sends one line `{"op": ..., ...}`. For `chat` and `text` the runner answers with lines
 `{"t": "<text>"}` as text is made (one token each while the reader keeps up, several once it falls
 behind), the last with `"done": {"finish_reason", "usage"}` (and "tool_calls" when the model called
 tools); `count` and `info` answer one `{"result": {...}}`. Any failure answers
 `{"error": {...}}` (a `FoundryError` as data).
-Closing the connection cancels the request: that is how a client leaving stops its generation.
+After that final message the connection takes the next request (the server keeps idle connections
+open). Closing the connection cancels the request: that is how a client leaving stops its generation.
 """
 
 from __future__ import annotations

@@ -99,20 +99,32 @@ def runner(tiny_long_dir: Path, tmp_path: Path):
     proc.wait(timeout=30)
 
 
+STORY = {
+    "op": "chat",
+    "messages": [{"role": "user", "content": "Tell me a long story."}],
+    "params": {"max_tokens": 1500, "temperature": 0.0},
+}
+
+
 def ask(sock_path: str, *, wait_before_reading: float) -> list[dict]:
-    request = {
-        "op": "chat",
-        "messages": [{"role": "user", "content": "Tell me a long story."}],
-        "params": {"max_tokens": 1500, "temperature": 0.0},
-    }
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(sock_path)
-        sock.sendall(wire.encode(request))
+        sock.sendall(wire.encode(STORY))
         time.sleep(wait_before_reading)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    return [json.loads(line) for line in data.splitlines()]
+        return read_answer(sock)
+
+
+def read_answer(sock: socket.socket) -> list[dict]:
+    """Messages up to the final one (`done`, `result` or `error`); the runner keeps the connection."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        assert chunk, "the runner closed the connection before its final message"
+        data += chunk
+        if data.endswith(b"\n"):
+            last = json.loads(data.rsplit(b"\n", 2)[-2])
+            if {"done", "result", "error"} & last.keys():
+                return [json.loads(line) for line in data.splitlines()]
 
 
 def test_a_slow_reader_gets_the_same_answer_in_fewer_messages(runner):
@@ -125,3 +137,21 @@ def test_a_slow_reader_gets_the_same_answer_in_fewer_messages(runner):
     assert "".join(m["t"] for m in slow) == "".join(m["t"] for m in eager)
     # Held text rides on the next token's message: a second of not reading merges most of them.
     assert len(slow) < tokens / 2
+
+
+def test_one_connection_carries_requests_one_after_another(runner):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(runner)
+        answers = []
+        for content in ("Hello.", "Tell me a story."):
+            request = {
+                **STORY,
+                "messages": [{"role": "user", "content": content}],
+                "params": {"max_tokens": 5},
+            }
+            sock.sendall(wire.encode(request))
+            answers.append(read_answer(sock))
+        assert all(a[-1]["done"]["usage"]["completion_tokens"] > 0 for a in answers)
+        sock.sendall(wire.encode({"op": "info"}))
+        [info] = read_answer(sock)
+    assert info["result"]["completed"] == 2 and info["result"]["connections"] == 1
