@@ -214,10 +214,11 @@ def cmd_ps(args: argparse.Namespace) -> int:
     if not models:
         print("No models are loaded.")
         return 0
-    rows = [("Model", "EP", "Memory", "TTL left", "PID")]
+    rows = [("Model", "EP", "Memory", "TTL left", "PIDs")]
     for m in models:
         ttl = "never" if m["ttlRemaining"] is None else f"{m['ttlRemaining']:.0f} s"
-        rows.append((m["id"], m["executionProvider"], human_size(m["memoryBytes"]), ttl, str(m["pid"])))
+        pids = ",".join(str(pid) for pid in m.get("pids") or [m["pid"]])
+        rows.append((m["id"], m["executionProvider"], human_size(m["memoryBytes"]), ttl, pids))
     _table(rows)
     return 0
 
