@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -111,11 +112,13 @@ async def run_load(
     clients: int,
     requests_per_client: int,
     max_tokens: int,
+    settle: Callable[[], None] | None = None,
 ) -> LoadResult:
     """`clients` streams at once, each sending `requests_per_client` requests back to back.
 
     Each client first opens its connection with one short untimed request, so connection set-up and
-    a cold model do not land in the figures.
+    a cold model do not land in the figures; `settle` then waits until the server has adapted to that
+    burst (ours: runner processes it started for it are ready).
     """
     result = LoadResult(system=system, model=label, clients=clients, wall_s=0.0)
     conns = [endpoint.connect() for _ in range(clients)]
@@ -126,6 +129,8 @@ async def run_load(
                 for i, c in enumerate(conns)
             )
         )
+        if settle is not None:
+            await asyncio.to_thread(settle)
 
         async def one_client(index: int, conn: Connection) -> None:
             for n in range(requests_per_client):

@@ -88,6 +88,15 @@ class JupyterServer:
         """Load through the Foundry route, so the first timed request does not pay for it."""
         return self.get(f"foundry/openai/load/{model_id}?ttl=0")
 
+    def settle(self, timeout_s: float = 60.0) -> None:
+        """Wait until no loaded model is starting another runner process (the server starts them when a
+        burst keeps every process of a small model busy)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not any(m.get("startingProcesses") for m in self.get("foundry/loaded")["models"]):
+                return
+            time.sleep(0.05)
+
     def stop(self) -> None:
         if self.proc is None:
             return

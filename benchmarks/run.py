@@ -118,6 +118,7 @@ def measure_load(name: str, handle: Any, model: BenchModel, clients: int, per_cl
         clients=clients,
         requests_per_client=per_client,
         max_tokens=max_tokens,
+        settle=handle.settle if name == "ours" else None,
     )
     return asyncio.run(run_load(endpoint(name, handle), **kwargs))
 

@@ -111,6 +111,7 @@ def loaded_details(service: FoundryService) -> dict[str, Any]:
                 "ttlRemaining": None if remaining is None else round(remaining, 1),
                 "pid": runner.pid,
                 "pids": runner.pids,
+                "startingProcesses": len(runner.growing),
                 "activeRequests": runner.active,
             }
         )

@@ -93,7 +93,7 @@ class Runner:
     # conversation -> the process that served it last: a resent history goes back to the process
     # that holds its state, when that process is no busier than the others
     affinity: collections.OrderedDict[str, RunnerProcess] = field(default_factory=collections.OrderedDict)
-    growing: asyncio.Task[None] | None = None
+    growing: set[asyncio.Task[None]] = field(default_factory=set)  # processes being started
 
     @property
     def pid(self) -> int:
@@ -150,11 +150,10 @@ class Runner:
         return chosen
 
     def wants_process(self) -> bool:
-        """Whether every process is busy and the model may run one more."""
-        return (
-            self.growing is None
-            and len(self.processes) < self.max_processes
-            and all(p.active for p in self.processes)
+        """Whether every process is busy and the model may run one more (so a burst of N requests
+        starts up to N - 1 processes at once)."""
+        return len(self.processes) + len(self.growing) < self.max_processes and all(
+            p.active for p in self.processes
         )
 
 
@@ -386,7 +385,9 @@ class RunnerSupervisor:
         if request.get("op") not in GENERATION_OPS:
             return runner.processes[0]
         if runner.wants_process():
-            runner.growing = asyncio.get_running_loop().create_task(self._grow(runner))
+            task = asyncio.get_running_loop().create_task(self._grow(runner))
+            runner.growing.add(task)
+            task.add_done_callback(runner.growing.discard)
         return runner.pick(request)
 
     async def call(
@@ -453,8 +454,6 @@ class RunnerSupervisor:
             log.warning("could not start another runner process for %s: %s", runner.model_id, exc)
             runner.max_processes = len(runner.processes)  # do not retry on every request
             return
-        finally:
-            runner.growing = None
         if self.runners.get(runner.model_id) is runner and runner.alive():
             runner.processes.append(process)
             log.info(
@@ -533,8 +532,8 @@ class RunnerSupervisor:
     async def _stop_runner(self, runner: Runner) -> None:
         if self.runners.get(runner.model_id) is runner:
             del self.runners[runner.model_id]
-        if runner.growing is not None:
-            runner.growing.cancel()
+        for task in list(runner.growing):
+            task.cancel()
         await asyncio.gather(*(self._stop_process(runner.model_id, p) for p in runner.processes))
 
     async def _stop_process(self, model_id: str, runner_process: RunnerProcess) -> None:
@@ -580,8 +579,8 @@ class RunnerSupervisor:
                 first.process.returncode,
                 _log_tail(first),
             )
-            if runner.growing is not None:
-                runner.growing.cancel()
+            for task in list(runner.growing):
+                task.cancel()
             for other in runner.processes[1:]:
                 task = asyncio.get_running_loop().create_task(self._stop_process(runner.model_id, other))
                 self._stopping.add(task)

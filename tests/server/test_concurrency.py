@@ -40,7 +40,7 @@ async def test_eight_clients_25_requests_each_nothing_lost(client, http, service
     # one model loaded: its first process, and more as the cores allow while all were busy
     runner = service.supervisor.get(TINY)
     for _ in range(200):  # a process started for the last burst may still be loading
-        if runner.growing is None:
+        if not runner.growing:
             break
         await asyncio.sleep(0.05)
     assert sorted(p.pid for p in runner_processes()) == sorted(runner.pids)
