@@ -57,6 +57,17 @@ async def stop(*streams: asyncio.Future) -> None:
     await asyncio.gather(*streams, return_exceptions=True)
 
 
+async def grown(client, http, service):
+    """The long tiny model loaded and grown to two processes by two long streams, still running."""
+    await http.get(f"openai/load/{LONG}")
+    runner = service.supervisor.get(LONG)
+    streams = [long_stream(client), long_stream(client)]
+    if not await wait_until(lambda: len(runner.processes) == 2):
+        await stop(*streams)
+        pytest.fail("no second process started")
+    return runner, streams
+
+
 async def completed(service, runner) -> list[int]:
     infos = [await service.supervisor.call(runner, {"op": "info"}, p) for p in runner.processes]
     return [i["completed"] for i in infos]
@@ -90,13 +101,8 @@ async def test_busy_model_grows_a_process_and_serves_from_both(client, http, ser
 
 @grows
 async def test_a_dead_extra_process_leaves_the_model_serving(client, http, service):
-    await http.get(f"openai/load/{LONG}")
-    runner = service.supervisor.get(LONG)
-    streams = [long_stream(client), long_stream(client)]
-    try:
-        assert await wait_until(lambda: len(runner.processes) == 2)
-    finally:
-        await stop(*streams)
+    runner, streams = await grown(client, http, service)
+    await stop(*streams)
     assert await wait_until(lambda: runner.active == 0)
     extra = runner.processes[1].pid
     os.kill(extra, signal.SIGKILL)
@@ -109,11 +115,8 @@ async def test_a_dead_extra_process_leaves_the_model_serving(client, http, servi
 
 @grows
 async def test_killing_the_first_process_stops_the_others(client, http, service):
-    await http.get(f"openai/load/{LONG}")
-    runner = service.supervisor.get(LONG)
-    streams = [long_stream(client), long_stream(client)]
+    runner, streams = await grown(client, http, service)
     try:
-        assert await wait_until(lambda: len(runner.processes) == 2)
         extra = runner.processes[1].pid
         os.kill(runner.pid, signal.SIGKILL)
         assert await wait_until(lambda: not psutil.pid_exists(extra) or _zombie(extra)), (
@@ -128,11 +131,8 @@ async def test_killing_the_first_process_stops_the_others(client, http, service)
 
 @grows
 async def test_a_resent_history_goes_back_to_the_process_that_holds_it(client, http, service):
-    await http.get(f"openai/load/{LONG}")
-    runner = service.supervisor.get(LONG)
-    busy = [long_stream(client), long_stream(client)]
+    runner, busy = await grown(client, http, service)
     try:
-        assert await wait_until(lambda: len(runner.processes) == 2)
         await stop(busy[1])
         assert await wait_until(lambda: [p.active for p in runner.processes] == [1, 0])
         # the first turn runs on the second process: the first is busy
