@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 
 from ..errors import FoundryError
@@ -24,7 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ep", default=None, help="execution provider (default: the best available)")
     parser.add_argument("--socket", required=True, help="unix socket path to listen on")
     parser.add_argument("--parent-pid", type=int, default=None, help="stop when this process is gone")
+    parser.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N")
     args = parser.parse_args(argv)
+    if args.nice:
+        # Before onnxruntime starts its threads, which inherit it: the server (and the kernels) then
+        # get a core as soon as they wake, while a model keeps both busy.
+        os.nice(args.nice)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
 
     try:

@@ -58,6 +58,13 @@ class FoundryApp(ExtensionApp):
         "better than threads. Models that use every core keep one process and batch requests in it.",
     ).tag(config=True)
 
+    runner_nice = Int(
+        5,
+        help="How much lower than the server's the runner processes' CPU priority is (Unix nice). A model "
+        "that keeps every core busy then still leaves the Jupyter server, its kernels and the stream it "
+        "serves a core as soon as they need one. 0 runs them at the server's priority.",
+    ).tag(config=True)
+
     default_ep = Unicode(
         allow_none=True,
         help="Execution provider for models loaded without an explicit `ep` (cpu, cuda, dml, ...); empty "
@@ -121,6 +128,7 @@ class FoundryApp(ExtensionApp):
             stop_timeout_s=self.runner_stop_timeout,
             max_loaded=settings.max_loaded_models,
             max_processes=self.max_runner_processes,
+            nice=self.runner_nice,
             default_ttl_s=settings.ttl_s,
         )
         self.service = FoundryService(settings, supervisor=supervisor)

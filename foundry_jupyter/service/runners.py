@@ -265,6 +265,7 @@ class RunnerSupervisor:
         stop_timeout_s: float = 5.0,
         max_loaded: int = 4,
         max_processes: int = 4,
+        nice: int = 5,
         default_ttl_s: int = 600,
         python: str = sys.executable,
         runner_args: tuple[str, ...] = (),
@@ -273,6 +274,7 @@ class RunnerSupervisor:
         self.stop_timeout_s = stop_timeout_s
         self.max_loaded = max_loaded
         self.max_processes = max_processes  # per model that leaves cores idle
+        self.nice = nice  # runners' CPU priority below the server's
         self.default_ttl_s = default_ttl_s
         self.python = python
         self.runner_args = runner_args
@@ -483,6 +485,7 @@ class RunnerSupervisor:
             "--parent-pid",
             str(os.getpid()),
             *(["--ep", ep] if ep else []),
+            *(["--nice", str(self.nice)] if self.nice else []),
             *self.runner_args,
         ]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
