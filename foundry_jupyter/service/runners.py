@@ -13,6 +13,7 @@ import asyncio
 import atexit
 import collections
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -42,7 +43,7 @@ class ModelBusy(FoundryError):
     code = "model_busy"
 
 
-@dataclass
+@dataclass(eq=False)  # one OS process: compared by identity
 class RunnerProcess:
     """One runner process: the model loaded once more, listening on its own socket."""
 
@@ -163,9 +164,10 @@ def _conversation_key(request: dict[str, Any]) -> str | None:
     messages = request.get("messages")
     if messages:
         first_user = next((i for i, m in enumerate(messages) if m.get("role") == "user"), 0)
-        return json.dumps(messages[: first_user + 1], sort_keys=True, default=str)
-    prompt = request.get("prompt")
-    return str(prompt)[:512] if prompt else None
+        opening = json.dumps(messages[: first_user + 1], sort_keys=True, default=str)
+    else:
+        opening = str(request.get("prompt") or "")[:512]
+    return hashlib.blake2b(opening.encode(), digest_size=16).hexdigest() if opening else None
 
 
 class RunnerCall:
