@@ -559,38 +559,29 @@ class RunnerSupervisor:
         log.info("runner for %s (pid %s) stopped (status %s)", model_id, process.pid, process.returncode)
 
     def _forget_if_dead(self, runner: Runner, process: RunnerProcess | None = None) -> None:
-        """Drop a dead process; when it is the model's first, the whole model (its other processes stop)."""
-        if process is not None and process is not runner.processes[0]:
-            if not process.alive() and process in runner.processes:
-                runner.processes.remove(process)
-                process.close_idle()
-                log.warning(
-                    "a runner process for %s died (status %s); its last output:\n%s",
-                    runner.model_id,
-                    process.process.returncode,
-                    _log_tail(process),
-                )
-                shutil.rmtree(process.workdir, ignore_errors=True)
+        """Drop `process` (default: the model's first) if it died; when it is the first, the whole model
+        goes, and `_stop_runner` stops its other processes in the background."""
+        process = process or runner.processes[0]
+        if process.alive():
             return
-        if runner.alive():
-            return
-        first = runner.processes[0]
-        first.close_idle()
-        if self.runners.get(runner.model_id) is runner:
+        first = process is runner.processes[0]
+        if first and self.runners.get(runner.model_id) is runner:
             del self.runners[runner.model_id]
-            log.warning(
-                "runner for %s died (status %s); its last output:\n%s",
-                runner.model_id,
-                first.process.returncode,
-                _log_tail(first),
-            )
-            for task in list(runner.growing):
-                task.cancel()
-            for other in runner.processes[1:]:
-                task = asyncio.get_running_loop().create_task(self._stop_process(runner.model_id, other))
-                self._stopping.add(task)
-                task.add_done_callback(self._stopping.discard)
-        shutil.rmtree(first.workdir, ignore_errors=True)
+        elif not first and process in runner.processes:
+            runner.processes.remove(process)
+        else:
+            return  # already dropped
+        log.warning(
+            "%s for %s died (status %s); its last output:\n%s",
+            "runner" if first else "a runner process",
+            runner.model_id,
+            process.process.returncode,
+            _log_tail(process),
+        )
+        cleanup = self._stop_runner(runner) if first else self._stop_process(runner.model_id, process)
+        task = asyncio.get_running_loop().create_task(cleanup)
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     async def _reap_forever(self) -> None:
         while True:
