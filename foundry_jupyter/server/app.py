@@ -138,7 +138,7 @@ class FoundryApp(ExtensionApp):
         self._export_env()
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend((url_path_join(PREFIX, path), handler) for path, handler in ROUTES)
+        self.handlers.extend((url_path_join(PREFIX, route.pattern), route.handler) for route in ROUTES)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         # The port is bound by now (it may differ from the configured one after port retries).
