@@ -6,7 +6,7 @@ server registers (`ROUTES`), what `openapi.json` documents and what the auth tes
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, TypeVar
 
 from jupyter_server.auth.decorator import authorized
@@ -172,7 +172,7 @@ class DownloadHandler(FoundryHandler):
         lines = foundry.download_lines(self.service, self.model_name(req.model_name()))
         first = await anext(lines)  # an unknown model answers 404 here, before the stream starts
 
-        async def all_lines() -> Any:
+        async def all_lines() -> AsyncGenerator[str, None]:
             try:
                 yield first
                 async for line in lines:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,13 +28,11 @@ class FoundryService:
         settings: Settings,
         *,
         supervisor: RunnerSupervisor | None = None,
-        manager_factory: Callable[[Settings], Any] | None = None,
     ) -> None:
         self.settings = settings
         self.supervisor = supervisor or RunnerSupervisor(
             max_loaded=settings.max_loaded_models, default_ttl_s=settings.ttl_s
         )
-        self._manager_factory = manager_factory or _default_manager
         self._manager: Any = None
         self._manager_future: asyncio.Future[Any] | None = None
         self.downloads = DownloadJobs(self)
@@ -49,7 +46,7 @@ class FoundryService:
     def _manager_task(self) -> asyncio.Future[Any]:
         if self._manager_future is None or (self._manager_future.done() and self._manager_future.exception()):
             loop = asyncio.get_running_loop()
-            self._manager_future = loop.run_in_executor(None, self._manager_factory, self.settings)
+            self._manager_future = loop.run_in_executor(None, _default_manager, self.settings)
         return self._manager_future
 
     async def manager(self) -> Any:
