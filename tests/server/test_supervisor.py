@@ -20,12 +20,13 @@ import pytest
 from foundry_jupyter.errors import FoundryError, RunnerFailed
 from foundry_jupyter.service import runners, wire
 from foundry_jupyter.service.processes import RunnerProcess
-from foundry_jupyter.service.runners import ModelBusy, RunnerSupervisor
+from foundry_jupyter.service.runners import ModelBusy, Runner, RunnerSupervisor
 
 pytestmark = pytest.mark.timeout(10)
 
 MODEL = Path("/models/a")
 _pids = itertools.count(1_000_000)
+_conversations = itertools.count()
 
 
 class FakeWriter:
@@ -139,6 +140,15 @@ def chat(*contents: str) -> dict[str, Any]:
     """A chat request whose conversation opens with `contents[0]`, alternating user and assistant."""
     roles = itertools.cycle(("user", "assistant"))
     return {"op": "chat", "messages": [{"role": next(roles), "content": c} for c in contents]}
+
+
+async def busy(supervisor: RunnerSupervisor, runner: Runner, requests: int) -> None:
+    """Open `requests` generations, each of a new conversation, and leave them running (the
+    supervisor's stop at the end of `supervised` ends them); return once the processes they asked
+    for have started."""
+    for _ in range(requests):
+        await supervisor.open(runner, chat(f"conversation {next(_conversations)}"))
+    await settle(supervisor)
 
 
 async def settle(supervisor: RunnerSupervisor) -> None:
@@ -261,34 +271,25 @@ async def test_a_small_model_grows_a_process_whenever_all_are_busy_up_to_the_lim
     async with supervised(processes=2, max_processes=3) as (supervisor, spawn):
         runner, _ = await supervisor.ensure("a:1", MODEL)
         assert runner.max_processes == 3
-        calls = []
-        for n in range(6):
-            calls.append(await supervisor.open(runner, chat(f"conversation {n}")))
-            await settle(supervisor)
+        for _ in range(6):
+            await busy(supervisor, runner, 1)  # one more request, after the last one's growth
         assert len(runner.processes) == len(spawn.started) == 3
         assert sorted(p.active for p in runner.processes) == [2, 2, 2]  # each request to the least busy
-        for call in calls:
-            call.cancel()
 
 
 async def test_a_burst_of_requests_never_starts_processes_past_the_limit():
     async with supervised(processes=2, max_processes=3) as (supervisor, spawn):
         runner, _ = await supervisor.ensure("a:1", MODEL)
-        calls = await asyncio.gather(*(supervisor.open(runner, chat(f"conversation {n}")) for n in range(6)))
+        await asyncio.gather(*(supervisor.open(runner, chat(f"conversation {n}")) for n in range(6)))
         await settle(supervisor)
         assert len(runner.processes) == len(spawn.started) == 3
-        for call in calls:
-            call.cancel()
 
 
 async def test_a_model_that_uses_every_core_keeps_one_process():
     async with supervised(processes=1, max_processes=4) as (supervisor, spawn):
         runner, _ = await supervisor.ensure("a:1", MODEL)
-        calls = [await supervisor.open(runner, chat(f"conversation {n}")) for n in range(3)]
-        await settle(supervisor)
+        await busy(supervisor, runner, 3)
         assert len(runner.processes) == len(spawn.started) == 1 and runner.active == 3
-        for call in calls:
-            call.cancel()
 
 
 async def test_questions_about_the_model_go_to_its_first_process_without_growing():
@@ -306,13 +307,10 @@ async def test_a_process_that_fails_to_start_stops_further_growth():
     async with supervised(processes=2, max_processes=4) as (supervisor, spawn):
         runner, _ = await supervisor.ensure("a:1", MODEL)
         spawn.fail = RunnerFailed("out of memory")
-        calls = [await supervisor.open(runner, chat(f"conversation {n}")) for n in range(2)]
-        await settle(supervisor)
+        await busy(supervisor, runner, 2)
         assert runner.max_processes == 1 and len(runner.processes) == 1
-        calls.append(await supervisor.open(runner, chat("one more")))
+        await supervisor.open(runner, chat("one more"))
         assert runner.growing == set()  # no new attempt
-        for call in calls:
-            call.cancel()
 
 
 async def test_a_conversation_returns_to_the_process_that_served_it_unless_that_one_is_busier():
@@ -362,29 +360,23 @@ async def test_a_crash_mid_request_fails_the_request_and_unloads_the_model():
 async def test_a_dead_extra_process_is_dropped_and_the_model_stays():
     async with supervised(processes=2, max_processes=2) as (supervisor, _spawn):
         runner, _ = await supervisor.ensure("a:1", MODEL)
-        calls = [await supervisor.open(runner, chat(f"conversation {n}")) for n in range(2)]
-        await settle(supervisor)
+        await busy(supervisor, runner, 2)
         first, extra = runner.processes
         extra.crash()
         assert await supervisor.reap() == []
         await settle(supervisor)
         assert runner.processes == [first] and supervisor.get("a:1") is runner and extra.stopped
-        for call in calls:
-            call.cancel()
 
 
 async def test_the_first_process_dying_stops_the_others():
     async with supervised(processes=2, max_processes=2) as (supervisor, _spawn):
         runner, _ = await supervisor.ensure("a:1", MODEL)
-        calls = [await supervisor.open(runner, chat(f"conversation {n}")) for n in range(2)]
-        await settle(supervisor)
+        await busy(supervisor, runner, 2)
         first, extra = runner.processes
         first.crash()
         await supervisor.reap()
         await settle(supervisor)
         assert supervisor.get("a:1") is None and extra.stopped
-        for call in calls:
-            call.cancel()
 
 
 async def test_a_runner_that_refuses_connections_fails_the_request():
@@ -407,11 +399,8 @@ async def test_a_runner_that_fails_to_start_leaves_nothing_loaded():
 async def test_kill_all_now_kills_every_process():
     async with supervised(processes=2, max_processes=2) as (supervisor, spawn):
         runner, _ = await supervisor.ensure("a:1", MODEL)
-        calls = [await supervisor.open(runner, chat(f"conversation {n}")) for n in range(2)]
-        await settle(supervisor)
+        await busy(supervisor, runner, 2)
         supervisor.kill_all_now()
         assert supervisor.runners == {} and all(p.exit_code == -9 for p in spawn.started)
         for process in spawn.started:
             process.stopped = True  # killed, not stopped: nothing for `stop()` to do
-        for call in calls:
-            call.cancel()
