@@ -58,12 +58,13 @@ def _stage_printer(enabled: bool):
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from ..models.gguf import import_model
+    from ..config import defaults
+    from ..models.manager import ModelManager
 
     start = time.perf_counter()
     interactive = sys.stderr.isatty() and not wants_json(args)
     try:
-        model = import_model(
+        model = ModelManager(defaults()).import_gguf(
             args.file, alias=args.alias, precision=args.precision, progress=_stage_printer(interactive)
         )
     finally:
