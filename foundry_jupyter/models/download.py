@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from ..errors import (
     Cancelled,
     DownloadFailed,
@@ -54,6 +52,8 @@ def download(
     token: str | None = None,
 ) -> CachedModel:
     """Put `entry` into `cache` (unless it is there already and `force` is false) and return it."""
+    from filelock import FileLock, Timeout  # off the import path of commands that never download
+
     if isinstance(entry.source, LocalSource):
         raise InvalidRequest(
             f"{entry.id} is a registered local folder ({entry.source.path}): nothing to download"
