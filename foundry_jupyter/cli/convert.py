@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import add_output_option
 from .output import print_json, wants_json
+
+if TYPE_CHECKING:
+    from ..models.cache import CachedModel
 
 IMPORT_PRECISIONS = ("int4", "fp32", "int4-fast")  # kept in step with models.gguf.PRECISIONS
 COMPILE_PRECISIONS = ("int4", "fp16", "fp32")
@@ -81,7 +84,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return _report(args, model, "Compiled", args.folder, time.perf_counter() - start)
 
 
-def _report(args: argparse.Namespace, model: Any, verb: str, source: str, seconds: float) -> int:
+def _report(args: argparse.Namespace, model: CachedModel, verb: str, source: str, seconds: float) -> int:
     if wants_json(args):
         print_json({**model.to_dict(), "seconds": round(seconds, 2)})
     else:

@@ -238,9 +238,7 @@ class ModelManager:
         """The model on disk, downloading or building it first when needed; marks it used."""
         entry = self.resolve(name)
         if isinstance(entry.source, LocalSource):
-            found = self._local_model(entry)
-            if found is None:
-                raise ModelNotFound(f"The folder of {entry.id} is gone: {entry.source.path}")
+            found = self._existing_folder(entry, entry.source)
             if not found.registered:  # a model copied into the cache by hand
                 self.cache.touch(found.id)
             return found
@@ -259,11 +257,15 @@ class ModelManager:
     ) -> CachedModel:
         entry = self.resolve(name)
         if isinstance(entry.source, LocalSource):
-            found = self._local_model(entry)
-            if found is None:
-                raise ModelNotFound(f"The folder of {entry.id} is gone: {entry.source.path}")
-            return found
+            return self._existing_folder(entry, entry.source)
         return self._fetch(entry, force=force, progress=progress, cancel=cancel)
+
+    def _existing_folder(self, entry: CatalogEntry, source: LocalSource) -> CachedModel:
+        """A model whose folder is its source (registered, or copied in): nothing to fetch."""
+        found = self._local_model(entry)
+        if found is None:
+            raise ModelNotFound(f"The folder of {entry.id} is gone: {source.path}")
+        return found
 
     def _fetch(
         self,
