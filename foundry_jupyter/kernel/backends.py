@@ -111,12 +111,7 @@ class Backend(ABC):
 
     def import_gguf(self, path: str, alias: str | None, precision: str | None) -> dict[str, Any]:
         """Convert a GGUF file into the cache this backend serves from; answers the cached model."""
-        from ..models.gguf import DEFAULT_PRECISION
-        from ..models.gguf.cache import import_model
-
-        model = import_model(
-            path, alias=alias, precision=precision or DEFAULT_PRECISION, manager=self._cache_manager()
-        )
+        model = self._cache_manager().import_gguf(path, alias=alias, precision=precision)
         return model.to_dict()
 
     @abstractmethod
