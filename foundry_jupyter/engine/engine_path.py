@@ -10,7 +10,7 @@ from queue import Empty
 
 from foundry_jupyter.engine.conversations import HEADROOM_TOKENS
 from foundry_jupyter.engine.failures import as_foundry_error, is_request_error
-from foundry_jupyter.engine.params import Sampling
+from foundry_jupyter.engine.params import Generation
 from foundry_jupyter.engine.prompts import Prompts
 from foundry_jupyter.engine.scheduler import EngineScheduler, Job
 from foundry_jupyter.engine.stops import StopFilter
@@ -42,42 +42,40 @@ class EnginePath:
         self._context_length = context_length
         self._check_open = check_open
 
-    def takes(self, ids: list[int], max_new: int, sampling: Sampling) -> bool:
+    def takes(self, gen: Generation) -> bool:
         """Whether this request should run on the Engine rather than og.Generator."""
         scheduler = self.scheduler
         if not scheduler.alive:
             return False
-        if sampling.do_sample and sampling.seed is not None:
+        if gen.sampling.do_sample and gen.sampling.seed is not None:
             return False  # og 0.18's static-batching Engine has no per-request seed
-        if scheduler.holds_prefix_of(ids, len(ids) + max_new):
+        if scheduler.holds_prefix_of(gen.ids, gen.needed):
             return True  # the Engine holds this conversation's cache
         # A statically batched Engine makes a request that arrives mid-batch wait for the whole batch;
         # og.Generator starts it now instead.
         return not (scheduler.static and scheduler.batch_running)
 
     def start(
-        self,
-        ids: list[int],
-        max_new: int,
-        sampling: Sampling,
-        guidance: tuple[str, str] | None,
-        stops: tuple[str, ...],
-        cancel: threading.Event | None,
-        out: DeltaStream,
-        fallback: Callable[[], Iterator[Delta]],
+        self, gen: Generation, out: DeltaStream, fallback: Callable[[], Iterator[Delta]]
     ) -> Iterator[Delta]:
         """Submit the request and wait until the Engine took it, so that a request it refuses fails
         here. `fallback` answers on og.Generator if the Engine fails before a token streamed."""
         # Room for a follow-up turn, without reserving the whole context for every request.
-        session = min(self._context_length, len(ids) + max_new + HEADROOM_TOKENS)
-        job = Job(ids=ids, max_new=max_new, sampling=sampling, guidance=guidance, session_tokens=session)
+        session = min(self._context_length, gen.needed + HEADROOM_TOKENS)
+        job = Job(
+            ids=gen.ids,
+            max_new=gen.max_new,
+            sampling=gen.sampling,
+            guidance=gen.guidance,
+            session_tokens=session,
+        )
         self.scheduler.submit(job)
         while not job.started.wait(_POLL_S):
             if not self.scheduler.alive:
                 break  # the stream reports it
         if job.start_error is not None and is_request_error(job.start_error):
             raise as_foundry_error(job.start_error)
-        return self._deltas(job, stops, cancel, out, fallback)
+        return self._deltas(job, gen.stops, gen.cancel, out, fallback)
 
     def _deltas(
         self,

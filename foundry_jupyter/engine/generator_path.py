@@ -6,13 +6,12 @@ cold run's, and the shared history is not computed again.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from foundry_jupyter.engine.conversations import HEADROOM_TOKENS, GeneratorPool, HeldGenerator
 from foundry_jupyter.engine.failures import as_foundry_error
-from foundry_jupyter.engine.params import Sampling
+from foundry_jupyter.engine.params import Generation, Sampling
 from foundry_jupyter.engine.prompts import Prompts
 from foundry_jupyter.engine.stops import StopFilter
 from foundry_jupyter.engine.types import Delta, FinishReason, Usage
@@ -49,48 +48,38 @@ class GeneratorPath:
         self._pool.clear()
         self._og_model = None
 
-    def deltas(
-        self,
-        ids: list[int],
-        max_new: int,
-        sampling: Sampling,
-        guidance: tuple[str, str] | None,
-        stops: tuple[str, ...],
-        cancel: threading.Event | None,
-        taken: Taken | None = None,
-    ) -> Iterator[Delta]:
+    def deltas(self, gen: Generation, taken: Taken | None = None) -> Iterator[Delta]:
         """Start generating (errors raise here, not mid-stream); the returned iterator streams it."""
         import numpy as np
 
-        reusable = self.reuses(sampling, guidance)
-        needed = len(ids) + max_new
+        reusable = self.reuses(gen.sampling, gen.guidance)
         if taken is None and reusable:
-            taken = self._pool.take(ids, needed)
-        generator, cached, max_length = None, 0, needed
+            taken = self._pool.take(gen.ids, gen.needed)
+        generator, cached, max_length = None, 0, gen.needed
         if taken is not None:
             held, cached = taken
             try:
                 held.generator.rewind_to(cached)
-                held.generator.append_tokens(np.asarray(ids[cached:], dtype=np.int32))
+                held.generator.append_tokens(np.asarray(gen.ids[cached:], dtype=np.int32))
                 generator, max_length = held.generator, held.max_length
             except Exception:  # a state og will not continue from: answer cold instead
                 generator, cached = None, 0
         try:
             if generator is None:
-                max_length = min(self._context_length, needed + HEADROOM_TOKENS) if reusable else needed
-                generator = self._new_generator(ids, max_length, sampling, guidance)
+                if reusable:
+                    max_length = min(self._context_length, gen.needed + HEADROOM_TOKENS)
+                generator = self._new_generator(gen, max_length)
         except Exception as exc:
             raise as_foundry_error(exc) from exc
         after = (lambda: self._hold(generator, max_length)) if reusable else None
         stream = self._prompts.create_stream()
-        return self._loop(generator, stream, len(ids), cached, max_new, stops, cancel, after)
+        return self._loop(gen, generator, stream, cached, after)
 
-    def _new_generator(
-        self, ids: list[int], max_length: int, sampling: Sampling, guidance: tuple[str, str] | None
-    ) -> Any:
+    def _new_generator(self, gen: Generation, max_length: int) -> Any:
         import numpy as np
         import onnxruntime_genai as og
 
+        sampling = gen.sampling
         params = og.GeneratorParams(self._og_model)
         options: dict[str, Any] = {"max_length": max_length, "do_sample": sampling.do_sample}
         if sampling.do_sample:
@@ -101,10 +90,10 @@ class GeneratorPath:
             if sampling.seed is not None:
                 options["random_seed"] = int(sampling.seed) & 0x7FFFFFFF  # og takes a non-negative int32
         params.set_search_options(**options)
-        if guidance is not None:
-            params.set_guidance(*guidance)
+        if gen.guidance is not None:
+            params.set_guidance(*gen.guidance)
         generator = og.Generator(self._og_model, params)
-        generator.append_tokens(np.asarray(ids, dtype=np.int32))
+        generator.append_tokens(np.asarray(gen.ids, dtype=np.int32))
         return generator
 
     def _hold(self, generator: Any, max_length: int) -> None:
@@ -114,21 +103,19 @@ class GeneratorPath:
 
     def _loop(
         self,
+        gen: Generation,
         generator: Any,
         stream: Any,
-        prompt_len: int,
         cached: int,
-        max_new: int,
-        stops: tuple[str, ...],
-        cancel: threading.Event | None,
         after: Callable[[], None] | None,
     ) -> Iterator[Delta]:
-        text_filter = StopFilter(stops)
+        cancel = gen.cancel
+        text_filter = StopFilter(gen.stops)
         count = 0
         finish: FinishReason = "length"
         complete = False
         try:
-            while count < max_new:
+            while count < gen.max_new:
                 if cancel is not None and cancel.is_set():
                     finish = "cancelled"
                     break
@@ -151,5 +138,5 @@ class GeneratorPath:
         finally:
             if after is not None and complete:
                 after()  # held for a follow-up only when its state is whole
-        usage = Usage(prompt_tokens=prompt_len, completion_tokens=count, cached_tokens=cached)
+        usage = Usage(prompt_tokens=len(gen.ids), completion_tokens=count, cached_tokens=cached)
         yield Delta(text=text_filter.flush(), finish_reason=finish, usage=usage)

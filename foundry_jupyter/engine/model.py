@@ -25,9 +25,10 @@ from foundry_jupyter.engine.engine_path import EnginePath
 from foundry_jupyter.engine.folder import FolderSettings, engine_threads, open_folder, set_engine_threads
 from foundry_jupyter.engine.generator_path import GeneratorPath, Taken
 from foundry_jupyter.engine.lifetime import close_at_exit
-from foundry_jupyter.engine.params import Sampling
+from foundry_jupyter.engine.load import IdleClaim
+from foundry_jupyter.engine.params import Generation
 from foundry_jupyter.engine.prompts import Prompts
-from foundry_jupyter.engine.scheduler import EngineScheduler, IdleClaim
+from foundry_jupyter.engine.scheduler import EngineScheduler
 from foundry_jupyter.engine.stream import ENGINE, GENERATOR, DeltaStream, collect
 from foundry_jupyter.engine.types import Completion, Delta, GenerationParams, Message
 from foundry_jupyter.errors import FoundryError, InvalidRequest
@@ -218,41 +219,33 @@ class ChatModel:
         """Pick the og API for one request and start it. Errors raise here, not mid-stream, so a
         server can still answer them with a 4xx."""
         self._check_open()
-        limits.validate(params)
-        max_new = limits.max_new_tokens(len(ids), self.context_length, params)
-        sampling = limits.sampling(params, self._settings.do_sample, self._settings.temperature)
-        guidance = forced_guidance or limits.guidance(params)
-        stops = limits.stops(params)
+        gen = limits.prepare(
+            ids,
+            params,
+            context_length=self.context_length,
+            default_do_sample=self._settings.do_sample,
+            default_temperature=self._settings.temperature,
+            forced_guidance=forced_guidance,
+            cancel=cancel,
+        )
         engine, generators = self._engine, self._generators
-        needed = len(ids) + max_new
-        engine_holds = engine is not None and engine.scheduler.holds_prefix_of(ids, needed)
+        engine_holds = engine is not None and engine.scheduler.holds_prefix_of(ids, gen.needed)
         taken: Taken | None = None
-        if generators.reuses(sampling, guidance) and not engine_holds:
+        if generators.reuses(gen.sampling, gen.guidance) and not engine_holds:
             # Leaving the Engine's batching is worth it when a held generator spares half the prompt.
-            taken = generators.take_most_of(ids, needed)
+            taken = generators.take_most_of(ids, gen.needed)
         claim: IdleClaim | None = None
         if taken is None and engine is not None and engine.scheduler.alive and not engine_holds:
             # Nothing else runs: og.Generator starts now, where the Engine would gather a batch of one.
             claim = engine.scheduler.claim_idle()
         out = DeltaStream()
-        if taken is None and claim is None and engine is not None and engine.takes(ids, max_new, sampling):
+        if taken is None and claim is None and engine is not None and engine.takes(gen):
             out.backend = ENGINE
-            out.set(
-                engine.start(
-                    ids,
-                    max_new,
-                    sampling,
-                    guidance,
-                    stops,
-                    cancel,
-                    out,
-                    fallback=lambda: self._fallback(ids, max_new, sampling, guidance, stops, cancel),
-                )
-            )
+            out.set(engine.start(gen, out, fallback=lambda: self._fallback(gen)))
             return out
         out.backend = GENERATOR
         try:
-            inner = generators.deltas(ids, max_new, sampling, guidance, stops, cancel, taken)
+            inner = generators.deltas(gen, taken)
         except BaseException:
             if claim is not None:
                 claim.release()
@@ -260,18 +253,10 @@ class ChatModel:
         out.set(claim.track(inner) if claim is not None else inner)
         return out
 
-    def _fallback(
-        self,
-        ids: list[int],
-        max_new: int,
-        sampling: Sampling,
-        guidance: tuple[str, str] | None,
-        stops: tuple[str, ...],
-        cancel: threading.Event | None,
-    ) -> Iterator[Delta]:
+    def _fallback(self, gen: Generation) -> Iterator[Delta]:
         """og.Generator's answer to a request the Engine failed before it streamed anything."""
         self._check_open()
-        return self._generators.deltas(ids, max_new, sampling, guidance, stops, cancel)
+        return self._generators.deltas(gen)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -9,6 +9,7 @@ same values with the same words.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +140,45 @@ def sampling(params: GenerationParams, default_do_sample: bool, default_temperat
         top_p=params.top_p,
         top_k=params.top_k,
         seed=params.seed,
+    )
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One checked request, as either og API runs it."""
+
+    ids: list[int]  # the prompt's token ids
+    max_new: int
+    sampling: Sampling
+    guidance: tuple[str, str] | None
+    stops: tuple[str, ...]
+    cancel: threading.Event | None
+
+    @property
+    def needed(self) -> int:
+        """Tokens of context it may fill: prompt and answer."""
+        return len(self.ids) + self.max_new
+
+
+def prepare(
+    ids: list[int],
+    params: GenerationParams,
+    *,
+    context_length: int,
+    default_do_sample: bool,
+    default_temperature: Any,
+    forced_guidance: tuple[str, str] | None = None,
+    cancel: threading.Event | None = None,
+) -> Generation:
+    """Check `params` (InvalidRequest, ContextLengthExceeded) and settle what og is asked for."""
+    validate(params)
+    return Generation(
+        ids=ids,
+        max_new=max_new_tokens(len(ids), context_length, params),
+        sampling=sampling(params, default_do_sample, default_temperature),
+        guidance=forced_guidance or guidance(params),
+        stops=stops(params),
+        cancel=cancel,
     )
 
 
