@@ -40,6 +40,11 @@ async def catalog_list(service: FoundryService) -> list[dict[str, Any]]:
     return await asyncio.to_thread(view.catalog_rows, await service.manager())
 
 
+async def resolve(service: FoundryService, name: str) -> dict[str, Any]:
+    """`GET foundry/resolve/{name}`: the catalog variant an alias or id stands for on this machine."""
+    return await asyncio.to_thread(view.resolved_row, await service.manager(), name)
+
+
 async def cached_ids(service: FoundryService) -> list[str]:
     """`GET openai/models`: ids of the cached models."""
     return [m.id for m in await service.run("list_cached")]
