@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from urllib.parse import quote
 
+import pytest
+
 from foundry_jupyter import config
+from foundry_jupyter.errors import ModelNotFound
 from foundry_jupyter.service import openapi
 
 from .conftest import TINY, runner_processes
@@ -131,3 +135,16 @@ async def test_resolve_errors_are_openai_shaped(http):
     assert_openai_error(await http.get("foundry/resolve/no-such-model"), 404, code="model_not_found")
     folder = await http.get("foundry/resolve/" + quote("/tmp", safe=""))
     assert_openai_error(folder, 400, code="invalid_model_name")
+
+
+async def test_the_kernels_server_backend_asks_the_server(http, base_url, token):
+    from foundry_jupyter.kernel.backends import ServiceBackend
+
+    backend = ServiceBackend(base_url, token)
+    try:
+        resolved = await asyncio.to_thread(backend.resolve, "tiny")
+        assert resolved == (await http.get("foundry/resolve/tiny")).json()
+        with pytest.raises(ModelNotFound):
+            await asyncio.to_thread(backend.resolve, "no-such-model")
+    finally:
+        backend.close()
