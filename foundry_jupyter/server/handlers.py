@@ -97,6 +97,13 @@ class CatalogListHandler(FoundryHandler):
         self.send_json(await foundry.catalog_list(self.service))
 
 
+class ResolveHandler(FoundryHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        self.send_json(await foundry.resolve(self.service, self.model_name(name)))
+
+
 class CachedModelsHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -240,6 +247,7 @@ ROUTES: list[tuple[str, type[FoundryHandler]]] = [
     ("v1/completions", CompletionsHandler),
     ("openai/status", StatusHandler),
     ("foundry/list", CatalogListHandler),
+    (f"foundry/resolve/{MODEL}", ResolveHandler),
     ("openai/models", CachedModelsHandler),
     ("openai/download", DownloadHandler),
     (f"openai/load/{MODEL}", LoadHandler),

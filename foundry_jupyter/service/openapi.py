@@ -80,6 +80,14 @@ ROUTES: list[tuple[str, str, str, type[BaseModel] | None, str, list[dict[str, An
         [],
     ),
     ("get", "/foundry/list", "The catalog, best variant of each alias first.", None, "Array of entries", []),
+    (
+        "get",
+        "/foundry/resolve/{name}",
+        "The catalog variant an alias or id stands for on this machine.",
+        None,
+        "A catalog entry with `cached`",
+        [NAME],
+    ),
     ("get", "/openai/models", "Ids of the cached models.", None, "Array of ids", []),
     (
         "post",

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine.hardware import normalize_provider
 from ..errors import FoundryError, RunnerFailed
 from . import wire
 
@@ -633,8 +634,7 @@ def _log_tail(process: RunnerProcess, lines: int = 20) -> str:
 
 
 def _norm(ep: str | None) -> str:
-    name = (ep or "").lower().removesuffix("executionprovider")
-    return name
+    return normalize_provider(ep or "", strict=False)
 
 
 def _load_error(model_id: str, rc: int, log_path: str) -> FoundryError:

@@ -36,7 +36,7 @@ def _rules(router):
 
 def test_every_handler_under_the_prefix_is_ours(server):
     routes = foundry_routes(server)
-    assert len(routes) >= 21
+    assert len(routes) >= 22
     for path, handler in routes:
         assert issubclass(handler, FoundryHandler), (path, handler)
 
