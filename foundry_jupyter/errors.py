@@ -7,6 +7,7 @@ that is not a `FoundryError` is a bug on our side (500, logged with its tracebac
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -79,3 +80,20 @@ class RunnerFailed(FoundryError):
     status = 503
     type = "server_error"
     code = "runner_failed"
+
+
+def error_from_body(status: int, body: Any, fallback: str) -> FoundryError:
+    """The error an HTTP error answer stands for: its OpenAI-shaped body (`{"error": {message, code}}`,
+    raw or parsed), Jupyter's `{message, reason}`, or `fallback` when the body says nothing usable."""
+    if isinstance(body, (bytes, str)):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            body = None
+    error = body.get("error", body) if isinstance(body, dict) else None
+    message, code = fallback, None
+    if isinstance(error, dict):
+        message = str(error.get("message") or error.get("reason") or fallback)
+        code = error.get("code")
+    error_class = ModelNotFound if status == 404 else FoundryError
+    return error_class(message, code=code, status=status)

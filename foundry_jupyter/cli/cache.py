@@ -38,11 +38,13 @@ def register(groups: dict[str, Any]) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from ..models import view
+
     m = manager()
-    models = m.list_cached()
     if wants_json(args):
-        print_json({"location": str(m.cache.root), "models": [c.to_dict() for c in models]})
+        print_json(view.cache_listing(m))
         return 0
+    models = m.list_cached()
     if not models:
         print(f"No models in the cache at {m.cache.root}.")
         return 0

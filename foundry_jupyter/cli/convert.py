@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import add_output_option
 from .output import print_json, wants_json
+
+if TYPE_CHECKING:
+    from ..models.cache import CachedModel
 
 IMPORT_PRECISIONS = ("int4", "fp32", "int4-fast")  # kept in step with models.gguf.PRECISIONS
 COMPILE_PRECISIONS = ("int4", "fp16", "fp32")
@@ -58,12 +61,13 @@ def _stage_printer(enabled: bool):
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from ..models.gguf import import_model
+    from ..config import defaults
+    from ..models.manager import ModelManager
 
     start = time.perf_counter()
     interactive = sys.stderr.isatty() and not wants_json(args)
     try:
-        model = import_model(
+        model = ModelManager(defaults()).import_gguf(
             args.file, alias=args.alias, precision=args.precision, progress=_stage_printer(interactive)
         )
     finally:
@@ -80,7 +84,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return _report(args, model, "Compiled", args.folder, time.perf_counter() - start)
 
 
-def _report(args: argparse.Namespace, model: Any, verb: str, source: str, seconds: float) -> int:
+def _report(args: argparse.Namespace, model: CachedModel, verb: str, source: str, seconds: float) -> int:
     if wants_json(args):
         print_json({**model.to_dict(), "seconds": round(seconds, 2)})
     else:

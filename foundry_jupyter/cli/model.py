@@ -60,17 +60,15 @@ def manager() -> Any:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ..models.catalog import filter_entries
+    from ..models import view
 
-    m = manager()
-    entries = filter_entries(m.entries(), args.filter)
-    cached = {c.id.lower() for c in m.list_cached()}
+    listing = view.catalog(manager(), args.filter)
     if wants_json(args):
-        print_json({"models": [e.to_foundry(cached=e.id.lower() in cached) for e in entries]})
+        print_json({"models": [entry.to_foundry(cached=cached) for entry, cached in listing]})
         return 0
     rows = []
     previous = None
-    for e in entries:
+    for e, cached in listing:
         task = e.task.removesuffix("-completion") + (", tools" if e.supports_tool_calling else "")
         size = human_size(e.file_size_mb * 1_000_000) if e.file_size_mb else ""
         rows.append(
@@ -80,7 +78,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 task,
                 size,
                 e.license or "",
-                "yes" if e.id.lower() in cached else "",
+                "yes" if cached else "",
                 e.id,
             ]
         )
@@ -166,8 +164,8 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..engine.model import ChatModel
     from ..engine.types import GenerationParams
+    from ..models import loading
 
     if args.max_tokens is not None and args.max_tokens < 1:
         raise InvalidRequest("--max-tokens must be at least 1")
@@ -180,11 +178,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{verb} {entry.id} ...", file=sys.stderr)
     bar = DownloadBar(entry.id)
     try:
-        model = m.ensure(args.model, progress=bar)
+        model = loading.fetch(m, args.model, progress=bar)
     finally:
         bar.close()
     params = GenerationParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
-    chat = ChatModel.load(model.path, ep=args.ep or m.settings.execution_provider, model_id=model.id)
+    chat = loading.open_model(m, model, args.ep)
     try:
         messages: list[dict[str, Any]] = []
         if args.system:

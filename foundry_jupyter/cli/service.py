@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ..errors import FoundryError
+from ..errors import FoundryError, error_from_body
 from ..units import human_size
 from . import add_output_option
 
@@ -129,11 +129,7 @@ def request(root: str, token: str, path: str, *, timeout: float = PROBE_TIMEOUT_
         with urllib.request.urlopen(req, timeout=timeout) as response:
             return json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read())["error"]["message"]
-        except Exception:
-            message = f"HTTP {exc.code} from {req.full_url}"
-        raise FoundryError(message, status=exc.code) from None
+        raise error_from_body(exc.code, exc.read(), f"HTTP {exc.code} from {req.full_url}") from None
 
 
 # ---- commands -----------------------------------------------------------------------------------

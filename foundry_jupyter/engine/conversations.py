@@ -64,7 +64,7 @@ class GeneratorPool:
                 return None
             held = self._held.pop(best)
         # The last token of a held sequence was sampled but never run through the model (its KV is
-        # missing), and og 0.18 refuses rewind_to(len - 1) as well (measured): reuse at most len - 2.
+        # missing), and og 0.18 refuses rewind_to(len - 1) as well: reuse at most len - 2.
         # Something must also be appended to get fresh logits.
         return held, min(best_shared, len(held.ids) - 2, len(ids) - 1)
 

@@ -52,10 +52,16 @@ _ALIASES = {
 }
 
 
-def normalize_provider(name: str) -> str:
-    """`CUDAExecutionProvider`, `cuda`, `CUDA` -> `"cuda"`. Unknown names raise InvalidRequest."""
+def normalize_provider(name: str, *, strict: bool = True) -> str:
+    """`CUDAExecutionProvider`, `cuda`, `CUDA` -> `"cuda"`: the one place provider names are compared.
+
+    An unknown name raises InvalidRequest, or with `strict=False` comes back lower case without the
+    `ExecutionProvider` suffix: a catalog may name a provider this build has never heard of.
+    """
     key = str(name).strip().lower().replace("_", "-")
     short = key if key in _BY_SHORT else _ALIASES.get(key) or _ALIASES.get(key.replace("-", ""))
+    if short is None and not strict:
+        return str(name).strip().lower().removesuffix("executionprovider")
     if short is None:
         known = ", ".join(p.short for p in PROVIDERS)
         raise InvalidRequest(f"Unknown execution provider {name!r}; known providers: {known}.", param="ep")

@@ -5,8 +5,9 @@ og 0.18's Engine must be driven by a single owner thread (it checks). Callers ha
 runs engine steps, routes token and finish events back, and cancels turns whose `cancel` is set.
 
 Conversations: a finished og request still holds its KV cache. The scheduler keeps the last few
-(LRU, `max_held`) with their token ids (prompt + generated). A new job whose ids extend one of them
-continues that request with a new turn on just the new tokens instead of recomputing the history.
+(LRU, `max_held`, see `HeldRequests`) with their token ids (prompt + generated). A new job whose ids
+extend one of them continues that request with a new turn on just the new tokens instead of
+recomputing the history.
 
 Batching in 0.18: for a model without a paged KV cache (plain past/present tensors, as the model
 builder writes for CPU) the Engine batches statically: requests queued together run as one batch,
@@ -16,105 +17,26 @@ in its batch, and starting a new batch releases every earlier request's cache; s
 scheduler holds only the conversation of a one-request batch, until the next batch starts. A job
 that cannot continue a held conversation runs as a fresh request (same text, no reuse).
 
-Idle model: a batch of one through the Engine costs the gather window plus the Engine's per-step
-overhead (on the tiny model 14 ms to the first token against 1 ms through og.Generator). So a request
-that finds nothing running and no company within `solo_wait()` claims the model (`claim_idle`) and
-runs on og.Generator in its own thread; requests sent together, or arriving while others run, are
-gathered into Engine batches of up to `max_batch` (beyond that, og.Generator again).
+Which requests come here at all, rather than to og.Generator, is counted in `load`.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from foundry_jupyter.engine.lifetime import close_at_exit
+from foundry_jupyter.engine.load import GATHER_S, MAX_BATCH, EngineLoad, IdleClaim
+from foundry_jupyter.engine.params import Sampling
+
 log = logging.getLogger(__name__)
 
-_IDLE_WAIT_S = 0.5
-_GATHER_S = 0.01  # against a prompt's processing time (tens to hundreds of ms on CPU), cheap
-# How long a request finding the model idle waits for company before running alone on og.Generator:
-# requests sent together (a burst) should share one Engine batch rather than start one alone. The
-# wait is at most this, and at most `_SOLO_WAIT_SHARE` of a lone request's time to its first token as
-# measured on this model: on a model that answers in 1 ms, 3 ms of waiting would triple its latency.
-_SOLO_WAIT_S = 0.003
-_SOLO_WAIT_SHARE = 0.1
-# Requests in one Engine batch before later arrivals run on og.Generator beside it: a static batch's
-# first token comes after every member's prompt (SmolLM2 int4, 8 at once: 4.5 s against 0.9 s for 4).
-_MAX_BATCH = 4
-
-# Every scheduler whose thread may still run. og aborts the process when an Engine is still alive as
-# the interpreter finalizes, so they are all closed at exit, even those whose model was dropped.
-_RUNNING: set[EngineScheduler] = set()
-
-
-@atexit.register
-def _close_all() -> None:
-    for scheduler in list(_RUNNING):
-        scheduler.close()
-
-
-class IdleClaim:
-    """A lone og.Generator stream counted as load until it ends (or is closed or dropped unstarted)."""
-
-    def __init__(self, scheduler: EngineScheduler) -> None:
-        self._scheduler: EngineScheduler | None = scheduler
-        self.started = time.monotonic()
-
-    def release(self) -> None:
-        scheduler, self._scheduler = self._scheduler, None
-        if scheduler is not None:
-            scheduler._release_solo()
-
-    def track(self, inner: Iterator[Any]) -> Iterator[Any]:
-        return _Tracked(inner, self)
-
-
-class _Tracked(Iterator[Any]):
-    # A class, not a generator function: closing a generator that never started runs no `finally`.
-    def __init__(self, inner: Iterator[Any], claim: IdleClaim) -> None:
-        self._inner = inner
-        self._claim = claim
-        self._first = True
-
-    def __next__(self) -> Any:
-        try:
-            item = next(self._inner)
-        except BaseException:
-            self._claim.release()
-            raise
-        if self._first:
-            self._first = False
-            scheduler = self._claim._scheduler
-            if scheduler is not None:
-                scheduler.observe_first_token(time.monotonic() - self._claim.started)
-        return item
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._inner, "close", None)
-            if close is not None:
-                close()
-        finally:
-            self._claim.release()
-
-    def __del__(self) -> None:
-        self._claim.release()
-
-
-@dataclass(frozen=True)
-class Sampling:
-    do_sample: bool
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    seed: int | None = None
+_IDLE_WAIT_S = 0.5  # how often an idle owner thread wakes (it also wakes for every job)
 
 
 @dataclass(eq=False)
@@ -144,6 +66,53 @@ class Job:
     _cap: int = 0
 
 
+class HeldRequests:
+    """Finished og requests kept for a follow-up turn, LRU: request, its token ids, its session cap."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._held: OrderedDict[int, tuple[Any, list[int], int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def continues(self, ids: list[int], needed: int) -> bool:
+        """Whether a held request could continue into `ids` (a hint: it may be gone by then)."""
+        with self._lock:
+            return self._match(ids, needed) is not None
+
+    def take(self, ids: list[int], needed: int) -> tuple[Any, list[int], int] | None:
+        with self._lock:
+            key = self._match(ids, needed)
+            return self._held.pop(key) if key is not None else None
+
+    def _match(self, ids: list[int], needed: int) -> int | None:
+        """The held request whose ids are the longest proper prefix of `ids`, with room for `needed`."""
+        best, best_len = None, 0
+        for key, (_, held_ids, cap) in self._held.items():
+            n = len(held_ids)
+            if best_len < n < len(ids) and (not cap or cap >= needed) and ids[:n] == held_ids:
+                best, best_len = key, n
+        return best
+
+    def put(self, request: Any, ids: list[int], cap: int) -> None:
+        with self._lock:
+            self._held[id(request)] = (request, ids, cap)
+            evicted = []
+            while len(self._held) > self._capacity:
+                evicted.append(self._held.popitem(last=False)[1][0])
+        for old in evicted:
+            old.close()
+
+    def release_all(self) -> None:
+        with self._lock:
+            released = [entry[0] for entry in self._held.values()]
+            self._held.clear()
+        for request in released:
+            request.close()
+
+
 class EngineScheduler:
     def __init__(
         self,
@@ -151,36 +120,24 @@ class EngineScheduler:
         *,
         max_held: int = 4,
         static: bool = True,
-        gather_s: float = _GATHER_S,
+        gather_s: float = GATHER_S,
         solo_wait_s: float | None = None,
-        max_batch: int = _MAX_BATCH,
+        max_batch: int = MAX_BATCH,
         name: str = "foundry-engine",
     ) -> None:
         self._model = og_model
-        self._gather_s = gather_s
-        self.solo_wait_s = solo_wait_s  # None: adaptive (see `_SOLO_WAIT_SHARE`)
-        self._first_token_s: float | None = None  # a lone request's time to first token, averaged
-        self.max_batch = max_batch  # 0: no cap
-        self._max_held = max_held
+        self.load = EngineLoad(gather_s=gather_s, solo_wait_s=solo_wait_s, max_batch=max_batch)
+        self.held = HeldRequests(max_held)
         self.static = static
         self.batch_running = False  # a batch has started generating (static mode: late arrivals wait)
         self._batch_size = 0  # requests in the current static batch
-        self._held_lock = threading.Lock()
         self._inbox: queue.Queue[Job | None] = queue.Queue()
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._closed = False
         self.broken: str | None = None  # why the Engine stopped working, if it did
-        self._held: OrderedDict[int, tuple[Any, list[int], int]] = OrderedDict()
-        # Load, for `claim_idle`: Engine jobs submitted and not yet finished, lone og.Generator streams.
-        self._load_lock = threading.Lock()
-        self._jobs = 0
-        self._solo = 0
-        self._candidate: threading.Event | None = None  # set when a would-be lone request gets company
-        self._burst_until = 0.0  # until then, arrivals join the burst that ended a candidate's wait
-        self._burst_members = 0
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-        _RUNNING.add(self)
+        close_at_exit(self)
         self._thread.start()
         self._ready.wait()
         if self._startup_error is not None:
@@ -190,70 +147,16 @@ class EngineScheduler:
     def submit(self, job: Job) -> None:
         if self._closed or self.broken:
             raise RuntimeError(self.broken or "the engine is closed")
-        with self._load_lock:
-            self._join_burst()
-            self._jobs += 1
+        self.load.job_submitted()
         self._inbox.put(job)
 
     def claim_idle(self) -> IdleClaim | None:
-        """If nothing runs on this model and nothing else arrives within `solo_wait_s`, a claim that
-        counts the caller's og.Generator stream as load (so later arrivals batch on the Engine).
-        None while anything else runs or arrives: the caller goes to the Engine."""
-        with self._load_lock:
-            burst = self._candidate is not None or time.monotonic() < self._burst_until
-            if burst or self._jobs or self._solo:
-                self._join_burst()
-                engine_jobs = max(self._jobs, self._burst_members) if burst else self._jobs
-                if not self._engine_full(engine_jobs):
-                    self._burst_members += burst
-                    return None
-                self._solo += 1  # the Engine has a full batch: og.Generator beside it
-                return IdleClaim(self)
-            self._solo += 1
-            wait = self.solo_wait()
-            if wait <= 0:
-                return IdleClaim(self)
-            candidate = self._candidate = threading.Event()
-        candidate.wait(wait)
-        with self._load_lock:
-            if candidate.is_set():  # company came: the whole burst goes to one Engine batch
-                return None
-            self._candidate = None
-        return IdleClaim(self)
-
-    def solo_wait(self) -> float:
-        """Seconds a request finding the model idle waits for company."""
-        if self.solo_wait_s is not None:
-            return self.solo_wait_s
-        if self._first_token_s is None:
-            return _SOLO_WAIT_S
-        return min(_SOLO_WAIT_S, _SOLO_WAIT_SHARE * self._first_token_s)
-
-    def observe_first_token(self, seconds: float) -> None:
-        """A lone og.Generator request's time from its claim to its first token."""
-        previous = self._first_token_s
-        self._first_token_s = seconds if previous is None else 0.8 * previous + 0.2 * seconds
-
-    def _join_burst(self) -> None:
-        """(With the load lock) an arrival ends a waiting candidate's claim: both go to the Engine."""
-        if self._candidate is not None:
-            self._candidate.set()
-            self._candidate = None
-            self._solo -= 1
-            self._burst_until = time.monotonic() + self._gather_s
-            self._burst_members = 1
-
-    def _engine_full(self, engine_jobs: int) -> bool:
-        return bool(self.max_batch) and engine_jobs >= self.max_batch
-
-    def _release_solo(self) -> None:
-        with self._load_lock:
-            self._solo -= 1
+        """See `EngineLoad.claim_idle`."""
+        return self.load.claim_idle()
 
     def _finish(self, job: Job, event: tuple[Any, ...]) -> None:
         """Tell `job`'s caller its last event; the job no longer counts as load."""
-        with self._load_lock:
-            self._jobs -= 1
+        self.load.job_finished()
         job.events.put(event)
 
     @property
@@ -267,16 +170,14 @@ class EngineScheduler:
         self._inbox.put(None)
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=30)
-        _RUNNING.discard(self)
 
     @property
     def held_conversations(self) -> int:
-        return len(self._held)
+        return len(self.held)
 
     def holds_prefix_of(self, ids: list[int], needed: int) -> bool:
         """Whether a held conversation could continue into `ids` (a hint: it may be gone by then)."""
-        with self._held_lock:
-            return self._match(ids, needed) is not None
+        return self.held.continues(ids, needed)
 
     # ---- owner thread ------------------------------------------------------------------------
     def _main(self) -> None:
@@ -311,7 +212,7 @@ class EngineScheduler:
             # requests sent at the same moment a few milliseconds to arrive and share its batch.
             # (A continuation runs alone in a static batch anyway: no wait for it.)
             gather = incoming and not busy and self.static and not self._continues(incoming[0])
-            gather_until = time.monotonic() + (self._gather_s if gather else 0)
+            gather_until = time.monotonic() + (self.load.gather_s if gather else 0)
             while True:
                 try:
                     wait = gather_until - time.monotonic()
@@ -334,8 +235,7 @@ class EngineScheduler:
 
     def _start_all(self, jobs: list[Job]) -> None:
         # Continuations first: a fresh request admitted before them would release their caches.
-        with self._held_lock:
-            jobs.sort(key=lambda j: self._match(j.ids, len(j.ids) + j.max_new) is None)
+        jobs.sort(key=lambda j: not self._continues(j))
         for job in jobs:
             try:
                 if job.cancel.is_set():
@@ -349,17 +249,7 @@ class EngineScheduler:
                 job.started.set()
 
     def _continues(self, job: Job) -> bool:
-        with self._held_lock:
-            return self._match(job.ids, len(job.ids) + job.max_new) is not None
-
-    def _match(self, ids: list[int], needed: int) -> int | None:
-        """The held conversation whose ids are the longest proper prefix of `ids`, with room for `needed`."""
-        best, best_len = None, 0
-        for key, (_, held_ids, cap) in self._held.items():
-            n = len(held_ids)
-            if best_len < n < len(ids) and (not cap or cap >= needed) and ids[:n] == held_ids:
-                best, best_len = key, n
-        return best
+        return self.held.continues(job.ids, len(job.ids) + job.max_new)
 
     def _options(self, request: Any, job: Job) -> Any:
         og = self._og
@@ -380,9 +270,7 @@ class EngineScheduler:
     def _start(self, job: Job) -> None:
         import numpy as np
 
-        with self._held_lock:
-            key = self._match(job.ids, len(job.ids) + job.max_new)
-            request, held_ids, cap = self._held.pop(key) if key is not None else (None, [], 0)
+        request, held_ids, cap = self.held.take(job.ids, len(job.ids) + job.max_new) or (None, [], 0)
         if request is not None:
             try:
                 job._turn = request.begin_turn(
@@ -396,7 +284,7 @@ class EngineScheduler:
             if self.static:
                 if not self._active:
                     # The batch this request starts releases every finished request's cache.
-                    self._release_held()
+                    self.held.release_all()
                     self._batch_size = 0
                 self._batch_size += 1  # counts queued requests too: it may only overestimate
             options = None
@@ -446,7 +334,7 @@ class EngineScheduler:
                     # A static batch continues only a request that was alone in it (og 0.18).
                     job._request.close()
                 else:
-                    self._hold(job._request, job.ids + job._tokens, job._cap)
+                    self.held.put(job._request, job.ids + job._tokens, job._cap)
                 finished.append((job, event.finish_reason.name))
         if not self._active:
             self.batch_running = False
@@ -454,28 +342,12 @@ class EngineScheduler:
         for job, reason in finished:
             self._finish(job, ("done", reason))
 
-    def _hold(self, request: Any, ids: list[int], cap: int) -> None:
-        with self._held_lock:
-            self._held[id(request)] = (request, ids, cap)
-            evicted = []
-            while len(self._held) > self._max_held:
-                evicted.append(self._held.popitem(last=False)[1][0])
-        for old in evicted:
-            old.close()
-
-    def _release_held(self) -> None:
-        with self._held_lock:
-            released = [entry[0] for entry in self._held.values()]
-            self._held.clear()
-        for request in released:
-            request.close()
-
     def _shutdown(self) -> None:
         for job in list(self._active.values()):
             self._finish(job, ("error", RuntimeError("the model was closed")))
             job._request.close()
         self._active.clear()
-        self._release_held()
+        self.held.release_all()
         # Drop the Engine on its owner thread.
         self._buffer = None
         self._engine = None

@@ -22,8 +22,10 @@ from typing import Any
 from urllib.parse import quote
 
 from ..config import ENV_CACHE, ENV_SERVICE_TOKEN, ENV_SERVICE_URL, Settings, defaults
+from ..engine.hardware import normalize_provider
 from ..engine.types import Delta, GenerationParams, Message, ResponseFormat, Usage
-from ..errors import Cancelled, FoundryError, ModelNotFound
+from ..errors import Cancelled, FoundryError, ModelNotFound, error_from_body
+from ..models import loading, view
 
 # progress(bytes_done, bytes_total or None, what is being fetched)
 Progress = Callable[[int, int | None, str], None]
@@ -111,12 +113,7 @@ class Backend(ABC):
 
     def import_gguf(self, path: str, alias: str | None, precision: str | None) -> dict[str, Any]:
         """Convert a GGUF file into the cache this backend serves from; answers the cached model."""
-        from ..models.gguf import DEFAULT_PRECISION
-        from ..models.gguf.cache import import_model
-
-        model = import_model(
-            path, alias=alias, precision=precision or DEFAULT_PRECISION, manager=self._cache_manager()
-        )
+        model = self._cache_manager().import_gguf(path, alias=alias, precision=precision)
         return model.to_dict()
 
     @abstractmethod
@@ -137,6 +134,7 @@ class KernelBackend(Backend):
         self.settings = settings or defaults()
         self._manager: Any = None
         self._models: dict[str, Any] = {}  # id -> ChatModel
+        self._aliases: dict[str, str] = {}  # id -> alias, of the loaded models
         self._lock = threading.RLock()
 
     @property
@@ -158,83 +156,66 @@ class KernelBackend(Backend):
         }
 
     def catalog(self) -> list[dict[str, Any]]:
-        cached = {m.id for m in self.manager.list_cached()}
-        entries = _catalog_entries(self.manager)
-        return [e.to_foundry(cached=e.id in cached) for e in entries]
+        return view.catalog_rows(self.manager)
 
     def cache(self) -> dict[str, Any]:
-        return {
-            "location": str(self.settings.cache_dir),
-            "models": [m.to_dict() for m in self.manager.list_cached()],
-        }
+        return view.cache_listing(self.manager)
 
     def loaded(self) -> list[dict[str, Any]]:
         with self._lock:
             models = list(self._models.values())
+            aliases = dict(self._aliases)
+        pids = [os.getpid()]
         return [
-            {
-                "id": m.model_id,
-                "alias": _alias_of(m.model_id, self.manager),
-                "executionProvider": m.execution_provider,
-                "memoryBytes": None,
-                "ttlSeconds": None,
-                "ttlRemaining": None,
-                "pid": os.getpid(),
-            }
-            for m in models
+            view.loaded_row(m.model_id, aliases[m.model_id], m.execution_provider, pids=pids) for m in models
         ]
 
     def hardware(self) -> dict[str, Any]:
         from ..engine.hardware import hardware_report
 
-        return _jsonable(hardware_report())
+        return hardware_report().to_dict()
 
     def resolve(self, name: str) -> dict[str, Any]:
-        entry = self.manager.resolve(name)
-        return entry.to_foundry(cached=self.manager.local_path(entry.id) is not None)
+        return view.resolved_row(self.manager, name)
 
     def download(self, name: str, progress: Progress | None = None, force: bool = False) -> dict[str, Any]:
-        return self._ensure(name, progress, force).to_dict()
+        return self._fetch(name, progress, force).to_dict()
 
-    def _ensure(self, name: str, progress: Progress | None, force: bool = False) -> Any:
+    def _fetch(self, name: str, progress: Progress | None, force: bool = False) -> Any:
         """Download (or build) a model if needed; an interrupt of the kernel cancels the transfer."""
         callback = _engine_progress(progress) if progress else None
-        cancel = threading.Event()
         try:
-            return self.manager.ensure(name, progress=callback, cancel=cancel, force=force)
+            return loading.fetch(self.manager, name, progress=callback, force=force)
         except KeyboardInterrupt:
-            cancel.set()  # worker threads of the download stop too
             raise Cancelled(f"download of {name} cancelled") from None
 
     def load(self, name: str, progress: Progress | None = None, ep: str | None = None) -> ModelInfo:
-        from ..engine.model import ChatModel
-
         with self._lock:
             found = self._find_loaded(name)
-            if found is not None and (ep is None or _same_ep(found.execution_provider, ep)):
-                return _info(found, self.manager)
-            cached = self._ensure(name, progress)
+            if found is not None and (ep is None or _same_provider(found.execution_provider, ep)):
+                return self._info(found)
+            cached = self._fetch(name, progress)
             if cached.id in self._models:
-                self._models.pop(cached.id).close()
-            model = ChatModel.load(cached.path, ep=ep or self.settings.execution_provider, model_id=cached.id)
+                self._close(cached.id)
+            model = loading.open_model(self.manager, cached, ep)
             self._models[cached.id] = model
-            return ModelInfo(cached.id, cached.alias, model.execution_provider)
+            self._aliases[cached.id] = cached.alias
+            return self._info(model)
 
     def unload(self, name: str) -> str:
         with self._lock:
             found = self._find_loaded(name)
             if found is None:
                 raise ModelNotFound(f"{name} is not loaded")
-            self._models.pop(found.model_id).close()
+            self._close(found.model_id)
             return found.model_id
 
     def remove(self, name: str) -> str:
         with self._lock:
             found = self._find_loaded(name)
             if found is not None:
-                self._models.pop(found.model_id).close()
-        removed = self.manager.remove(name)
-        return getattr(removed, "id", None) or str(removed)
+                self._close(found.model_id)
+        return self.manager.remove(name).id
 
     def stream_chat(
         self, model: str, messages: list[Message], params: GenerationParams, cancel: threading.Event
@@ -243,67 +224,37 @@ class KernelBackend(Backend):
             found = self._find_loaded(model)
         if found is None:
             raise ModelNotFound(f"{model} is not loaded: %foundry load {model}")
-        self._touch(found.model_id)
-        return ChatStream(_info(found, self.manager), found.stream_chat(messages, params, cancel=cancel))
+        with contextlib.suppress(OSError):  # a read-only cache still answers
+            self.manager.cache.touch(found.model_id)
+        return ChatStream(self._info(found), found.stream_chat(messages, params, cancel=cancel))
 
     def close(self) -> None:
         with self._lock:
-            for model in self._models.values():
-                model.close()
-            self._models.clear()
+            for model_id in list(self._models):
+                self._close(model_id)
+
+    def _close(self, model_id: str) -> None:
+        self._aliases.pop(model_id, None)
+        self._models.pop(model_id).close()
 
     def _find_loaded(self, name: str) -> Any:
-        """A loaded model by id, by id without version, or by alias (the best loaded variant)."""
-        if name in self._models:
-            return self._models[name]
-        for model_id, model in self._models.items():
-            if model_id.rsplit(":", 1)[0] == name or model_id.lower() == name.lower():
-                return model
+        """The loaded ChatModel `name` means, or None (see `view.loaded_id`)."""
+        loaded = {model_id: self._aliases[model_id] for model_id in self._models}
+        model_id = view.loaded_id(name, loaded, resolve=self._resolved_id)
+        return None if model_id is None else self._models[model_id]
+
+    def _resolved_id(self, name: str) -> str | None:
         try:
-            wanted = self.manager.resolve(name).id
+            return self.manager.resolve(name).id
         except FoundryError:
             return None
-        if wanted in self._models:
-            return self._models[wanted]
-        for model_id, model in self._models.items():  # another variant of the alias is loaded
-            if _alias_of(model_id, self.manager) == name:
-                return model
-        return None
 
-    def _touch(self, model_id: str) -> None:
-        cache = getattr(self.manager, "cache", None)
-        if cache is not None and hasattr(cache, "touch"):
-            with contextlib.suppress(OSError):  # a read-only cache still answers
-                cache.touch(model_id)
+    def _info(self, model: Any) -> ModelInfo:
+        return ModelInfo(model.model_id, self._aliases[model.model_id], model.execution_provider)
 
 
-def _catalog_entries(manager: Any) -> list[Any]:
-    from ..models.providers import usable_providers
-
-    if hasattr(manager, "entries"):  # catalog entries plus cached models no catalog names
-        return list(manager.entries())
-    return manager.catalog.sorted(usable_providers())
-
-
-def _alias_of(model_id: str, manager: Any) -> str:
-    cached = manager.list_cached()
-    for m in cached:
-        if m.id == model_id:
-            return m.alias
-    return model_id.rsplit(":", 1)[0]
-
-
-def _info(model: Any, manager: Any) -> ModelInfo:
-    return ModelInfo(model.model_id, _alias_of(model.model_id, manager), model.execution_provider)
-
-
-def _short_ep(name: str) -> str:
-    name = name.strip().lower()
-    return name[: -len("executionprovider")] if name.endswith("executionprovider") else name
-
-
-def _same_ep(a: str, b: str) -> bool:
-    return _short_ep(a) == _short_ep(b)
+def _same_provider(a: str, b: str) -> bool:
+    return normalize_provider(a, strict=False) == normalize_provider(b, strict=False)
 
 
 def _engine_progress(progress: Progress) -> Callable[[Any], None]:
@@ -311,29 +262,6 @@ def _engine_progress(progress: Progress) -> Callable[[Any], None]:
         progress(int(p.bytes_done or 0), int(p.bytes_total) if p.bytes_total else None, str(p.file or ""))
 
     return on_progress
-
-
-def _jsonable(value: Any) -> Any:
-    """A report object as plain JSON data (to_dict() when it has one, else its dataclass fields)."""
-    import dataclasses
-    import enum
-    from pathlib import PurePath
-
-    if hasattr(value, "to_dict"):
-        return _jsonable(value.to_dict())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, PurePath):
-        return str(value)
-    return value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -387,7 +315,8 @@ class ServiceBackend(Backend):
         except httpx.HTTPError as err:
             raise ServiceUnavailable(f"the Foundry service at {self.url} does not answer ({err})") from None
         if response.status_code >= 400:
-            raise _service_error(response)
+            fallback = f"the Foundry service answered {response.status_code}"
+            raise error_from_body(response.status_code, response.content, fallback)
         if not response.content:
             return None
         try:
@@ -404,14 +333,7 @@ class ServiceBackend(Backend):
         }
 
     def catalog(self) -> list[dict[str, Any]]:
-        entries = self._request("GET", "foundry/list")
-        if isinstance(entries, dict):  # tolerate {"models": [...]}
-            entries = entries.get("models", [])
-        if entries and not any("cached" in e for e in entries):
-            cached = {m["id"] for m in self.cache()["models"]}
-            for e in entries:
-                e["cached"] = e.get("name") in cached or e.get("id") in cached
-        return list(entries)
+        return self._request("GET", "foundry/list")
 
     def cache(self) -> dict[str, Any]:
         return self._request("GET", "cache")
@@ -430,24 +352,7 @@ class ServiceBackend(Backend):
         return ModelManager(defaults({**os.environ, ENV_CACHE: self.cache()["location"]}))
 
     def resolve(self, name: str) -> dict[str, Any]:
-        cached = [m for m in self.cache()["models"] if name in (m.get("id"), m.get("alias"))]
-        wanted = cached[0]["id"] if cached else None
-        entries = self.catalog()
-        matches = [e for e in entries if wanted in (e.get("name"), e.get("id"))] if wanted else []
-        matches = matches or [e for e in entries if name in (e.get("name"), e.get("id"), e.get("alias"))]
-        if not matches and ":" not in name:
-            matches = [e for e in entries if str(e.get("name", "")).rsplit(":", 1)[0] == name]
-        if not matches:
-            raise ModelNotFound(f"Model {name} was not found in the catalog")
-        if len(matches) > 1:  # an alias: the first variant, in the service's order, this machine can run
-            usable = {_short_ep(p) for p in self.hardware().get("usableProviders") or ["cpu"]}
-            runnable = [
-                e
-                for e in matches
-                if _short_ep((e.get("runtime") or {}).get("executionProvider", "")) in usable
-            ]
-            matches = runnable or matches
-        return matches[0]
+        return self._request("GET", f"foundry/resolve/{quote(name, safe='')}")
 
     def download(self, name: str, progress: Progress | None = None, force: bool = False) -> dict[str, Any]:
         if not force:
@@ -483,7 +388,7 @@ class ServiceBackend(Backend):
 
     def load(self, name: str, progress: Progress | None = None, ep: str | None = None) -> ModelInfo:
         found = self._find_loaded(name)
-        if found is not None and (ep is None or _same_ep(found.get("executionProvider", ""), ep)):
+        if found is not None and (ep is None or _same_provider(found["executionProvider"], ep)):
             return _loaded_info(found)
         cached = self.download(name, progress)
         params = {"ep": ep} if ep else {}
@@ -524,11 +429,9 @@ class ServiceBackend(Backend):
             self._openai.close()
 
     def _find_loaded(self, name: str) -> dict[str, Any] | None:
-        rows = self.loaded()
-        for row in rows:
-            if name in (row.get("id"), row.get("alias")) or str(row.get("id", "")).rsplit(":", 1)[0] == name:
-                return row
-        return None
+        rows = {row["id"]: row for row in self.loaded()}
+        model_id = view.loaded_id(name, {row["id"]: row["alias"] for row in rows.values()})
+        return None if model_id is None else rows[model_id]
 
 
 def _loaded_info(row: dict[str, Any]) -> ModelInfo:
@@ -581,21 +484,6 @@ def _openai_deltas(stream: Any, cancel: threading.Event) -> Iterator[Delta]:
     yield Delta("", finish_reason=finish or "stop", usage=usage)
 
 
-def _service_error(response: Any) -> FoundryError:
-    message = f"the Foundry service answered {response.status_code}"
-    code = None
-    try:
-        body = response.json()
-        error = body.get("error", body) if isinstance(body, dict) else {}
-        if isinstance(error, dict):
-            message = error.get("message") or error.get("reason") or message
-            code = error.get("code")
-    except ValueError:
-        pass
-    error_class = ModelNotFound if response.status_code == 404 else FoundryError
-    return error_class(str(message), code=code, status=response.status_code)
-
-
 def _openai_error(err: Exception) -> FoundryError:
     import openai
 
@@ -604,12 +492,7 @@ def _openai_error(err: Exception) -> FoundryError:
     if isinstance(err, openai.APIConnectionError):
         return ServiceUnavailable(f"the Foundry service does not answer ({err})")
     if isinstance(err, openai.APIStatusError):
-        body = err.body if isinstance(err.body, dict) else {}
-        error = body.get("error", body) if isinstance(body, dict) else {}
-        message = (error.get("message") if isinstance(error, dict) else None) or err.message
-        code = error.get("code") if isinstance(error, dict) else None
-        error_class = ModelNotFound if err.status_code == 404 else FoundryError
-        return error_class(str(message), code=code, status=err.status_code)
+        return error_from_body(err.status_code, err.body, err.message)
     return FoundryError(f"the Foundry service failed: {err}")
 
 

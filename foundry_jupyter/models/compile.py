@@ -14,15 +14,17 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
+from ..config import defaults
 from ..errors import FoundryError, InvalidRequest
+from .cache import CachedModel
+from .manager import ModelManager
+from .registry import check_alias
 
 PRECISIONS = ("int4", "fp16", "fp32")
 EXECUTION_PROVIDERS = {"cpu": ("CPU", "CPUExecutionProvider"), "cuda": ("GPU", "CUDAExecutionProvider")}
 PUBLISHER = "local"
 INSTALL_HINT = "pip install 'foundry-jupyter[compile]'"
-_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class CompileFailed(FoundryError):
@@ -41,9 +43,9 @@ def compile_model(
     alias: str | None = None,
     precision: str = "int4",
     ep: str = "cpu",
-    manager: Any = None,
+    manager: ModelManager | None = None,
     timeout_s: float | None = None,
-) -> Any:
+) -> CachedModel:
     """Build `folder` (config.json, weights, tokenizer) into the cache; returns the CachedModel."""
     source = Path(folder).expanduser()
     if not (source / "config.json").is_file():
@@ -63,12 +65,8 @@ def compile_model(
             code="missing_dependency",
         )
     alias = alias or re.sub(r"[^a-z0-9._-]+", "-", source.resolve().name.lower()).strip("-.") or "compiled"
-    if not _ALIAS.match(alias):
-        raise InvalidRequest(f"Bad alias {alias!r}: use letters, digits, '.', '_' and '-'", param="alias")
+    check_alias(alias)
     if manager is None:
-        from ..config import defaults
-        from .manager import ModelManager
-
         manager = ModelManager(defaults())
     device, provider = EXECUTION_PROVIDERS[ep]
     model_id = f"{alias}-{precision}-{'generic-cpu' if ep == 'cpu' else 'cuda-gpu'}:1"

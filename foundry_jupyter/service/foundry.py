@@ -7,13 +7,13 @@ where an id works, a bare 500 for a model not downloaded) these do better and sa
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..errors import FoundryError, InvalidRequest
+from ..errors import InvalidRequest
+from ..models import view
 from .core import FoundryService
 
 PIPE_NAME = "foundry-jupyter"  # Foundry Local names its named pipe here; clients only display it
@@ -37,25 +37,12 @@ def status(service: FoundryService, endpoint: str) -> dict[str, Any]:
 
 async def catalog_list(service: FoundryService) -> list[dict[str, Any]]:
     """`GET foundry/list`: a bare array of catalog entries, best variant of each alias first."""
-    manager = await service.manager()
-
-    def build() -> list[dict[str, Any]]:
-        cached = {m.id for m in manager.list_cached()}
-        return [entry.to_foundry(cached=entry.id in cached) for entry in _catalog_entries(manager)]
-
-    return await asyncio.to_thread(build)
+    return await asyncio.to_thread(view.catalog_rows, await service.manager())
 
 
-def _catalog_entries(manager: Any) -> list[Any]:
-    if hasattr(manager, "entries"):
-        return list(manager.entries())
-    catalog = manager.catalog
-    usable = getattr(manager, "usable_providers", None)
-    if callable(usable):
-        usable = usable()
-    if hasattr(catalog, "sorted"):
-        return list(catalog.sorted(usable or ()))
-    return list(catalog)
+async def resolve(service: FoundryService, name: str) -> dict[str, Any]:
+    """`GET foundry/resolve/{name}`: the catalog variant an alias or id stands for on this machine."""
+    return await asyncio.to_thread(view.resolved_row, await service.manager(), name)
 
 
 async def cached_ids(service: FoundryService) -> list[str]:
@@ -98,23 +85,20 @@ def loaded_ids(service: FoundryService) -> list[str]:
 def loaded_details(service: FoundryService) -> dict[str, Any]:
     """`GET loaded`: what `service ps` and the sidebar show."""
     now = time.monotonic()
-    models = []
-    for runner in service.supervisor.loaded():
-        remaining = runner.ttl_remaining(now)
-        models.append(
-            {
-                "id": runner.model_id,
-                "alias": runner.alias,
-                "executionProvider": runner.execution_provider,
-                "memoryBytes": runner.memory_bytes(),
-                "ttlSeconds": runner.ttl_s,
-                "ttlRemaining": None if remaining is None else round(remaining, 1),
-                "pid": runner.pid,
-                "pids": runner.pids,
-                "startingProcesses": len(runner.growing),
-                "activeRequests": runner.active,
-            }
+    models = [
+        view.loaded_row(
+            runner.model_id,
+            runner.alias,
+            runner.execution_provider,
+            pids=runner.pids,
+            memory_bytes=runner.memory_bytes(),
+            ttl_seconds=runner.ttl_s,
+            ttl_remaining=runner.ttl_remaining(now),
+            starting_processes=len(runner.growing),
+            active_requests=runner.active,
         )
+        for runner in service.supervisor.loaded()
+    ]
     return {"models": models}
 
 
@@ -143,8 +127,7 @@ async def download_lines(service: FoundryService, name: str) -> AsyncIterator[st
 
 # ---- cache and hardware -------------------------------------------------------------------
 async def cache_listing(service: FoundryService) -> dict[str, Any]:
-    models = await service.run("list_cached")
-    return {"location": str(service.cache_root()), "models": [m.to_dict() for m in models]}
+    return await asyncio.to_thread(view.cache_listing, await service.manager())
 
 
 async def cache_remove(service: FoundryService, name: str) -> dict[str, Any]:
@@ -157,18 +140,10 @@ async def cache_remove(service: FoundryService, name: str) -> dict[str, Any]:
         entry_id = runner.model_id
         await service.supervisor.unload(runner.model_id, force=True)
     removed = await service.run("remove", entry_id)
-    return {"removed": getattr(removed, "id", entry_id)}
+    return {"removed": removed.id}
 
 
 async def hardware(service: FoundryService) -> dict[str, Any]:
-    def report() -> dict[str, Any]:
-        from ..engine.hardware import hardware_report
+    from ..engine.hardware import hardware_report
 
-        value = hardware_report()
-        if hasattr(value, "to_dict"):
-            return value.to_dict()
-        if dataclasses.is_dataclass(value):
-            return dataclasses.asdict(value)
-        raise FoundryError("hardware report has no JSON form", status=500)
-
-    return await asyncio.to_thread(report)
+    return (await asyncio.to_thread(hardware_report)).to_dict()

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine.hardware import normalize_provider
 from ..errors import FoundryError, RunnerFailed
 from . import wire
 from .processes import RunnerProcess, spawn_runner
@@ -525,7 +526,7 @@ class RunnerSupervisor:
 
 
 def _norm(ep: str | None) -> str:
-    return (ep or "").lower().removesuffix("executionprovider")
+    return normalize_provider(ep or "", strict=False)
 
 
 _live_supervisors: weakref.WeakSet[RunnerSupervisor] = weakref.WeakSet()

@@ -3,14 +3,25 @@
 The same models validate requests and generate `openapi.json`, so the spec cannot drift from what is
 enforced. Unknown fields are ignored (OpenAI clients send many optional ones); known fields are
 checked for type and range, and fields we cannot honour are refused with a message saying so.
+Generation limits (max_tokens, temperature, top_p, top_k, n, stop) and their messages come from
+`engine.params`, so the engine and the REST API refuse the same values with the same words.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from ..engine import params as limits
 from ..errors import InvalidRequest
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -125,10 +136,26 @@ ResponseFormatSpec = Annotated[
     ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJsonSchema, Field(discriminator="type")
 ]
 
-Temperature = Annotated[float, Field(ge=0.0, le=2.0, description="0 is greedy; up to 2.")]
-TopP = Annotated[float, Field(gt=0.0, le=1.0)]
-TopK = Annotated[int, Field(ge=1)]
-MaxTokens = Annotated[int, Field(ge=1, description="Tokens to generate at most.")]
+
+def _bounded(limit: limits.Limit) -> Any:
+    """A field type checked by the engine's own `limit` (same bounds, same message), shown in openapi.json."""
+
+    def check(value: float) -> float:
+        problem = limit.problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    kind = int if limit.integer else float
+    schema = Field(json_schema_extra=dict(limit.json_schema()), description=limit.description)
+    return Annotated[kind, AfterValidator(check), schema]
+
+
+Temperature = _bounded(limits.TEMPERATURE)
+TopP = _bounded(limits.TOP_P)
+TopK = _bounded(limits.TOP_K)
+MaxTokens = _bounded(limits.MAX_TOKENS)
+Choices = _bounded(limits.N)
 Ttl = Annotated[int, Field(ge=0, description="Idle seconds before the model unloads (0: never).")]
 
 
@@ -139,13 +166,13 @@ class _Sampling(_Body):
     max_tokens: MaxTokens | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    top_k: TopK | None = Field(
-        default=None, description="Foundry extra: sample among the k likeliest tokens."
-    )
+    top_k: TopK | None = None
     seed: int | None = Field(default=None, description="Makes sampling repeatable.")
     random_seed: int | None = Field(default=None, description="Foundry Local's spelling of `seed`.")
-    stop: str | list[str] | None = Field(default=None, description="Up to 4 strings that end the answer.")
-    n: int = Field(default=1, ge=1, description="Only 1 is supported.")
+    stop: str | list[str] | None = Field(
+        default=None, description=f"Up to {limits.MAX_STOPS} strings that end the answer."
+    )
+    n: Choices = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
     presence_penalty: float | None = Field(
@@ -165,15 +192,9 @@ class _Sampling(_Body):
     @field_validator("stop")
     @classmethod
     def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > 4:
-            raise ValueError("at most 4 stop sequences are allowed")
-        return value
-
-    @field_validator("n")
-    @classmethod
-    def _only_one(cls, value: int) -> int:
-        if value != 1:
-            raise ValueError("only n=1 is supported: send several requests to get several answers")
+        problem = limits.stop_count_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     def stop_list(self) -> tuple[str, ...]:
@@ -326,7 +347,7 @@ def _as_invalid_request(exc: ValidationError) -> InvalidRequest:
     if first.get("type") == "missing":
         text = f"Missing required field '{param}'."
     elif param:
-        text = f"Invalid value for '{param}': {message}."
+        text = limits.invalid_value(param, message)
     else:
         text = f"Invalid request: {message}."
     extra = len(exc.errors()) - 1

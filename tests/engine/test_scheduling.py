@@ -92,14 +92,15 @@ def test_a_lone_follow_up_continues_its_generator(model: ChatModel, reference: C
 
 def test_requests_sent_together_share_an_engine_batch(tiny_model_dir: Path, reference: ChatModel) -> None:
     with ChatModel.load(tiny_model_dir) as m:
-        assert m._scheduler is not None
+        assert m._engine is not None
+        load = m._engine.scheduler.load
         # A wait for company long enough that the second request surely comes within it (it ends then).
-        m._scheduler.solo_wait_s = 30
+        load.solo_wait_s = 30
         prompts = [ask("sent together"), ask("at the same time")]
         assert complete_together(m, prompts) == [
             ("og.Engine", reference.complete_chat(p, GREEDY).text) for p in prompts
         ]
-        m._scheduler.solo_wait_s = 0  # no company now: a lone request claims the model at once
+        load.solo_wait_s = 0  # no company now: a lone request claims the model at once
         assert m.complete_chat(ask("alone"), GREEDY).extra["backend"] == "og.Generator"
 
 
@@ -107,10 +108,10 @@ def test_a_burst_beyond_max_batch_runs_the_rest_on_generators(
     tiny_model_dir: Path, reference: ChatModel
 ) -> None:
     with ChatModel.load(tiny_model_dir) as m:
-        scheduler = m._scheduler
-        assert scheduler is not None
+        assert m._engine is not None
+        load = m._engine.scheduler.load
         # Generous windows: all three surely arrive within them, whatever the machine's load.
-        scheduler.solo_wait_s, scheduler._gather_s, scheduler.max_batch = 30, 1.0, 2
+        load.solo_wait_s, load.gather_s, load.max_batch = 30, 1.0, 2
         prompts = [ask(f"one of three, number {i}") for i in range(3)]
         results = complete_together(m, prompts)
         assert sorted(r[0] for r in results) == ["og.Engine", "og.Engine", "og.Generator"]
@@ -118,24 +119,24 @@ def test_a_burst_beyond_max_batch_runs_the_rest_on_generators(
 
 
 def test_the_wait_for_company_follows_the_models_speed(tiny_model_dir: Path) -> None:
-    from foundry_jupyter.engine import scheduler as sched
+    from foundry_jupyter.engine.load import SOLO_WAIT_S, SOLO_WAIT_SHARE
 
     with ChatModel.load(tiny_model_dir) as m:
-        s = m._scheduler
-        assert s is not None
-        assert s.solo_wait() == sched._SOLO_WAIT_S  # nothing measured yet
+        assert m._engine is not None
+        s = m._engine.scheduler.load
+        assert s.solo_wait() == SOLO_WAIT_S  # nothing measured yet
         started = time.monotonic()
         assert m.complete_chat(ask("alone"), GREEDY).extra["backend"] == "og.Generator"
         elapsed = time.monotonic() - started
         measured = s._first_token_s
         assert measured is not None and 0 < measured < elapsed
-        assert s.solo_wait() == min(sched._SOLO_WAIT_S, sched._SOLO_WAIT_SHARE * measured)
+        assert s.solo_wait() == min(SOLO_WAIT_S, SOLO_WAIT_SHARE * measured)
         # A model that answers in a millisecond waits a tenth of one; a slow one waits the full cap.
         s._first_token_s = None
         s.observe_first_token(0.001)
         assert s.solo_wait() == pytest.approx(0.0001)
         for _ in range(30):
             s.observe_first_token(0.5)
-        assert s.solo_wait() == sched._SOLO_WAIT_S
+        assert s.solo_wait() == SOLO_WAIT_S
         s.solo_wait_s = 0.02  # a fixed wait overrides the measured one
         assert s.solo_wait() == 0.02

@@ -8,8 +8,7 @@ import pytest
 
 from foundry_jupyter.cli import main
 from foundry_jupyter.config import defaults
-from foundry_jupyter.models.gguf import default_alias
-from foundry_jupyter.models.manager import ModelManager
+from foundry_jupyter.models.manager import ModelManager, default_gguf_alias
 
 
 @pytest.fixture
@@ -44,4 +43,13 @@ def test_import_errors_are_one_line(tiny_gguf, cache, capsys, tmp_path):
 
 
 def test_default_alias_from_the_file_name():
-    assert default_alias("/x/SmolLM2-135M-Instruct.Q4_1.gguf") == "smollm2-135m-instruct-q4_1"
+    assert default_gguf_alias("/x/SmolLM2-135M-Instruct.Q4_1.gguf") == "smollm2-135m-instruct-q4_1"
+
+
+def test_the_cli_offers_the_converters_precisions():
+    from foundry_jupyter.cli.convert import COMPILE_PRECISIONS, IMPORT_PRECISIONS
+    from foundry_jupyter.models import compile as compile_module
+    from foundry_jupyter.models.gguf import DEFAULT_PRECISION, PRECISIONS
+
+    assert set(IMPORT_PRECISIONS) == set(PRECISIONS) and DEFAULT_PRECISION == "int4"
+    assert set(COMPILE_PRECISIONS) == set(compile_module.PRECISIONS)

@@ -19,6 +19,7 @@ ROUTES = [
     "v1/completions",
     "openai/status",
     "foundry/list",
+    "foundry/resolve/no-such-model",
     "openai/models",
     "openai/download",
     "openai/load/no-such-model",

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from urllib.parse import quote
+
+import pytest
 
 from foundry_jupyter import config
+from foundry_jupyter.errors import ModelNotFound
 from foundry_jupyter.server.handlers import ROUTES
 
 from .conftest import TINY, runner_processes
+from .test_errors import assert_openai_error
 
 
 async def test_openai_status_both_casings(http, base_url, foundry_cache):
@@ -106,3 +112,31 @@ async def test_config_traits_come_from_the_environment(monkeypatch):
     assert (app.default_ttl, app.max_loaded_models, app.default_ep) == (42, 2, "cpu")
     settings = app.settings_object()
     assert settings.ttl_s == 42 and settings.execution_provider == "cpu"
+
+
+async def test_resolve_names_the_variant_an_alias_stands_for(http):
+    by_alias = (await http.get("foundry/resolve/tiny")).json()
+    assert (by_alias["name"], by_alias["alias"], by_alias["cached"]) == (TINY, "tiny", True)
+    assert set(by_alias["runtime"]) == {"deviceType", "executionProvider"}
+    assert (await http.get(f"foundry/resolve/{TINY}")).json() == by_alias
+    assert (await http.delete("cache/tiny")).status_code == 200
+    assert (await http.get("foundry/resolve/tiny")).json()["cached"] is False
+
+
+async def test_resolve_errors_are_openai_shaped(http):
+    assert_openai_error(await http.get("foundry/resolve/no-such-model"), 404, code="model_not_found")
+    folder = await http.get("foundry/resolve/" + quote("/tmp", safe=""))
+    assert_openai_error(folder, 400, code="invalid_model_name")
+
+
+async def test_the_kernels_server_backend_asks_the_server(http, base_url, token):
+    from foundry_jupyter.kernel.backends import ServiceBackend
+
+    backend = ServiceBackend(base_url, token)
+    try:
+        resolved = await asyncio.to_thread(backend.resolve, "tiny")
+        assert resolved == (await http.get("foundry/resolve/tiny")).json()
+        with pytest.raises(ModelNotFound):
+            await asyncio.to_thread(backend.resolve, "no-such-model")
+    finally:
+        backend.close()

@@ -1,14 +1,13 @@
-"""GGUF import without torch: llama-family GGUF files become ONNX Runtime GenAI model folders.
+"""GGUF to ONNX without torch: a llama-family GGUF file in, an ONNX Runtime GenAI model folder out.
 
 `import_gguf(path, dest_dir, precision=...)` reads tensors and metadata with the `gguf` package, keeps
 4-bit blocks exactly where asked, writes the decoder with onnxruntime-genai's own operators, and rebuilds
-the tokenizer with its chat template. `import_model(path, alias=...)` does the same straight into the
-model cache, where the model then answers to its alias.
+the tokenizer with its chat template. A pure converter: it knows nothing of the cache or the catalog
+(`ModelManager.import_gguf` puts a converted model into the cache under an alias).
 """
 
 from __future__ import annotations
 
-from .cache import default_alias, import_model
 from .graph import PRECISIONS
 from .importer import DEFAULT_PRECISION, import_gguf
 from .reader import GGUFError, GGUFModel
@@ -18,7 +17,5 @@ __all__ = [
     "PRECISIONS",
     "GGUFError",
     "GGUFModel",
-    "default_alias",
     "import_gguf",
-    "import_model",
 ]

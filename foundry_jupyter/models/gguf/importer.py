@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 from ...errors import InvalidRequest
+from ..progress import StageCallback
 from .genai_config import write_genai_config
 from .graph import PRECISIONS, build_model
 from .reader import GGUFModel
@@ -21,7 +21,7 @@ def import_gguf(
     dest_dir: str | Path,
     *,
     precision: str = DEFAULT_PRECISION,
-    progress: Callable[[str], None] | None = None,
+    progress: StageCallback | None = None,
 ) -> Path:
     """Convert `gguf_path` into an ONNX GenAI folder at `dest_dir` and return that folder.
 

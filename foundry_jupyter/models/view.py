@@ -1,0 +1,85 @@
+"""What the service, the kernel and the CLI show about models, built one way for all of them.
+
+Catalog rows are `/foundry/list` entries with `cached` set, cache listings are `GET cache`'s
+`{location, models}`, loaded rows are `GET loaded`'s entries, and `loaded_id` says which loaded model
+a name means. Each function takes the `ModelManager` it reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .catalog import CatalogEntry, filter_entries
+
+if TYPE_CHECKING:
+    from .manager import ModelManager
+
+
+def catalog(manager: ModelManager, expression: str | None = None) -> list[tuple[CatalogEntry, bool]]:
+    """(entry, cached) for every variant, best first; `expression` is `model list --filter`'s."""
+    cached = {m.id.lower() for m in manager.list_cached()}
+    return [(e, e.id.lower() in cached) for e in filter_entries(manager.entries(), expression)]
+
+
+def catalog_rows(manager: ModelManager, expression: str | None = None) -> list[dict[str, Any]]:
+    """`GET foundry/list`: the catalog in Foundry's field names, each entry with `cached`."""
+    return [entry.to_foundry(cached=cached) for entry, cached in catalog(manager, expression)]
+
+
+def resolved_row(manager: ModelManager, name: str) -> dict[str, Any]:
+    """`GET foundry/resolve/{name}`: the variant an alias or id stands for on this machine, with `cached`."""
+    entry = manager.resolve(name)
+    return entry.to_foundry(cached=manager.is_cached(entry))
+
+
+def cache_listing(manager: ModelManager) -> dict[str, Any]:
+    """`GET cache`: where the cache is and what it holds (registered folders included)."""
+    return {"location": str(manager.cache.root), "models": [m.to_dict() for m in manager.list_cached()]}
+
+
+def loaded_row(
+    model_id: str,
+    alias: str,
+    execution_provider: str,
+    *,
+    pids: Sequence[int],
+    memory_bytes: int | None = None,
+    ttl_seconds: int | None = None,
+    ttl_remaining: float | None = None,
+    starting_processes: int = 0,
+    active_requests: int | None = None,
+) -> dict[str, Any]:
+    """One entry of `GET loaded`. None stands for what the host does not track (the kernel has no TTL)."""
+    return {
+        "id": model_id,
+        "alias": alias,
+        "executionProvider": execution_provider,
+        "memoryBytes": memory_bytes,
+        "ttlSeconds": ttl_seconds,
+        "ttlRemaining": None if ttl_remaining is None else round(ttl_remaining, 1),
+        "pid": pids[0] if pids else None,
+        "pids": list(pids),
+        "startingProcesses": starting_processes,
+        "activeRequests": active_requests,
+    }
+
+
+def loaded_id(
+    name: str, loaded: Mapping[str, str], resolve: Callable[[str], str | None] | None = None
+) -> str | None:
+    """Which loaded model `name` means, given loaded `{id: alias}`; None when none of them.
+
+    In order: the id itself; the id in another case or without its `:version` (ids are `name:version`
+    and a name may hold `:`, so the version is what follows the last one); the id `resolve(name)`
+    gives (the catalog's choice among an alias's variants); a model loaded under that alias.
+    """
+    if name in loaded:
+        return name
+    wanted = name.strip().lower()
+    for model_id in loaded:
+        if wanted in (model_id.lower(), (model_id.rpartition(":")[0] or model_id).lower()):
+            return model_id
+    if resolve is not None and (chosen := resolve(name)) in loaded:
+        return chosen
+    return next((model_id for model_id, alias in loaded.items() if alias.lower() == wanted), None)
