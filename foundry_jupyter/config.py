@@ -25,6 +25,9 @@ DEFAULT_MAX_TOKENS = 2048
 
 
 def default_home() -> Path:
+    # As Foundry Local keeps `~/.foundry` (`%USERPROFILE%\.foundry` on Windows): a folder in the home
+    # directory on every platform, joined by pathlib. Runner sockets and scratch files go to the
+    # system's temporary folder (`tempfile`), the service's runtime files to Jupyter's runtime folder.
     return Path.home() / ".foundry-jupyter"
 
 
