@@ -18,12 +18,16 @@ ENV_EP = "FOUNDRY_JUPYTER_EP"
 ENV_MAX_LOADED = "FOUNDRY_JUPYTER_MAX_LOADED"
 ENV_SERVICE_URL = "FOUNDRY_JUPYTER_URL"  # e.g. http://127.0.0.1:8888/foundry/ (exported to kernels)
 ENV_SERVICE_TOKEN = "FOUNDRY_JUPYTER_TOKEN"  # the credential for that URL (exported to kernels)
+ENV_RUNNER_TRANSPORT = "FOUNDRY_JUPYTER_RUNNER_TRANSPORT"  # auto | unix | tcp (FoundryApp.runner_transport)
 
 DEFAULT_TTL_S = 600
 DEFAULT_MAX_TOKENS = 2048
 
 
 def default_home() -> Path:
+    # As Foundry Local keeps `~/.foundry` (`%USERPROFILE%\.foundry` on Windows): a folder in the home
+    # directory on every platform, joined by pathlib. Runner sockets and scratch files go to the
+    # system's temporary folder (`tempfile`), the service's runtime files to Jupyter's runtime folder.
     return Path.home() / ".foundry-jupyter"
 
 

@@ -8,6 +8,7 @@ and is renamed into place when whole, so a scan never sees half a model.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -27,7 +28,10 @@ IN_PROGRESS = "download.tmp"
 STAGING_SUFFIX = ".partial"
 LAST_USED = ".last_used"
 _MAX_DEPTH = 4  # <Publisher>/<model>/<variant subfolder>: deeper folders are not models
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")  # also every character Windows refuses: <>:"/\\|?* and controls
+# Device names Windows reserves in every folder, with any extension ("CON", "nul.txt")
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
+_MAX_SEGMENT = 200  # under the 255 a path segment may have everywhere, leaving room for ".partial"
 
 
 @dataclass(frozen=True)
@@ -58,9 +62,16 @@ class CachedModel:
 
 
 def safe_segment(text: str) -> str:
-    """A path segment safe on every OS, as Foundry sanitizes `<name>-<version>`."""
-    cleaned = _UNSAFE.sub("_", text).strip(".")
-    return cleaned or "_"
+    """A path segment valid on Windows, macOS and Linux, as Foundry sanitizes `<name>-<version>`: unsafe
+    characters (`:` among them) become `_`, no leading or trailing dot, no reserved device name. The
+    model id itself is kept in `inference_model.json`, so the name need not be reversible."""
+    cleaned = _UNSAFE.sub("_", text).strip(".") or "_"
+    if cleaned.split(".")[0].upper() in _RESERVED:
+        cleaned = "_" + cleaned
+    if len(cleaned) > _MAX_SEGMENT:
+        digest = hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+        cleaned = f"{cleaned[: _MAX_SEGMENT - len(digest) - 1]}-{digest}"
+    return cleaned
 
 
 def normalize_id(name: str) -> str:

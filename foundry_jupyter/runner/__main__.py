@@ -1,8 +1,11 @@
-"""`python -m foundry_jupyter.runner --model-path DIR --socket PATH ...`: host one model.
+"""`python -m foundry_jupyter.runner --model-path DIR (--socket PATH | --tcp-port-file PATH) ...`:
+host one model.
 
-The server extension starts one of these per loaded model. The socket appears only once the model is
-loaded, so a successful connection means "ready". A load failure prints one line starting with
-`RUNNER_ERROR ` (a JSON error) on stderr and exits with status 2.
+The server extension starts one of these per loaded model. It listens on a unix socket, or on a free
+port of 127.0.0.1 that it writes to the port file; either appears only once the model is loaded, so a
+successful connection means "ready". Over TCP every connection must first present the secret the server
+put in $FOUNDRY_JUPYTER_RUNNER_SECRET. A load failure prints one line starting with `RUNNER_ERROR `
+(a JSON error) on stderr and exits with status 2.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import os
 import sys
 
 from ..errors import FoundryError
-from ..service import wire
+from ..service import transport, wire
+from ..service.processes import lower_priority
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,14 +27,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-path", required=True, help="the model folder (genai_config.json inside)")
     parser.add_argument("--model-id", default=None, help="the id the model answers to")
     parser.add_argument("--ep", default=None, help="execution provider (default: the best available)")
-    parser.add_argument("--socket", required=True, help="unix socket path to listen on")
+    listen = parser.add_mutually_exclusive_group(required=True)
+    listen.add_argument("--socket", help="unix socket path to listen on")
+    listen.add_argument(
+        "--tcp-port-file",
+        help="listen on a free port of 127.0.0.1 and write it to this file; clients must present the "
+        f"secret given in ${transport.SECRET_ENV}",
+    )
     parser.add_argument("--parent-pid", type=int, default=None, help="stop when this process is gone")
     parser.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N")
     args = parser.parse_args(argv)
+    secret = os.environ.pop(transport.SECRET_ENV, "")  # not passed on to anything this process starts
+    if args.tcp_port_file and len(secret) != transport.SECRET_HEX_CHARS:
+        parser.error(f"--tcp-port-file needs the runner's secret in ${transport.SECRET_ENV}")
     if args.nice:
         # Before onnxruntime starts its threads, which inherit it: the server (and the kernels) then
         # get a core as soon as they wake, while a model keeps both busy.
-        os.nice(args.nice)
+        lower_priority(args.nice)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
 
     try:
@@ -49,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     from .serve import RunnerServer
 
     try:
-        asyncio.run(RunnerServer(model).serve(args.socket, args.parent_pid))
+        server = RunnerServer(model)
+        asyncio.run(server.serve(args.socket, args.parent_pid, port_file=args.tcp_port_file, secret=secret))
     finally:
         model.close()
     return 0

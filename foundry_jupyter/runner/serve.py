@@ -9,21 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import math
 import os
 import signal
 import socket
 import struct
-import termios
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import psutil
+
 from ..errors import FoundryError, InvalidRequest
-from ..service import wire
+from ..service import transport, wire
+from ..service.processes import parent_gone
+
+if sys.platform != "win32":  # POSIX only: how much a socket's reader has not read yet (`_unread`)
+    import fcntl
+    import termios
 
 log = logging.getLogger("foundry_jupyter.runner")
 
@@ -44,12 +50,29 @@ class RunnerServer:
         self.cancelled = 0  # generations stopped because their client left
         self.connections = 0  # accepted so far (the server reuses them)
 
-    async def serve(self, socket_path: str, parent_pid: int | None) -> None:
+    async def serve(
+        self,
+        socket_path: str | None,
+        parent_pid: int | None,
+        *,
+        port_file: str | None = None,
+        secret: str = "",
+    ) -> None:
+        """Serve on the unix socket `socket_path`, or (`port_file`) on loopback TCP for clients that
+        present `secret`, until SIGTERM or the parent `parent_pid` exits."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        server = await asyncio.start_unix_server(self._handle, path=socket_path, limit=wire.LINE_LIMIT)
+        if sys.platform != "win32":
+            # Windows has no signal handlers on the event loop; there the server stops a runner with
+            # TerminateProcess, which runs no handler anyway.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+        if port_file:
+            server, port = await transport.serve_tcp(self._handle, secret, wire.LINE_LIMIT)
+            transport.write_port_file(port_file, port)
+        else:
+            assert socket_path, "a socket path or a port file"
+            server = await transport.serve_unix(self._handle, socket_path, wire.LINE_LIMIT)
         watcher = asyncio.create_task(_watch_parent(parent_pid, stop))
         try:
             await stop.wait()
@@ -62,7 +85,7 @@ class RunnerServer:
                 out.abort()
             self.executor.shutdown(wait=True, cancel_futures=True)
             with contextlib.suppress(OSError):
-                os.unlink(socket_path)
+                os.unlink(port_file or socket_path or "")
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Requests on one connection, one after another: the server keeps connections open between
@@ -186,8 +209,8 @@ class BlockingOut:
     """
 
     def __init__(self, connection: Any, min_interval_s: float = MIN_SEND_INTERVAL_S) -> None:
-        """`connection`: the socket (or anything with `fileno()`) the event loop reads from."""
-        self._sock = socket.socket(fileno=os.dup(connection.fileno()))
+        """`connection`: the socket the event loop reads from (a `socket.socket` or asyncio's view of one)."""
+        self._sock = connection.dup()  # a socket handle, not a file descriptor, on Windows
         self._sock.setblocking(True)
         self._held: list[str] = []
         self._min_interval_s = min_interval_s
@@ -236,7 +259,11 @@ def processes_worth_running(model: Any) -> int:
 
 
 def _unread(sock: socket.socket) -> int:
-    """Bytes this socket sent that its reader has not read yet (0 where the OS cannot tell)."""
+    """Bytes this socket sent that its reader has not read yet, as far as the OS tells (Linux: exactly
+    for a unix socket; for loopback TCP only what the reader's receive buffer could not take yet).
+    0 where it cannot tell: then only `MIN_SEND_INTERVAL_S` merges text."""
+    if sys.platform == "win32" or not hasattr(termios, "TIOCOUTQ"):
+        return 0
     try:
         return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
     except OSError:
@@ -273,8 +300,13 @@ async def _watch_parent(parent_pid: int | None, stop: asyncio.Event) -> None:
     """Stop when the server that started this runner is gone, so no runner outlives its server."""
     if not parent_pid:
         return
+    try:
+        parent = psutil.Process(parent_pid)
+    except psutil.Error:
+        stop.set()
+        return
     while not stop.is_set():
-        if os.getppid() != parent_pid:
+        if parent_gone(parent):
             log.warning("parent process %s is gone; stopping", parent_pid)
             stop.set()
             return

@@ -13,7 +13,7 @@ from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Bool, Float, Int, List, Unicode, default
+from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
 from .. import config
 from ..service.core import FoundryService
@@ -65,6 +65,14 @@ class FoundryApp(ExtensionApp):
         "serves a core as soon as they need one. 0 runs them at the server's priority.",
     ).tag(config=True)
 
+    runner_transport = Enum(
+        ["auto", "unix", "tcp"],
+        help="How the server talks to its runner processes: a unix socket in a folder only this user can "
+        "open, or loopback TCP where every connection must present a secret generated per runner. "
+        "auto: the unix socket where the platform has one (not Windows), else TCP. "
+        "Default: $FOUNDRY_JUPYTER_RUNNER_TRANSPORT, else auto.",
+    ).tag(config=True)
+
     default_ep = Unicode(
         allow_none=True,
         help="Execution provider for models loaded without an explicit `ep` (cpu, cuda, dml, ...); empty "
@@ -101,6 +109,10 @@ class FoundryApp(ExtensionApp):
     def _max_loaded(self) -> int:
         return config.defaults().max_loaded_models
 
+    @default("runner_transport")
+    def _runner_transport(self) -> str:
+        return os.environ.get(config.ENV_RUNNER_TRANSPORT, "").strip().lower() or "auto"
+
     @default("default_ep")
     def _default_ep(self) -> str | None:
         return config.defaults().execution_provider
@@ -130,6 +142,7 @@ class FoundryApp(ExtensionApp):
             max_processes=self.max_runner_processes,
             nice=self.runner_nice,
             default_ttl_s=settings.ttl_s,
+            transport=self.runner_transport,
         )
         self.service = FoundryService(settings, supervisor=supervisor)
         self.settings["foundry_service"] = self.service

@@ -1,7 +1,11 @@
 """One copy of a loaded model that takes requests: what the supervisor starts, talks to and stops.
 
 `RunnerProcess` is all the supervisor sees of it. `spawn_runner` makes the real kind, a
-`python -m foundry_jupyter.runner` child listening on a unix socket; the supervisor's tests make fakes.
+`python -m foundry_jupyter.runner` child listening on a unix socket or on loopback TCP (`transport`);
+the supervisor's tests make fakes.
+
+Process control goes through `psutil` and `subprocess`, which work on every platform; the few POSIX-only
+calls sit behind a platform check, with a comment on what the other platforms do instead.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from ..errors import FoundryError, RunnerFailed
-from . import wire
+from . import transport, wire
+from .transport import Address, Kind
 
 log = logging.getLogger("foundry_jupyter.service")
 
@@ -78,14 +85,21 @@ class RunnerProcess(abc.ABC):
 
 
 class SubprocessRunner(RunnerProcess):
-    """A `python -m foundry_jupyter.runner` child: its socket and log live in its own `workdir`."""
+    """A `python -m foundry_jupyter.runner` child: its socket (or port file) and log live in its own
+    `workdir`."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], workdir: str) -> None:
+    def __init__(
+        self, popen: subprocess.Popen[bytes], workdir: str, kind: Kind = "unix", secret: str = ""
+    ) -> None:
         super().__init__()
         self.popen = popen
         self.workdir = workdir
+        self.kind = kind
+        self.secret = secret
         self.socket_path = os.path.join(workdir, "sock")
+        self.port_file = os.path.join(workdir, "port.json")
         self.log_path = os.path.join(workdir, "runner.log")
+        self.address: Address | None = None
 
     @property
     def pid(self) -> int:
@@ -94,28 +108,50 @@ class SubprocessRunner(RunnerProcess):
     def poll(self) -> int | None:
         return self.popen.poll()
 
+    def listening(self) -> Address | None:
+        """Where it listens, once it does: it starts listening only once its model is loaded."""
+        if self.address is None:
+            if self.kind == "unix":
+                if os.path.exists(self.socket_path):
+                    self.address = Address("unix", path=self.socket_path)
+            else:
+                port = transport.read_port_file(self.port_file)
+                if port:
+                    self.address = Address("tcp", port=port, secret=self.secret)
+        return self.address
+
     async def open_connection(self) -> Streams:
-        return await asyncio.open_unix_connection(self.socket_path)
+        address = self.listening()
+        if address is None:
+            raise ConnectionRefusedError(f"runner process {self.pid} is not listening")
+        return await address.connect()
 
     async def stop(self, timeout_s: float) -> None:
         if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
+            children = descendants(self.pid)  # before it exits: then they are no longer its children
+            with contextlib.suppress(OSError):
                 self.popen.terminate()
+            for child in children:
+                with contextlib.suppress(psutil.Error):
+                    child.terminate()
             deadline = time.monotonic() + timeout_s
             while self.popen.poll() is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
             if self.popen.poll() is None:
                 log.warning("runner process %s did not stop in time; killing it", self.pid)
-                with contextlib.suppress(ProcessLookupError):
+                with contextlib.suppress(OSError):
                     self.popen.kill()
                 await asyncio.get_running_loop().run_in_executor(None, self.popen.wait)
+            await asyncio.get_running_loop().run_in_executor(None, kill_all, children, timeout_s)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def kill(self) -> None:
         if self.popen.poll() is None:
+            children = descendants(self.pid)
             with contextlib.suppress(Exception):
                 self.popen.kill()
                 self.popen.wait(timeout=5)
+            kill_all(children, 0)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_tail(self, lines: int = 20) -> str:
@@ -126,6 +162,52 @@ class SubprocessRunner(RunnerProcess):
         return "\n".join(text.splitlines()[-lines:])
 
 
+def descendants(pid: int) -> list[psutil.Process]:
+    """The processes `pid` started, and theirs (a provider's helper processes, say)."""
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def kill_all(processes: list[psutil.Process], grace_s: float) -> None:
+    """Kill whichever of `processes` still run after `grace_s` seconds."""
+    _gone, alive = psutil.wait_procs(processes, timeout=grace_s) if grace_s > 0 else ([], processes)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+
+
+def lower_priority(levels: int) -> None:
+    """Run this process `levels` steps below its current CPU priority: Unix nice, or on Windows the
+    below-normal priority class (Windows has classes, not levels). Threads started after this inherit
+    it (on Linux a nice value is per thread)."""
+    if levels <= 0:
+        return
+    process = psutil.Process()
+    if sys.platform == "win32":
+        process.nice(psutil.BELOW_NORMAL_PRIORITY_CLASS)
+    else:
+        process.nice(min(19, process.nice() + levels))
+
+
+def parent_gone(parent: psutil.Process) -> bool:
+    """Whether the process that started this one has exited (compared by start time, so a new
+    process that reuses its pid does not count)."""
+    try:
+        return not parent.is_running() or parent.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def detached() -> dict[str, Any]:
+    """`Popen` keywords that keep a Ctrl-C meant for the Jupyter server (which then asks for
+    confirmation) away from a runner; runners stop with the server or when it disappears."""
+    if sys.platform == "win32":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+    return {"start_new_session": True}  # POSIX: its own session, out of the terminal's process group
+
+
 async def spawn_runner(
     model_id: str,
     path: Path,
@@ -134,10 +216,24 @@ async def spawn_runner(
     nice: int = 0,
     start_timeout_s: float = 120.0,
     stop_timeout_s: float = 5.0,
+    transport_setting: str | None = None,
 ) -> tuple[RunnerProcess, dict[str, Any]]:
     """Start one runner process for the model folder `path` and wait until its model is loaded;
-    returns it and its `info` answer. A load failure raises the runner's own error."""
-    workdir = tempfile.mkdtemp(prefix="fj-runner-")
+    returns it and its `info` answer. A load failure raises the runner's own error.
+    `transport_setting`: "auto", "unix" or "tcp" (None: $FOUNDRY_JUPYTER_RUNNER_TRANSPORT, else auto)."""
+    kind = transport.choose(transport_setting)
+    workdir = tempfile.mkdtemp(prefix="fj-runner-")  # only this user may open it
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop(transport.SECRET_ENV, None)
+    secret = ""
+    if kind == "tcp":
+        # In the environment, not on the command line: other local users can read every process's
+        # command line, but not its environment.
+        secret = transport.new_secret()
+        env[transport.SECRET_ENV] = secret
+        listen = ["--tcp-port-file", os.path.join(workdir, "port.json")]
+    else:
+        listen = ["--socket", os.path.join(workdir, "sock")]
     cmd = [
         sys.executable,
         "-m",
@@ -146,26 +242,22 @@ async def spawn_runner(
         str(path),
         "--model-id",
         model_id,
-        "--socket",
-        os.path.join(workdir, "sock"),
+        *listen,
         "--parent-pid",
         str(os.getpid()),
         *(["--ep", ep] if ep else []),
         *(["--nice", str(nice)] if nice else []),
     ]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(os.path.join(workdir, "runner.log"), "wb") as log_file:
-        # Own session: a Ctrl-C meant for the Jupyter server (which then asks for confirmation)
-        # must not kill the runners; they stop with the server or when it disappears.
         popen = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=env,
-            start_new_session=True,
+            **detached(),
         )
-    process = SubprocessRunner(popen, workdir)
+    process = SubprocessRunner(popen, workdir, kind, secret)
     try:
         return process, await _wait_ready(model_id, process, start_timeout_s)
     except BaseException:
@@ -174,13 +266,13 @@ async def spawn_runner(
 
 
 async def _wait_ready(model_id: str, process: SubprocessRunner, timeout_s: float) -> dict[str, Any]:
-    """The socket appears once the model is loaded: poll for it, then ask for `info`."""
+    """The runner listens once the model is loaded: poll for that, then ask for `info`."""
     deadline = time.monotonic() + timeout_s
     while True:
         rc = process.poll()
         if rc is not None:
             raise _load_error(model_id, rc, process.log_path)
-        if os.path.exists(process.socket_path):
+        if process.listening() is not None:
             try:
                 reader, writer = await process.open_connection()
                 writer.write(wire.encode({"op": "info"}))

@@ -242,6 +242,7 @@ class RunnerSupervisor:
         nice: int = 5,
         default_ttl_s: int = 600,
         spawn: Spawn | None = None,
+        transport: str | None = None,
     ) -> None:
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
@@ -249,6 +250,7 @@ class RunnerSupervisor:
         self.max_processes = max_processes  # per model that leaves cores idle
         self.nice = nice  # runners' CPU priority below the server's
         self.default_ttl_s = default_ttl_s
+        self.transport = transport  # auto | unix | tcp; None: $FOUNDRY_JUPYTER_RUNNER_TRANSPORT
         self._spawn: Spawn = spawn or self._spawn_runner
         self.runners: dict[str, Runner] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -449,6 +451,7 @@ class RunnerSupervisor:
             nice=self.nice,
             start_timeout_s=self.start_timeout_s,
             stop_timeout_s=self.stop_timeout_s,
+            transport_setting=self.transport,
         )
 
     async def _stop_runner(self, runner: Runner) -> None:

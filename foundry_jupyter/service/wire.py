@@ -1,4 +1,5 @@
-"""The runner protocol: JSON lines over a local unix socket, one request at a time per connection.
+"""The runner protocol: JSON lines over a local unix socket or loopback TCP (`transport`: a TCP
+connection first presents the runner's secret), one request at a time per connection.
 
 The client sends one line `{"op": ..., ...}`. For `chat` and `text` the runner answers with lines
 `{"t": "<text>"}` as text is made (one token each while the reader keeps up, several once it falls

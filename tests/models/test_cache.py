@@ -116,3 +116,48 @@ def test_move_refuses_nested_or_non_empty_targets(cache, tmp_path):
     with pytest.raises(InvalidRequest, match="not an empty folder"):
         cache.move(busy)
     assert len(cache.scan()) == 3
+
+
+WINDOWS_RESERVED_CHARS = set('<>:"/\\|?*')
+WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"{d}{i}" for d in ("COM", "LPT") for i in range(10))}
+
+
+def windows_accepts(name: str) -> bool:
+    """Windows' file name rules: no reserved or control characters, no trailing dot or space, no
+    device name (with any extension), at most 255 characters."""
+    return (
+        0 < len(name) <= 255
+        and not any(c in WINDOWS_RESERVED_CHARS or ord(c) < 32 for c in name)
+        and not name.endswith((".", " "))
+        and name.split(".")[0].rstrip(" ").upper() not in WINDOWS_DEVICES
+    )
+
+
+@pytest.mark.parametrize(
+    ("model_id", "publisher"),
+    [
+        ("Phi-3.5-mini-instruct-generic-cpu:1", "Microsoft"),
+        ("con:1", "NUL"),
+        ("CON", "aux.local"),
+        ("lpt1.tar:2", "com9"),
+        ("a:b:c", "pub:lisher"),
+        ("trailing. :3", "dots..."),
+        ('what<>"/\\|?*\t:4', " spaced "),
+        ("x" * 300 + ":1", "p" * 300),
+    ],
+)
+def test_every_model_id_maps_to_folder_names_windows_accepts(tmp_path, model_id, publisher):
+    cache = ModelCache(tmp_path / "models")
+    folder = cache.model_dir(model_id, publisher)
+    segments = folder.relative_to(cache.root).parts
+    assert len(segments) == 2 and all(windows_accepts(s) for s in segments), segments
+    assert windows_accepts(cache.staging_dir(model_id, publisher).name)
+
+
+def test_a_model_whose_id_holds_colons_and_a_device_name_is_found_by_its_id(tmp_path):
+    cache = ModelCache(tmp_path / "models")
+    staging = cache.staging_dir("aux.v2:7", "Pub")
+    make_model_folder(staging, marker=False)
+    model = cache.install(staging, "aux.v2:7", "Pub", alias="c", device="CPU", execution_provider="cpu")
+    assert model.path.name == "_aux.v2-7" and windows_accepts(model.path.name)
+    assert cache.find("aux.v2:7").path == model.path and cache.find("aux.v2:7").id == "aux.v2:7"

@@ -51,6 +51,16 @@ def _restore_service_env(monkeypatch):
     monkeypatch.delenv(config.ENV_SERVICE_TOKEN, raising=False)
 
 
+@pytest.fixture(params=["unix", "tcp"])
+def each_transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test once per runner transport (`FoundryApp.runner_transport` reads the variable): the
+    runner, lifecycle and fault tests use it through `pytestmark`."""
+    from foundry_jupyter import config
+
+    monkeypatch.setenv(config.ENV_RUNNER_TRANSPORT, request.param)
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def tiny_long_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model with a 4096-token context, as a cached model folder.

@@ -10,6 +10,8 @@ import pytest
 from .conftest import TINY
 from .test_errors import assert_openai_error
 
+pytestmark = pytest.mark.usefixtures("each_transport")  # every test: unix socket, then TCP
+
 MSG = [{"role": "user", "content": "Hello"}]
 ROUTES = [
     "v1/models",

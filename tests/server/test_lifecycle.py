@@ -16,6 +16,8 @@ from foundry_jupyter.errors import FoundryError
 
 from .conftest import LONG, TINY, runner_processes
 
+pytestmark = pytest.mark.usefixtures("each_transport")  # every test: unix socket, then TCP
+
 MSG = [{"role": "user", "content": "Tell me a long story."}]
 
 

@@ -19,6 +19,8 @@ from foundry_jupyter.runner.serve import processes_worth_running
 
 from .conftest import LONG, runner_processes
 
+pytestmark = pytest.mark.usefixtures("each_transport")  # every test: unix socket, then TCP
+
 
 def grows(test):
     """A test that loads the long tiny model and needs it to grow a second process."""

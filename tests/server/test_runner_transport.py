@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from foundry_jupyter.runner.serve import BlockingOut
-from foundry_jupyter.service import wire
+from foundry_jupyter.service import transport, wire
 
 
 def read_lines(sock: socket.socket, count: int) -> list[dict]:
@@ -85,16 +85,34 @@ def test_a_send_to_a_closed_reader_raises(pair):
             out.send({"t": "x", "done": {}})
 
 
-@pytest.fixture
-def runner(tiny_long_dir: Path, tmp_path: Path):
-    sock_path = str(tmp_path / "sock")
+@pytest.fixture(params=["unix", "tcp"])
+def runner(request: pytest.FixtureRequest, tiny_long_dir: Path, tmp_path: Path):
+    """A runner of the long tiny model, listening on a unix socket or on loopback TCP; yields a
+    function that opens an authenticated connection to it."""
     cmd = [sys.executable, "-m", "foundry_jupyter.runner", "--model-path", str(tiny_long_dir)]
-    proc = subprocess.Popen([*cmd, "--socket", sock_path], stderr=subprocess.DEVNULL)
+    env = dict(os.environ)
+    if request.param == "unix":
+        where = str(tmp_path / "sock")
+        proc = subprocess.Popen([*cmd, "--socket", where], stderr=subprocess.DEVNULL)
+    else:
+        where = str(tmp_path / "port.json")
+        env[transport.SECRET_ENV] = secret = transport.new_secret()
+        proc = subprocess.Popen([*cmd, "--tcp-port-file", where], stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 60
-    while not os.path.exists(sock_path):
+    while not os.path.exists(where):
         assert proc.poll() is None and time.monotonic() < deadline, "the runner did not start"
         time.sleep(0.05)
-    yield sock_path
+
+    def connect() -> socket.socket:
+        if request.param == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(where)
+        else:
+            sock = socket.create_connection((transport.HOST, transport.read_port_file(where)))
+            sock.sendall(transport.handshake(secret))
+        return sock
+
+    yield connect
     proc.terminate()
     proc.wait(timeout=30)
 
@@ -106,9 +124,8 @@ STORY = {
 }
 
 
-def ask(sock_path: str, *, wait_before_reading: float) -> list[dict]:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.connect(sock_path)
+def ask(connect, *, wait_before_reading: float) -> list[dict]:
+    with connect() as sock:
         sock.sendall(wire.encode(STORY))
         time.sleep(wait_before_reading)
         return read_answer(sock)
@@ -140,8 +157,7 @@ def test_a_slow_reader_gets_the_same_answer_in_fewer_messages(runner):
 
 
 def test_one_connection_carries_requests_one_after_another(runner):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.connect(runner)
+    with runner() as sock:
         answers = []
         for content in ("Hello.", "Tell me a story."):
             request = {
