@@ -11,6 +11,7 @@ result), `{Err}` (the last error with its traceback), `{Err[5]}` (the error cell
 
 from __future__ import annotations
 
+import numbers
 import re
 import string
 import sys
@@ -21,7 +22,8 @@ from typing import Any
 from IPython.core.error import UsageError
 
 MAX_VALUE_CHARS = 2000
-MAX_TRACEBACK_CHARS = 4000
+MAX_TRACEBACK_CHARS = 3000
+LIBRARY_FRAMES = 2  # frames outside the notebook's cells kept at the end of a traceback
 HEAD_ROWS = 5
 
 _FIELD = re.compile(r"^([A-Za-z_]\w*)(?:\[(\d+)\])?$")
@@ -103,11 +105,13 @@ def describe_error(exc: BaseException, shell: Any) -> CellError:
                 cell = cells[frames[0].filename]
         elif chained is report and cell is not None:  # a cell that did not compile: IPython's frames only
             frames = []
-        for frame in frames:
-            if frame.filename in cells:
-                frame.filename = f"In[{cells[frame.filename]}]"
-        chained.stack = traceback.StackSummary.from_list(frames)
-        chained = chained.__cause__ or chained.__context__
+        chained.stack = traceback.StackSummary.from_list(_compact(frames, cells))
+        following = chained.__cause__ or chained.__context__
+        if following is not None and cell is not None and not _in_cells(following, cells):
+            # an exception a library caught and replaced: its own frames say nothing about the cells
+            chained.__cause__ = chained.__context__ = None
+            following = None
+        chained = following
     if isinstance(exc, SyntaxError) and cell is not None:
         report.filename = f"In[{cell}]"
     text = "".join(report.format()).rstrip()
@@ -123,6 +127,29 @@ def _inputs(shell: Any) -> list[str]:
     return list(history if history is not None else shell.user_ns.get("In", []))
 
 
+def _in_cells(report: traceback.TracebackException, cells: dict[str, int]) -> bool:
+    return any(frame.filename in cells for frame in report.stack)
+
+
+def _compact(frames: list[traceback.FrameSummary], cells: dict[str, int]) -> list[traceback.FrameSummary]:
+    """Cells named In[N]; of the library frames after the last cell frame, only the innermost few
+    (a model's context is short, and the cause is in the cells or at the end)."""
+    last_cell = max((i for i, f in enumerate(frames) if f.filename in cells), default=-1)
+    library = frames[last_cell + 1 :]
+    kept = frames[: last_cell + 1]
+    if len(library) > LIBRARY_FRAMES:
+        skipped = len(library) - LIBRARY_FRAMES
+        marker = traceback.FrameSummary(f"({skipped} more)", 0, "...", lookup_line=False, line="")
+        kept.append(marker)
+        library = library[-LIBRARY_FRAMES:]
+    for frame in kept + library:
+        if frame.filename in cells:
+            frame.filename = f"In[{cells[frame.filename]}]"
+        else:  # site-packages/pandas/core/frame.py reads as pandas/core/frame.py
+            frame.filename = frame.filename.split("site-packages/")[-1]
+    return kept + library
+
+
 def cell_source(shell: Any, cell: int) -> str | None:
     """What cell `cell` said, as typed (magics included); None for a cell not run."""
     inputs = _inputs(shell)
@@ -130,9 +157,10 @@ def cell_source(shell: Any, cell: int) -> str | None:
 
 
 def render_value(value: Any) -> str:
-    """A variable as a model should read it: text as is, a DataFrame compactly, anything else its repr."""
-    if isinstance(value, str):
-        return value
+    """A variable as a model should read it: text and numbers as printed, a DataFrame compactly, anything
+    else its repr."""
+    if isinstance(value, str | numbers.Number):  # numpy's scalars too: 438, not np.int64(438)
+        return str(value)
     if _is_dataframe(value):
         return _render_frame(value)
     text = repr(value)

@@ -195,6 +195,7 @@ class FoundryMagics(Magics):
             temperature=args.temperature,
             top_p=args.top_p,
             seed=args.seed,
+            new=args.new,
         )
         self._chat(context.explain_prompt(error), options)
 

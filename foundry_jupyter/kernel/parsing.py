@@ -160,6 +160,7 @@ def _line_parser() -> tuple[_Parser, dict[str, _Parser]]:
     subs["run"].add_argument("model", help="alias or id; the rest of the line is the prompt")
     _add_generation_options(subs["explain"])
     subs["explain"].add_argument("model", nargs="?", help="alias or id (default: the active model)")
+    subs["explain"].add_argument("--new", action="store_true", help="start a new conversation")
     subs["list"].add_argument("filter", nargs="?", help="only entries whose alias or id contains this")
     for name in ("download", "load", "unload", "remove", "use"):
         subs[name].add_argument("model", help="alias or id")

@@ -212,3 +212,16 @@ def test_format_code_in_a_real_kernel_asks_the_front_end_for_a_new_cell(cache_co
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+def test_a_library_error_keeps_the_cells_and_the_innermost_library_frames(shell: Any, magics: Any) -> None:
+    import pandas as pd
+
+    shell.user_ns["frame"] = pd.DataFrame({"a": [1]})
+    _run(shell, "frame['missing'].sum()")
+    text = magics.context.expand("{Err}")
+    assert text.startswith('Traceback (most recent call last):\n  File "In[1]", line 1, in <module>')
+    assert 'File "pandas/' in text and "site-packages" not in text
+    assert "direct cause" not in text  # pandas' own inner KeyError says nothing about the cell
+    assert text.count('  File "') <= 1 + 3  # the cell's frame, at most two library frames and "(N more)"
+    assert text.endswith("KeyError: 'missing'")

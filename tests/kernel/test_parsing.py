@@ -96,6 +96,7 @@ def test_format_and_explain() -> None:
     explain = parse_line("explain")
     assert (explain.command, explain.model) == ("explain", None)
     assert parse_line("explain tiny -n 5").max_tokens == 5
+    assert parse_line("explain --new").new
 
 
 def test_expand_rewrites_arguments_but_not_the_run_prompt() -> None:
