@@ -12,13 +12,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, needs_local_scope, no_var_expand
 from traitlets import Bool, Enum, Float, Int, Unicode, observe
 
 from ..config import DEFAULT_MAX_TOKENS
 from ..engine.types import GenerationParams
 from ..errors import FoundryError
-from . import parsing
+from . import context, parsing
 from .backends import Progress
 from .parsing import ChatOptions
 from .results import ChatResult, HelpText, History, Notice, Report, Table, hardware_view
@@ -64,6 +64,8 @@ class FoundryMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.session = Session(backend=self.backend, default_model=self.default_model)
+        self.errors = context.ErrorLog(ignore=(FoundryCellError,))
+        self.context = context.NotebookContext(shell, self.errors)
 
     # Config may set traits inside super().__init__, before the session exists: hence getattr.
     @observe("backend")
@@ -88,13 +90,24 @@ class FoundryMagics(Magics):
 
     # -- entry point
 
+    # Braces in a prompt name notebook state (context.py), so IPython's own `{var}` expansion is done
+    # here, on the arguments only.
+    @no_var_expand
+    @needs_local_scope
     @line_cell_magic
-    def foundry(self, line: str, cell: str | None = None) -> Any:
+    def foundry(self, line: str, cell: str | None = None, local_ns: dict[str, Any] | None = None) -> Any:
         """Local models: `%foundry help` lists the commands; `%%foundry [model]` chats."""
+        self.errors.note(self.shell)
+
+        def expand(text: str) -> str:
+            return _expand_variables(text, {**self.shell.user_ns, **(local_ns or {})})
+
         if cell is not None:
-            options = parsing.parse_cell(line, self.shell.user_ns if self.shell else None)
-            return self._guard(lambda: self._chat(cell, options))
-        args = parsing.parse_line(line)
+            options = parsing.parse_cell(line, self.shell.user_ns, expand)
+            prompt = self.context.expand(cell)
+            self._guard(lambda: self._chat(prompt, options))  # the answer is on screen already
+            return None
+        args = parsing.parse_line(line, expand)
         handler: Callable[[argparse.Namespace], Any] = getattr(self, f"_cmd_{args.command}")
         return self._guard(lambda: handler(args))
 
@@ -120,7 +133,9 @@ class FoundryMagics(Magics):
     def _sink(self) -> MarkdownStream | TextStream:
         return MarkdownStream(self.max_updates_per_s) if self._in_notebook() else TextStream()
 
-    def _chat(self, prompt: str, options: ChatOptions) -> None:
+    def _chat(self, prompt: str, options: ChatOptions) -> ChatResult:
+        if options.format == "code":
+            prompt = f"{prompt.strip()}\n\n{context.CODE_INSTRUCTION}"
         if (
             self.system_prompt
             and not options.system
@@ -128,13 +143,17 @@ class FoundryMagics(Magics):
         ):
             options = dataclasses.replace(options, system=self.system_prompt)
         with _ProgressBar(self.show_progress) as progress:
-            self.session.chat(
+            result = self.session.chat(
                 prompt.strip(),
                 options,
                 defaults=self.generation_defaults(),
                 sink=self._sink(),
                 progress=progress,
             )
+        if options.format == "code" and self.shell is not None:
+            # A new cell below, not run (ipykernel sends it as a set_next_input payload).
+            self.shell.set_next_input(context.extract_code(result.text), replace=False)
+        return result
 
     def chat(self, prompt: str, **options: Any) -> ChatResult:
         """Scripted chat through this notebook's conversation (no display)."""
@@ -160,9 +179,25 @@ class FoundryMagics(Magics):
             temperature=args.temperature,
             top_p=args.top_p,
             seed=args.seed,
+            format=args.format,
         )
-        self._chat(args.prompt, options)
+        self._chat(self.context.expand(args.prompt), options)
         return None
+
+    def _cmd_explain(self, args: argparse.Namespace) -> None:
+        error = self.errors.last(self.shell)
+        if error is None:
+            raise FoundryError("no error to explain: no cell has raised one in this kernel")
+        options = ChatOptions(
+            model=args.model,
+            system=args.system,
+            max_tokens=args.max_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            seed=args.seed,
+            new=args.new,
+        )
+        self._chat(context.explain_prompt(error), options)
 
     def _cmd_list(self, args: argparse.Namespace) -> Any:
         from . import api
@@ -246,6 +281,16 @@ class FoundryMagics(Magics):
 
     def _cmd_help(self, args: argparse.Namespace) -> HelpText:
         return HelpText(parsing.help_text(getattr(args, "topic", None)))
+
+
+def _expand_variables(text: str, namespace: dict[str, Any]) -> str:
+    """IPython's `{var}` / `$var` expansion of magic arguments; text it cannot expand stays as typed."""
+    from IPython.utils.text import DollarFormatter
+
+    try:
+        return DollarFormatter().vformat(text, args=[], kwargs=namespace)
+    except Exception:
+        return text
 
 
 def status_report(magics: FoundryMagics) -> Report:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -16,6 +17,7 @@ from IPython.core.error import UsageError
 
 COMMANDS: dict[str, str] = {
     "run": "resolve, download, load and activate a model; answer PROMPT if given, else open a chat widget",
+    "explain": "explain the last error, with its traceback and the cell that raised it",
     "list": "the catalog: every model this machine can run (DataFrame)",
     "cache": "the models in the local cache (DataFrame)",
     "ps": "the models loaded now (DataFrame)",
@@ -70,6 +72,15 @@ class ChatOptions:
     seed: int | None = None
     json_schema: dict[str, Any] | None = None
     new: bool = False
+    format: str = "markdown"  # "code": the answer's code also goes into a new cell below
+
+
+FORMATS = ("markdown", "code")
+Expand = Callable[[str], str]
+
+
+def _same(text: str) -> str:
+    return text
 
 
 def _positive_int(text: str) -> int:
@@ -117,12 +128,23 @@ def _add_generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=_int, help="random seed, for repeatable sampling")
 
 
+def _add_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        "-f",
+        choices=FORMATS,
+        default="markdown",
+        help="code: put the answer's code in a new cell",
+    )
+
+
 def cell_parser() -> _Parser:
     parser = _Parser(prog="%%foundry", description="Chat with a local model; the cell is your message.")
     parser.add_argument("model", nargs="?", help="alias or id (default: the active model)")
     _add_generation_options(parser)
     parser.add_argument("--json-schema", "-j", help="JSON schema of the answer: JSON or a variable")
     parser.add_argument("--new", action="store_true", help="start a new conversation")
+    _add_format_option(parser)
     return parser
 
 
@@ -134,7 +156,11 @@ def _line_parser() -> tuple[_Parser, dict[str, _Parser]]:
         subs[name] = sub.add_parser(name, help=help_text, description=help_text)
     subs["run"].usage = "%(prog)s [options] MODEL [PROMPT ...]"
     _add_generation_options(subs["run"])
+    _add_format_option(subs["run"])
     subs["run"].add_argument("model", help="alias or id; the rest of the line is the prompt")
+    _add_generation_options(subs["explain"])
+    subs["explain"].add_argument("model", nargs="?", help="alias or id (default: the active model)")
+    subs["explain"].add_argument("--new", action="store_true", help="start a new conversation")
     subs["list"].add_argument("filter", nargs="?", help="only entries whose alias or id contains this")
     for name in ("download", "load", "unload", "remove", "use"):
         subs[name].add_argument("model", help="alias or id")
@@ -170,8 +196,11 @@ def help_text(topic: str | None = None) -> str:
     lines += [
         "",
         "%%foundry [model] [--new] [--system S] [--max-tokens N] [--temperature T] [--seed S] "
-        "[--json-schema J]",
+        "[--json-schema J] [--format code]",
         "  the cell is your message; the answer streams in and the conversation continues in the next cell.",
+        "  A prompt may name notebook state: {In[3]}, {Out[3]}, {Err} (the last error and its traceback),",
+        "  {Err[5]}, {name} (a variable; a DataFrame as shape, columns and head); {{ and }} are braces.",
+        "  --format code (-f code) puts the answer's code into a new cell below, not run.",
         "",
         "%foundry help COMMAND shows a command's options.",
     ]
@@ -185,12 +214,16 @@ def _split(line: str) -> list[str]:
         raise UsageError(f"cannot parse arguments: {err}\n{usage()}") from None
 
 
-def parse_line(line: str) -> argparse.Namespace:
-    """Parse a `%foundry` line into a namespace with `command` set; `help` when the line is empty."""
+def parse_line(line: str, expand: Expand = _same) -> argparse.Namespace:
+    """Parse a `%foundry` line into a namespace with `command` set; `help` when the line is empty.
+
+    `expand` rewrites the arguments before they are split (IPython's `{var}` and `$var`), all but the
+    prompt of `run`, whose braces name notebook state (see `context`).
+    """
     parser, subs = _line_parser()
     if line.split(None, 1)[:1] == ["run"]:
-        return _parse_run(line, subs["run"])
-    tokens = _split(line)
+        return _parse_run(line, subs["run"], expand)
+    tokens = _split(expand(line))
     if not tokens:
         return argparse.Namespace(command="help", topic=None)
     if tokens[0] in ("-h", "--help"):
@@ -205,7 +238,7 @@ def parse_line(line: str) -> argparse.Namespace:
         raise UsageError(f"{err}\n{subs[tokens[0]].format_usage().strip()}") from None
 
 
-def _parse_run(line: str, parser: _Parser) -> argparse.Namespace:
+def _parse_run(line: str, parser: _Parser, expand: Expand = _same) -> argparse.Namespace:
     """`run` takes the prompt as the raw rest of the line, so apostrophes in it need no quoting.
 
     Options may come before or right after the model; the first other word starts the prompt.
@@ -213,8 +246,20 @@ def _parse_run(line: str, parser: _Parser) -> argparse.Namespace:
     lexer = shlex.shlex(line, posix=True, punctuation_chars=False)
     lexer.whitespace_split = True
     head: list[str] = []
-    takes_value = {"--system", "-s", "--max-tokens", "-n", "--temperature", "-t", "--top-p", "--seed"}
+    takes_value = {
+        "--system",
+        "-s",
+        "--max-tokens",
+        "-n",
+        "--temperature",
+        "-t",
+        "--top-p",
+        "--seed",
+        "--format",
+        "-f",
+    }
     rest = ""
+    rest_start = len(line)
     seen_model = expecting_value = False
     lexer.get_token()  # "run"
     while True:
@@ -223,7 +268,7 @@ def _parse_run(line: str, parser: _Parser) -> argparse.Namespace:
             token = lexer.get_token()
         except ValueError as err:  # an unbalanced quote: fine inside the prompt, not before it
             if seen_model and not expecting_value:
-                rest = line[start:].strip()
+                rest, rest_start = line[start:].strip(), start
                 break
             raise UsageError(f"cannot parse arguments: {err}\n{parser.format_usage().strip()}") from None
         if token is None or token == lexer.eof:
@@ -235,11 +280,14 @@ def _parse_run(line: str, parser: _Parser) -> argparse.Namespace:
         elif token in takes_value:
             expecting_value = True
         elif seen_model:  # the first word after the model that is not an option
-            rest = line[start:].strip()
+            rest, rest_start = line[start:].strip(), start
             break
         elif not token.startswith("-"):
             seen_model = True
         head.append(token)
+    if expand is not _same:
+        expanded = _split(expand(line[:rest_start]))
+        head = expanded[1:] if expanded[:1] == ["run"] else head
     try:
         args = parser.parse_args(head)
     except _ParseError as err:
@@ -261,11 +309,11 @@ def _unquote(text: str) -> str:
     return text
 
 
-def parse_cell(line: str, user_ns: dict[str, Any] | None = None) -> ChatOptions:
+def parse_cell(line: str, user_ns: dict[str, Any] | None = None, expand: Expand = _same) -> ChatOptions:
     """Parse the `%%foundry` line; `--json-schema` takes JSON text or the name of a dict variable."""
     parser = cell_parser()
     try:
-        args = parser.parse_args(_split(line))
+        args = parser.parse_args(_split(expand(line)))
     except _HelpShown as shown:
         raise UsageError(shown.text) from None
     except _ParseError as err:
@@ -280,6 +328,7 @@ def parse_cell(line: str, user_ns: dict[str, Any] | None = None) -> ChatOptions:
         seed=args.seed,
         json_schema=schema,
         new=args.new,
+        format=args.format,
     )
 
 

@@ -83,3 +83,27 @@ def test_json_schema_from_a_pydantic_model() -> None:
     assert schema is not None and schema["properties"]["city"]["type"] == "string"
     with pytest.raises(UsageError, match="is a int, not a dict"):
         parse_cell("--json-schema n", {"n": 3})
+
+
+def test_format_and_explain() -> None:
+    assert parse_cell("tiny -f code").format == "code"
+    assert parse_cell("tiny").format == "markdown"
+    run = parse_line("run tiny --format code write {x}")
+    assert (run.format, run.prompt) == ("code", "write {x}")
+    assert parse_line("run -f code tiny sort it").format == "code"
+    with pytest.raises(UsageError, match="invalid choice"):
+        parse_cell("tiny --format html")
+    explain = parse_line("explain")
+    assert (explain.command, explain.model) == ("explain", None)
+    assert parse_line("explain tiny -n 5").max_tokens == 5
+    assert parse_line("explain --new").new
+
+
+def test_expand_rewrites_arguments_but_not_the_run_prompt() -> None:
+    def expand(text: str) -> str:
+        return text.replace("{which}", "tiny")
+
+    run = parse_line("run {which} -n 2 about {which}", expand)
+    assert (run.model, run.max_tokens, run.prompt) == ("tiny", 2, "about {which}")
+    assert parse_line("use {which}", expand).model == "tiny"
+    assert parse_cell("{which} --new", None, expand).model == "tiny"
