@@ -25,6 +25,10 @@ SHIPPED_CATALOGS = Path(__file__).with_name("catalogs")
 # The same values as `engine.testmodel` (kept here so listing the catalog does not import onnx).
 TINY_ALIAS = "tiny"
 TINY_ID = "tiny-generic-cpu:1"
+# And of `models.encoders.tiny` (which loads numpy).
+TINY_EMBED_ALIAS = "tiny-embed"
+TINY_EMBED_ID = "tiny-embed-generic-cpu:1"
+EMBEDDINGS_TASK = "embeddings"
 
 
 class _Camel(BaseModel):
@@ -177,6 +181,25 @@ def tiny_entry() -> CatalogEntry:
     )
 
 
+def tiny_embed_entry() -> CatalogEntry:
+    """The built-in test embedding model (a random BERT), built locally in under a second."""
+    name, _, version = TINY_EMBED_ID.partition(":")
+    return CatalogEntry(
+        name=name,
+        version=int(version),
+        alias=TINY_EMBED_ALIAS,
+        display_name="Tiny test embedding model (random BERT, built locally)",
+        publisher="foundry-jupyter",
+        file_size_mb=1,
+        task=EMBEDDINGS_TASK,
+        license="MIT",
+        license_description="Built locally from seeded random weights: its vectors mean nothing.",
+        context_length=128,
+        provider_type="Builtin",
+        source=BuiltinSource(),
+    )
+
+
 def load_catalog_file(path: Path) -> list[CatalogEntry]:
     """Entries of one catalog file, or a one-line `InvalidRequest` naming the file and the problem."""
     try:
@@ -211,7 +234,7 @@ class Catalog:
     def load(
         cls, extra_files: Sequence[Path] = (), registered: Iterable[CatalogEntry] = (), builtins: bool = True
     ) -> Catalog:
-        entries: list[CatalogEntry] = [tiny_entry()] if builtins else []
+        entries: list[CatalogEntry] = [tiny_entry(), tiny_embed_entry()] if builtins else []
         for path in sorted(SHIPPED_CATALOGS.glob("*.json")):
             entries.extend(load_catalog_file(path))
         for path in extra_files:

@@ -16,7 +16,16 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import InvalidRequest, ModelNotCached, ModelNotFound, ProviderUnavailable
 from . import download as _download
-from .cache import GENAI_CONFIG, CachedModel, ModelCache, describe, folder_size, read_marker, read_runtime
+from .cache import (
+    GENAI_CONFIG,
+    CachedModel,
+    ModelCache,
+    describe,
+    folder_size,
+    is_model_folder,
+    read_marker,
+    read_runtime,
+)
 from .catalog import Catalog, CatalogEntry, LocalSource, Runtime, priority_key
 from .location import effective_cache_dir, save_cache_dir
 from .progress import Cancel, ProgressCallback, StageCallback
@@ -180,7 +189,7 @@ class ModelManager:
     # -- local files
     def is_cached(self, entry: CatalogEntry) -> bool:
         if isinstance(entry.source, LocalSource):
-            return Path(entry.source.path, GENAI_CONFIG).is_file()
+            return is_model_folder(Path(entry.source.path))
         return self.cache.find(entry.id) is not None
 
     def local_path(self, name: str) -> Path | None:
@@ -188,7 +197,7 @@ class ModelManager:
         entry = self.resolve(name)
         if isinstance(entry.source, LocalSource):
             path = Path(entry.source.path)
-            return path if (path / GENAI_CONFIG).is_file() else None
+            return path if is_model_folder(path) else None
         found = self.cache.find(entry.id)
         return found.path if found else None
 
@@ -206,7 +215,7 @@ class ModelManager:
     def _local_model(self, entry: CatalogEntry) -> CachedModel | None:
         if isinstance(entry.source, LocalSource):
             path = Path(entry.source.path)
-            if not (path / GENAI_CONFIG).is_file():
+            if not is_model_folder(path):
                 return None
             marker = read_marker(path) or {}
             registered = self.registry_entry(entry.id) is not None
