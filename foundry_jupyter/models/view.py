@@ -8,12 +8,10 @@ a name means. Each function takes the `ModelManager` it reads.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .catalog import CatalogEntry, filter_entries
-
-if TYPE_CHECKING:
-    from .manager import ModelManager
+from .manager import ModelManager
 
 
 def catalog(manager: ModelManager, expression: str | None = None) -> list[tuple[CatalogEntry, bool]]:
