@@ -25,9 +25,9 @@ SHIPPED_CATALOGS = Path(__file__).with_name("catalogs")
 # The same values as `engine.testmodel` (kept here so listing the catalog does not import onnx).
 TINY_ALIAS = "tiny"
 TINY_ID = "tiny-generic-cpu:1"
-# And of `models.encoders.tiny` (which loads numpy).
-TINY_EMBED_ALIAS = "tiny-embed"
-TINY_EMBED_ID = "tiny-embed-generic-cpu:1"
+# And of `models.encoders.tiny` (which loads numpy). Not `tiny-...`: a filter for "tiny" means the chat model.
+TINY_EMBED_ALIAS = "random-embed"
+TINY_EMBED_ID = "random-embed-generic-cpu:1"
 EMBEDDINGS_TASK = "embeddings"
 
 

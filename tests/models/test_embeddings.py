@@ -1,5 +1,5 @@
 """Embedding models: the safetensors -> ONNX BERT converter and the onnxruntime embedding engine, on the
-built-in random `tiny-embed` model (written offline, converted the way all-MiniLM-L6-v2 is)."""
+built-in random `random-embed` model (written offline, converted the way all-MiniLM-L6-v2 is)."""
 
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def model(source: Path, tmp_path_factory: pytest.TempPathFactory):
-    folder = convert_sentence_transformers(source, tmp_path_factory.mktemp("onnx") / "tiny-embed")
-    loaded = EmbeddingModel.load(folder, model_id="tiny-embed")
+    folder = convert_sentence_transformers(source, tmp_path_factory.mktemp("onnx") / "random-embed")
+    loaded = EmbeddingModel.load(folder, model_id="random-embed")
     yield loaded
     loaded.close()
 

@@ -1,5 +1,5 @@
 """`POST v1/embeddings` with the real `openai.AsyncOpenAI` client, against the built-in random
-`tiny-embed` BERT served by its own runner process."""
+`random-embed` BERT served by its own runner process."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def embed_cache_dir(tiny_cache_dir: Path, tmp_path_factory: pytest.TempPathFacto
 
     cache = tmp_path_factory.mktemp("embed-cache") / "models"
     shutil.copytree(tiny_cache_dir, cache)
-    ModelManager(defaults({"FOUNDRY_JUPYTER_CACHE": str(cache)})).ensure("tiny-embed")
+    ModelManager(defaults({"FOUNDRY_JUPYTER_CACHE": str(cache)})).ensure("random-embed")
     return cache
 
 
@@ -49,7 +49,7 @@ def reference(embed_cache_dir: Path):
 
 
 async def test_openai_client_embeds_a_list_of_texts(client, reference) -> None:
-    answer = await client.embeddings.create(model="tiny-embed", input=TEXTS)  # base64 on the wire
+    answer = await client.embeddings.create(model="random-embed", input=TEXTS)  # base64 on the wire
     assert answer.object == "list" and answer.model == TINY_EMBED_ID
     assert [d.index for d in answer.data] == [0, 1, 2]
     vectors = np.array([d.embedding for d in answer.data], dtype=np.float32)
@@ -59,7 +59,7 @@ async def test_openai_client_embeds_a_list_of_texts(client, reference) -> None:
 
 
 async def test_float_and_base64_formats_carry_the_same_vector(http) -> None:
-    body = {"model": "tiny-embed", "input": "hello world"}
+    body = {"model": "random-embed", "input": "hello world"}
     floats = (await http.post("v1/embeddings", json={**body, "encoding_format": "float"})).json()
     packed = (await http.post("v1/embeddings", json={**body, "encoding_format": "base64"})).json()
     as_floats = np.array(floats["data"][0]["embedding"], dtype=np.float32)
@@ -71,8 +71,8 @@ async def test_float_and_base64_formats_carry_the_same_vector(http) -> None:
 
 async def test_token_arrays_and_dimensions(client, reference) -> None:
     ids = reference.tokenize(["hello world"])[0]
-    one = await client.embeddings.create(model="tiny-embed", input=ids)
-    many = await client.embeddings.create(model="tiny-embed", input=[ids, ids], dimensions=8)
+    one = await client.embeddings.create(model="random-embed", input=ids)
+    many = await client.embeddings.create(model="random-embed", input=[ids, ids], dimensions=8)
     by_text, _ = reference.embed(["hello world"])
     np.testing.assert_allclose(one.data[0].embedding, by_text[0], atol=1e-6)
     assert [len(d.embedding) for d in many.data] == [8, 8]
@@ -82,7 +82,7 @@ async def test_token_arrays_and_dimensions(client, reference) -> None:
 
 async def test_concurrent_requests_are_answered_each_with_its_own_vectors(client, reference) -> None:
     answers = await asyncio.gather(
-        *(client.embeddings.create(model="tiny-embed", input=TEXTS[i % 3]) for i in range(12))
+        *(client.embeddings.create(model="random-embed", input=TEXTS[i % 3]) for i in range(12))
     )
     expected, _ = reference.embed(TEXTS)
     for i, answer in enumerate(answers):
@@ -91,13 +91,13 @@ async def test_concurrent_requests_are_answered_each_with_its_own_vectors(client
 
 async def test_mistakes_are_openai_shaped_4xx(client, http) -> None:
     cases = [
-        ({"model": "tiny-embed", "input": ""}, "input"),
-        ({"model": "tiny-embed", "input": []}, "input"),
-        ({"model": "tiny-embed", "input": "x", "dimensions": 0}, "dimensions"),
-        ({"model": "tiny-embed", "input": "x", "dimensions": 33}, "dimensions"),
-        ({"model": "tiny-embed", "input": "x", "encoding_format": "int8"}, "encoding_format"),
-        ({"model": "tiny-embed", "input": [[10**6]]}, "input"),
-        ({"model": "tiny-embed", "input": [[5] * 129]}, "input"),
+        ({"model": "random-embed", "input": ""}, "input"),
+        ({"model": "random-embed", "input": []}, "input"),
+        ({"model": "random-embed", "input": "x", "dimensions": 0}, "dimensions"),
+        ({"model": "random-embed", "input": "x", "dimensions": 33}, "dimensions"),
+        ({"model": "random-embed", "input": "x", "encoding_format": "int8"}, "encoding_format"),
+        ({"model": "random-embed", "input": [[10**6]]}, "input"),
+        ({"model": "random-embed", "input": [[5] * 129]}, "input"),
         ({"model": TINY, "input": "x"}, "model"),
     ]
     for body, param in cases:
@@ -108,5 +108,19 @@ async def test_mistakes_are_openai_shaped_4xx(client, http) -> None:
     with pytest.raises(openai.NotFoundError):
         await client.embeddings.create(model="no-such-model", input="x")
     with pytest.raises(openai.BadRequestError) as info:
-        await client.chat.completions.create(model="tiny-embed", messages=[{"role": "user", "content": "hi"}])
+        await client.chat.completions.create(
+            model="random-embed", messages=[{"role": "user", "content": "x"}]
+        )
     assert "embedding model" in info.value.body["message"]
+
+
+async def test_the_kernel_service_backend_embeds_through_the_server(base_url, token, reference) -> None:
+    from foundry_jupyter.kernel.backends import ServiceBackend
+
+    backend = ServiceBackend(base_url, token)
+    try:
+        vectors = await asyncio.to_thread(backend.embed, "random-embed", TEXTS, 16)
+    finally:
+        backend.close()
+    expected, _ = reference.embed(TEXTS, dimensions=16)
+    np.testing.assert_allclose(vectors, expected, atol=1e-6)

@@ -1,4 +1,4 @@
-"""The built-in `tiny-embed` model: a random-weight BERT written offline in well under a second.
+"""The built-in `random-embed` model: a random-weight BERT written offline in well under a second.
 
 `write_tiny_sentence_transformer(folder)` writes a sentence-transformers folder (safetensors weights,
 a WordPiece `tokenizer.json`, mean pooling and a `Normalize` module) from seeded weights;
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-TINY_EMBED_ALIAS = "tiny-embed"
-TINY_EMBED_ID = "tiny-embed-generic-cpu:1"
+TINY_EMBED_ALIAS = "random-embed"
+TINY_EMBED_ID = "random-embed-generic-cpu:1"
 
 HIDDEN = 32
 HEADS = 2
@@ -128,7 +128,7 @@ def write_tiny_sentence_transformer(folder: Path | str) -> Path:
 
 
 def build_tiny_embedding_model(dest: Path | str) -> Path:
-    """The converted `tiny-embed` folder in `dest` (onnx graph, tokenizer, embedding config)."""
+    """The converted `random-embed` folder in `dest` (onnx graph, tokenizer, embedding config)."""
     from .bert import convert_sentence_transformers
 
     with tempfile.TemporaryDirectory(prefix="tinybert-") as tmp:
