@@ -114,6 +114,16 @@ def describe(model_dir: Path, marker: dict[str, Any], *, registered: bool = Fals
     )
 
 
+def folder_context_length(path: Path) -> int | None:
+    """The context length a model folder states (genai_config.json or embedding_config.json), if any."""
+    try:
+        if (path / EMBEDDING_CONFIG).is_file():
+            return int(json.loads((path / EMBEDDING_CONFIG).read_text(encoding="utf-8"))["context_length"])
+        return int(json.loads((path / GENAI_CONFIG).read_text(encoding="utf-8"))["model"]["context_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def is_model_folder(path: Path) -> bool:
     """A folder holding a model this package runs: an ONNX GenAI chat model or an embedding model."""
     return (path / GENAI_CONFIG).is_file() or (path / EMBEDDING_CONFIG).is_file()

@@ -107,6 +107,15 @@ class CatalogEntry(_Camel):
         return short_provider(self.runtime.execution_provider)
 
     @property
+    def capabilities(self) -> list[str]:
+        """What the API serves with this model: `embeddings`, or `chat`, `completions` and `tools` (the
+        engine renders and parses tool calls for any chat model; `supportsToolCalling` says whether the
+        model was trained for them)."""
+        if self.task == EMBEDDINGS_TASK:
+            return [EMBEDDINGS_TASK]
+        return ["chat", "completions", "tools"]
+
+    @property
     def uri(self) -> str:
         src = self.source
         if isinstance(src, HuggingFaceSource):
@@ -142,6 +151,7 @@ class CatalogEntry(_Camel):
             "maxOutputTokens": self.max_output_tokens,
             "minFLVersion": None,
             "contextLength": self.context_length,
+            "capabilities": self.capabilities,
             "source": self.source.model_dump(by_alias=True),
         }
         if cached is not None:

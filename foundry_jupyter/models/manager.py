@@ -17,16 +17,18 @@ from ..config import Settings
 from ..errors import InvalidRequest, ModelNotCached, ModelNotFound, ProviderUnavailable
 from . import download as _download
 from .cache import (
+    EMBEDDING_CONFIG,
     GENAI_CONFIG,
     CachedModel,
     ModelCache,
     describe,
+    folder_context_length,
     folder_size,
     is_model_folder,
     read_marker,
     read_runtime,
 )
-from .catalog import Catalog, CatalogEntry, LocalSource, Runtime, priority_key
+from .catalog import EMBEDDINGS_TASK, Catalog, CatalogEntry, LocalSource, Runtime, priority_key
 from .location import effective_cache_dir, save_cache_dir
 from .progress import Cancel, ProgressCallback, StageCallback
 from .providers import short_provider, usable_providers
@@ -106,6 +108,10 @@ class ModelManager:
                         ),
                         file_size_mb=max(1, round(model.size_bytes / 2**20)),
                         provider_type="Local",
+                        task=EMBEDDINGS_TASK
+                        if (model.path / EMBEDDING_CONFIG).is_file()
+                        else "chat-completion",
+                        context_length=folder_context_length(model.path),
                         source=LocalSource(path=str(model.path)),
                     )
                 )
