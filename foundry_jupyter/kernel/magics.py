@@ -214,6 +214,11 @@ class FoundryMagics(Magics):
 
         return api.loaded_table(session=self.session)
 
+    def _cmd_embed(self, args: argparse.Namespace) -> Any:
+        from . import api
+
+        return api.embed_table(args.texts, args.model, dimensions=args.dimensions, session=self.session)
+
     def _cmd_status(self, args: argparse.Namespace) -> Report:
         return status_report(self)
 

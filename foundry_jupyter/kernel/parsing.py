@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "history": "the conversation so far",
     "reset": "forget the conversation",
     "picker": "the model picker widget",
+    "embed": "embedding vectors of the quoted TEXTs (DataFrame: text, embedding)",
     "help": "this help",
 }
 
@@ -172,6 +173,9 @@ def _line_parser() -> tuple[_Parser, dict[str, _Parser]]:
     subs["load"].add_argument("--ttl", type=_positive_int, help="seconds to stay loaded (server backend)")
     subs["backend"].add_argument("which", nargs="?", choices=("kernel", "server", "auto"))
     subs["history"].add_argument("--json", action="store_true", help="the raw messages as JSON")
+    subs["embed"].add_argument("texts", nargs="+", metavar="TEXT", help="texts to embed (quote each)")
+    subs["embed"].add_argument("--model", "-m", help="embedding model (default: all-minilm-l6-v2)")
+    subs["embed"].add_argument("--dimensions", "-d", type=_positive_int, help="shorten the vectors to N")
     subs["help"].add_argument("topic", nargs="?", help="a command")
     subs["hardware"].add_argument("--widget", action="store_true", help="the hardware panel widget")
     return parser, subs

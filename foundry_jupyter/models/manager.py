@@ -16,8 +16,19 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import InvalidRequest, ModelNotCached, ModelNotFound, ProviderUnavailable
 from . import download as _download
-from .cache import GENAI_CONFIG, CachedModel, ModelCache, describe, folder_size, read_marker, read_runtime
-from .catalog import Catalog, CatalogEntry, LocalSource, Runtime, priority_key
+from .cache import (
+    EMBEDDING_CONFIG,
+    GENAI_CONFIG,
+    CachedModel,
+    ModelCache,
+    describe,
+    folder_context_length,
+    folder_size,
+    is_model_folder,
+    read_marker,
+    read_runtime,
+)
+from .catalog import EMBEDDINGS_TASK, Catalog, CatalogEntry, LocalSource, Runtime, priority_key
 from .location import effective_cache_dir, save_cache_dir
 from .progress import Cancel, ProgressCallback, StageCallback
 from .providers import short_provider, usable_providers
@@ -97,6 +108,10 @@ class ModelManager:
                         ),
                         file_size_mb=max(1, round(model.size_bytes / 2**20)),
                         provider_type="Local",
+                        task=EMBEDDINGS_TASK
+                        if (model.path / EMBEDDING_CONFIG).is_file()
+                        else "chat-completion",
+                        context_length=folder_context_length(model.path),
                         source=LocalSource(path=str(model.path)),
                     )
                 )
@@ -180,7 +195,7 @@ class ModelManager:
     # -- local files
     def is_cached(self, entry: CatalogEntry) -> bool:
         if isinstance(entry.source, LocalSource):
-            return Path(entry.source.path, GENAI_CONFIG).is_file()
+            return is_model_folder(Path(entry.source.path))
         return self.cache.find(entry.id) is not None
 
     def local_path(self, name: str) -> Path | None:
@@ -188,7 +203,7 @@ class ModelManager:
         entry = self.resolve(name)
         if isinstance(entry.source, LocalSource):
             path = Path(entry.source.path)
-            return path if (path / GENAI_CONFIG).is_file() else None
+            return path if is_model_folder(path) else None
         found = self.cache.find(entry.id)
         return found.path if found else None
 
@@ -206,7 +221,7 @@ class ModelManager:
     def _local_model(self, entry: CatalogEntry) -> CachedModel | None:
         if isinstance(entry.source, LocalSource):
             path = Path(entry.source.path)
-            if not (path / GENAI_CONFIG).is_file():
+            if not is_model_folder(path):
                 return None
             marker = read_marker(path) or {}
             registered = self.registry_entry(entry.id) is not None

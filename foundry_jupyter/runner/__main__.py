@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sys
+from typing import Any
 
 from ..errors import FoundryError
 from ..service import transport, wire
@@ -47,9 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
 
     try:
-        from ..engine.model import ChatModel
-
-        model = ChatModel.load(args.model_path, ep=args.ep, model_id=args.model_id)
+        model = _load(args.model_path, args.ep, args.model_id)
     except FoundryError as exc:
         print(wire.ERROR_PREFIX + json.dumps(wire.error_to_wire(exc)), file=sys.stderr, flush=True)
         return 2
@@ -67,6 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         model.close()
     return 0
+
+
+def _load(path: str, ep: str | None, model_id: str | None) -> Any:
+    """A `ChatModel`, or an `EmbeddingModel` for a folder that holds an embedding model."""
+    from ..engine.embeddings import EmbeddingModel, is_embedding_folder
+
+    if is_embedding_folder(path):
+        return EmbeddingModel.load(path, ep=ep, model_id=model_id)
+    from ..engine.model import ChatModel
+
+    return ChatModel.load(path, ep=ep, model_id=model_id)
 
 
 if __name__ == "__main__":

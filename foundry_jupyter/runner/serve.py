@@ -110,6 +110,7 @@ class RunnerServer:
         """Answer one request; returns what the server sent meanwhile (the start of its next request)."""
         try:
             op = request.get("op")
+            _check_capability(self.model, op)
             if op == "info":
                 await _send(writer, {"result": self._info()})
             elif op == "count":
@@ -119,6 +120,8 @@ class RunnerServer:
                 await _send(writer, {"result": {"tokens": int(count)}})
             elif op in ("chat", "text"):
                 return await self._generate(op, request, reader, writer)
+            elif op == "embed":
+                await _send(writer, {"result": await self._embed(request)})
             else:
                 raise InvalidRequest(f"unknown runner operation {op!r}")
         except FoundryError as exc:
@@ -129,6 +132,18 @@ class RunnerServer:
             log.exception("request failed")
             await _send(writer, {"error": wire.error_to_wire(exc)})
         return b""
+
+    async def _embed(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Vectors for `input` (texts or token arrays); concurrent requests share the model's runs."""
+        loop = asyncio.get_running_loop()
+        inputs = request.get("input") or []
+        dimensions = request.get("dimensions")
+
+        def work() -> tuple[Any, int]:
+            return self.model.embed(inputs, dimensions=dimensions)
+
+        vectors, tokens = await loop.run_in_executor(self.executor, work)
+        return {**wire.vectors_to_wire(vectors), "tokens": int(tokens)}
 
     def _info(self) -> dict[str, Any]:
         return {
@@ -241,6 +256,19 @@ class BlockingOut:
 
     def close(self) -> None:
         self._sock.close()
+
+
+def _check_capability(model: Any, op: Any) -> None:
+    """An embedding model answers `embed` (and `info`), a chat model everything else."""
+    embedder = hasattr(model, "embed")
+    if embedder and op in ("chat", "text", "count"):
+        raise InvalidRequest(
+            f"'{model.model_id}' is an embedding model: it answers POST v1/embeddings only", param="model"
+        )
+    if not embedder and op == "embed":
+        raise InvalidRequest(
+            f"'{model.model_id}' is not an embedding model: it cannot answer v1/embeddings", param="model"
+        )
 
 
 def processes_worth_running(model: Any) -> int:

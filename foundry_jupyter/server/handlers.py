@@ -12,12 +12,13 @@ from typing import Any, TypeVar
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from ..service import foundry, openai
+from ..service import embeddings, foundry, openai
 from ..service.openapi import EVENTS, JSON, TEXT, Operation, Param, Route, spec
 from ..service.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     DownloadJobRequest,
+    EmbeddingRequest,
     FoundryDownloadRequest,
     TokenCountRequest,
     parse,
@@ -110,6 +111,23 @@ class CompletionsHandler(_GenerationHandler):
         answer = await openai.collect_text(stream)
         if not stream.cancelled:
             self.send_json(answer)
+
+
+@route(
+    "v1/embeddings",
+    post=Operation(
+        "Embeddings of texts or token arrays from an embedding model; loads a cached model on first use.",
+        "`{object: list, data: [{object: embedding, index, embedding}], model, usage}`",
+        body=EmbeddingRequest,
+    ),
+)
+class EmbeddingsHandler(FoundryHandler):
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        req = parse(EmbeddingRequest, self.json_body())
+        self.model_name(req.model)
+        self.send_json(await embeddings.create_embeddings(self.service, req))
 
 
 @route(

@@ -8,6 +8,7 @@ still gets a plain 4xx instead of a stream holding one error.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -15,6 +16,7 @@ from typing import Any
 
 from ..engine.types import GenerationParams, ResponseFormat, ToolCall, Usage
 from ..errors import FoundryError, ModelNotFound
+from ..models import view
 from . import wire
 from .core import FoundryService
 from .runners import RunnerCall
@@ -99,6 +101,11 @@ async def list_models(service: FoundryService) -> dict[str, Any]:
             _model_object(runner.model_id, int(runner.started_at), "local", alias=runner.alias),
         )
         entry["loaded"] = True
+        entry.setdefault("context_length", runner.context_length)
+    manager = await service.manager()
+    metadata = await asyncio.to_thread(view.model_metadata, manager)
+    for model_id, model in seen.items():
+        model.update({k: v for k, v in metadata.get(model_id, {}).items() if v is not None})
     return {"object": "list", "data": list(seen.values())}
 
 

@@ -294,6 +294,44 @@ class TokenCountRequest(_Body):
         return [m.as_engine() for m in self.messages]
 
 
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's own limit on one request's inputs
+
+
+class EmbeddingRequest(_Body):
+    """`POST v1/embeddings`, as OpenAI's: one text, texts, one token array or token arrays."""
+
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="A text, a list of texts, a token array or a list of token arrays (the model's ids)."
+    )
+    dimensions: int | None = Field(
+        default=None, ge=1, description="Shorten each vector to its first N values, renormalized."
+    )
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float", description="`base64`: each vector as little-endian float32 bytes."
+    )
+    user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        items = [value] if isinstance(value, str) else value
+        if not items:
+            raise ValueError("must not be empty")
+        if len(items) > MAX_EMBEDDING_INPUTS and not isinstance(items[0], int):
+            raise ValueError(f"must hold at most {MAX_EMBEDDING_INPUTS} inputs")
+        if any(item == "" or item == [] for item in items):
+            raise ValueError("must not hold an empty string or an empty token array")
+        return value
+
+    def inputs(self) -> list[str | list[int]]:
+        """The inputs as a list: a lone string or token array becomes a list of one."""
+        value = self.input
+        if isinstance(value, str) or (value and isinstance(value[0], int)):
+            return [value]  # type: ignore[list-item]
+        return list(value)  # type: ignore[arg-type]
+
+
 class FoundryModelRef(_Body):
     """Foundry Local's `WorkspaceInferenceModel`; only the name is needed here."""
 

@@ -4,14 +4,16 @@ connection first presents the runner's secret), one request at a time per connec
 The client sends one line `{"op": ..., ...}`. For `chat` and `text` the runner answers with lines
 `{"t": "<text>"}` as text is made (one token each while the reader keeps up, several once it falls
 behind), the last with `"done": {"finish_reason", "usage"}` (and "tool_calls" when the model called
-tools); `count` and `info` answer one `{"result": {...}}`. Any failure answers
-`{"error": {...}}` (a `FoundryError` as data).
+tools); `count` and `info` answer one `{"result": {...}}`; so does `embed` (an embedding model's runner:
+`{"input": [texts or token arrays], "dimensions"}` in, `vectors_to_wire` plus `tokens` out). Any
+failure answers `{"error": {...}}` (a `FoundryError` as data).
 After that final message the connection takes the next request (the server keeps idle connections
 open). Closing the connection cancels the request: that is how a client leaving stops its generation.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import asdict
 from typing import Any
@@ -62,6 +64,20 @@ def tool_calls_to_wire(calls: tuple[ToolCall, ...]) -> list[dict[str, str]]:
 
 def tool_calls_from_wire(data: list[dict[str, Any]] | None) -> tuple[ToolCall, ...]:
     return tuple(ToolCall(**call) for call in data or ())
+
+
+def vectors_to_wire(vectors: Any) -> dict[str, Any]:
+    """A float32 matrix as `{"vectors": base64 of its little-endian bytes, "shape": [rows, dims]}`."""
+    import numpy as np
+
+    matrix = np.ascontiguousarray(vectors, dtype="<f4")
+    return {"vectors": base64.b64encode(matrix.tobytes()).decode("ascii"), "shape": list(matrix.shape)}
+
+
+def vectors_from_wire(data: dict[str, Any]) -> Any:
+    import numpy as np
+
+    return np.frombuffer(base64.b64decode(data["vectors"]), dtype="<f4").reshape(data["shape"])
 
 
 def error_to_wire(exc: BaseException) -> dict[str, Any]:

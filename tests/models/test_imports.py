@@ -17,7 +17,7 @@ UPPER_LAYERS = (
     "foundry_jupyter.cli",
 )
 # Imported inside functions on purpose: the converter loads numpy, which `import` of the rest must not.
-LAZY_ALLOWED = {"foundry_jupyter.models.gguf"}
+LAZY_ALLOWED = {"foundry_jupyter.models.gguf", "foundry_jupyter.models.encoders"}
 
 
 def _module_name(path: Path) -> str:
