@@ -10,10 +10,11 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .cache import CachedModel
+from .manager import ModelManager
+
 if TYPE_CHECKING:
     from ..engine.model import ChatModel
-    from .cache import CachedModel
-    from .manager import ModelManager
 
 
 def fetch(

@@ -9,13 +9,11 @@ same shapes, with device "remote", the engine, its health and latency (`remote_*
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .catalog import CatalogEntry, filter_entries
 from .engines import DEVICE, EngineConfig, EngineListing, public_url
-
-if TYPE_CHECKING:
-    from .manager import ModelManager
+from .manager import ModelManager
 
 
 def catalog(manager: ModelManager, expression: str | None = None) -> list[tuple[CatalogEntry, bool]]:

@@ -51,9 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(RunnerServer(model).serve(args.socket, args.parent_pid))
     finally:
-        close = getattr(model, "close", None)
-        if close is not None:
-            close()
+        model.close()
     return 0
 
 

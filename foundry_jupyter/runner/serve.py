@@ -28,11 +28,9 @@ from ..service import wire
 log = logging.getLogger("foundry_jupyter.runner")
 
 PARENT_POLL_S = 1.0
-# At most one text message per this interval: a model making a token every 0.25 ms sends ~30 tokens a
-# message instead of one (each message costs a wake-up and ~0.1 ms of CPU in the runner, the server and
-# the client); a model slower than this (SmolLM2 on CPU: ~20 ms a token) sends every token as it comes.
-# The first token always goes out at once. 8 ms is still twice a 60 Hz screen's rate; against 2 ms it
-# halved the server's and the client's CPU per token and raised tiny's 4-client tokens/s by ~30 %.
+# At most one text message per this interval: each message costs a wake-up and CPU in the runner, the
+# server and the client, so a fast model sends many tokens a message, while a model slower than this
+# sends every token as it comes. The first token always goes out at once. Twice a 60 Hz screen's rate.
 MIN_SEND_INTERVAL_S = 0.008
 
 
@@ -68,7 +66,7 @@ class RunnerServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Requests on one connection, one after another: the server keeps connections open between
-        requests (a fresh connection cost ~1 ms of a small model's time to first token)."""
+        requests, so a request does not pay for a new connection in its time to first token."""
         self.connections += 1
         pending = b""
         try:
@@ -111,9 +109,9 @@ class RunnerServer:
 
     def _info(self) -> dict[str, Any]:
         return {
-            "model_id": getattr(self.model, "model_id", ""),
-            "execution_provider": getattr(self.model, "execution_provider", ""),
-            "context_length": getattr(self.model, "context_length", None),
+            "model_id": self.model.model_id,
+            "execution_provider": self.model.execution_provider,
+            "context_length": self.model.context_length,
             "pid": os.getpid(),
             "processes": processes_worth_running(self.model),
             "active": len(self.cancels),
@@ -182,9 +180,9 @@ class BlockingOut:
     """The worker thread's own blocking handle on a connection's socket.
 
     Deltas go straight from the generating thread to the socket: handing each token to the event loop
-    cost a thread wake-up and a GIL hand-over per token (a third of a small model's time to first
-    token). While the reader has not yet taken what was sent, new text waits and goes out merged with
-    the next delta, so a reader that falls behind gets fewer, larger messages instead of a backlog.
+    would cost a thread wake-up and a GIL hand-over per token. While the reader has not yet taken what
+    was sent, new text waits and goes out merged with the next delta, so a reader that falls behind gets
+    fewer, larger messages instead of a backlog.
     """
 
     def __init__(self, connection: Any, min_interval_s: float = MIN_SEND_INTERVAL_S) -> None:
@@ -227,11 +225,10 @@ def processes_worth_running(model: Any) -> int:
     its operators use fewer threads than there are cores.
 
     onnxruntime-genai holds the GIL while it makes a token, so threads in one process never make tokens
-    in parallel; only another process can use the cores such a model leaves idle (tiny model, 2 cores:
-    two processes make 1.85x the tokens/s of one).
+    in parallel; only another process can use the cores such a model leaves idle.
     """
-    threads = getattr(model, "cpu_threads", None)
-    if not threads or getattr(model, "execution_provider", "") != "cpu":
+    threads = model.cpu_threads
+    if not threads or model.execution_provider != "cpu":
         return 1
     from ..engine.hardware import cpu_threads
 

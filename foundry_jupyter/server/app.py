@@ -132,13 +132,12 @@ class FoundryApp(ExtensionApp):
             default_ttl_s=settings.ttl_s,
         )
         self.service = FoundryService(settings, supervisor=supervisor)
-        base_url = self.serverapp.base_url if self.serverapp else "/"
         self.settings["foundry_service"] = self.service
-        self.settings["foundry_prefix"] = url_path_join(base_url, PREFIX) + "/"
+        self.settings["foundry_prefix"] = url_path_join(self.serverapp.base_url, PREFIX) + "/"
         self._export_env()
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend((url_path_join(PREFIX, path), handler) for path, handler in ROUTES)
+        self.handlers.extend((url_path_join(PREFIX, route.pattern), route.handler) for route in ROUTES)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         # The port is bound by now (it may differ from the configured one after port retries).
@@ -156,7 +155,7 @@ class FoundryApp(ExtensionApp):
             os.environ.pop(config.ENV_SERVICE_TOKEN, None)
 
     def _export_env(self) -> None:
-        if not self.export_env or self.serverapp is None:
+        if not self.export_env:
             return
         try:
             url = url_path_join(self.serverapp.connection_url, PREFIX) + "/"

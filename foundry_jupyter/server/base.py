@@ -13,7 +13,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from jupyter_server.base.handlers import APIHandler
@@ -59,7 +59,7 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
     @property
     def service_url(self) -> str:
         """The `.../foundry` root as the client reached it (no trailing slash, as Foundry's Endpoints)."""
-        prefix = self.settings.get("foundry_prefix", "/foundry/")
+        prefix = self.settings["foundry_prefix"]
         return f"{self.request.protocol}://{self.request.host}{prefix}".rstrip("/")
 
     # ---- request bodies ----------------------------------------------------------------------
@@ -151,7 +151,7 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
             self._cancel_on_close.cancel()
         super().on_connection_close()
 
-    async def send_events(self, events: AsyncIterator[list[Any]], *, done: bool = True) -> None:
+    async def send_events(self, events: AsyncGenerator[list[Any], None], *, done: bool = True) -> None:
         """Server-sent events: `data: <json>` per item, `data: [DONE]` at the end. Each list of items
         goes out in one write. A failure after the stream started becomes a final
         `data: {"error": ...}` event."""
@@ -178,15 +178,13 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
             except StreamClosedError:
                 return
         finally:
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await events.aclose()
         if not self._client_gone:
             with contextlib.suppress(StreamClosedError):
                 await self.finish(set_content_type="text/event-stream")
 
     async def send_lines(
-        self, lines: AsyncIterator[str], content_type: str = "text/plain; charset=utf-8"
+        self, lines: AsyncGenerator[str, None], content_type: str = "text/plain; charset=utf-8"
     ) -> None:
         """A streamed plain-text body, one line at a time (Foundry's download progress)."""
         self.set_header("Content-Type", content_type)
@@ -199,9 +197,7 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
         except StreamClosedError:
             self._client_left()
         finally:
-            aclose = getattr(lines, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await lines.aclose()
 
     async def _write_event(self, data: str) -> None:
         self.write(f"data: {data}\n\n")

@@ -1,14 +1,19 @@
-"""Route handlers: parse, call the service function, write. Every verb is authenticated and authorized."""
+"""Route handlers: parse, call the service function, write. Every verb is authenticated and authorized.
+
+Each handler is declared with `@route(path, method=Operation(...))`: that one declaration is what the
+server registers (`ROUTES`), what `openapi.json` documents and what the auth test walks.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, TypeVar
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..service import foundry, openai
-from ..service.openapi import spec
+from ..service.openapi import EVENTS, JSON, TEXT, Operation, Param, Route, spec
 from ..service.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -19,9 +24,26 @@ from ..service.schemas import (
 )
 from .base import FoundryHandler
 
-MODEL = r"(?P<name>[^/]+(?:/[^/]+)*)"  # ids may hold ':' and, for registered models, '/'
+H = TypeVar("H", bound=type[FoundryHandler])
+
+# Every route under the prefix, in the order the server matches them (the catch-all comes last).
+ROUTES: list[Route] = []
 
 
+def route(path: str, **operations: Operation) -> Callable[[H], H]:
+    """Serve `path` (under the prefix; `{param}` placeholders from `openapi.PATH_PARAMS`) with the
+    decorated handler, documenting one `Operation` per HTTP method it implements."""
+
+    def declare(handler: H) -> H:
+        ROUTES.append(Route(path, handler, operations))
+        return handler
+
+    return declare
+
+
+@route(
+    "v1/models", get=Operation("List the cached and loaded models (OpenAI format).", "`{object: list, data}`")
+)
 class ModelsHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -29,6 +51,7 @@ class ModelsHandler(FoundryHandler):
         self.send_json(await openai.list_models(self.service))
 
 
+@route("v1/models/{name}", get=Operation("One model, by id or alias.", "A model object"))
 class ModelHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -42,6 +65,15 @@ class _GenerationHandler(FoundryHandler):
         self.ep_name(req.ep)
 
 
+@route(
+    "v1/chat/completions",
+    post=Operation(
+        "Chat completion; SSE when `stream` is true. Loads a cached model on first use.",
+        "`chat.completion`, or `chat.completion.chunk` events",
+        body=ChatCompletionRequest,
+        media=(JSON, EVENTS),
+    ),
+)
 class ChatCompletionsHandler(_GenerationHandler):
     @web.authenticated
     @authorized
@@ -58,6 +90,12 @@ class ChatCompletionsHandler(_GenerationHandler):
             self.send_json(answer)
 
 
+@route(
+    "v1/completions",
+    post=Operation(
+        "Legacy text completion.", "`text_completion`", body=CompletionRequest, media=(JSON, EVENTS)
+    ),
+)
 class CompletionsHandler(_GenerationHandler):
     @web.authenticated
     @authorized
@@ -74,6 +112,10 @@ class CompletionsHandler(_GenerationHandler):
             self.send_json(answer)
 
 
+@route(
+    "v1/chat/completions/tokenizer/encode/count",
+    post=Operation("Count the prompt tokens of a chat request.", "`{tokenCount}`", body=TokenCountRequest),
+)
 class TokenCountHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -83,6 +125,12 @@ class TokenCountHandler(FoundryHandler):
         self.send_json(await openai.count_tokens(self.service, req))
 
 
+@route(
+    "openai/status",
+    get=Operation(
+        "Service status (Foundry Local).", "`{Endpoints, ModelDirPath, PipeName}` and camelCase twins"
+    ),
+)
 class StatusHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -90,6 +138,7 @@ class StatusHandler(FoundryHandler):
         self.send_json(foundry.status(self.service, self.service_url))
 
 
+@route("foundry/list", get=Operation("The catalog, best variant of each alias first.", "Array of entries"))
 class CatalogListHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -97,6 +146,12 @@ class CatalogListHandler(FoundryHandler):
         self.send_json(await foundry.catalog_list(self.service))
 
 
+@route(
+    "foundry/resolve/{name}",
+    get=Operation(
+        "The catalog variant an alias or id stands for on this machine.", "A catalog entry with `cached`"
+    ),
+)
 class ResolveHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -104,6 +159,7 @@ class ResolveHandler(FoundryHandler):
         self.send_json(await foundry.resolve(self.service, self.model_name(name)))
 
 
+@route("openai/models", get=Operation("Ids of the cached models.", "Array of ids"))
 class CachedModelsHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -111,6 +167,16 @@ class CachedModelsHandler(FoundryHandler):
         self.send_json(await foundry.cached_ids(self.service))
 
 
+@route(
+    "openai/download",
+    post=Operation(
+        "Download a model; streams `Total NN.NN% Downloading <file>` lines, then "
+        "`[DONE]` and `{success, errorMessage}`.",
+        "text/plain progress lines",
+        body=FoundryDownloadRequest,
+        media=(TEXT,),
+    ),
+)
 class DownloadHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -119,7 +185,7 @@ class DownloadHandler(FoundryHandler):
         lines = foundry.download_lines(self.service, self.model_name(req.model_name()))
         first = await anext(lines)  # an unknown model answers 404 here, before the stream starts
 
-        async def all_lines() -> Any:
+        async def all_lines() -> AsyncGenerator[str, None]:
             try:
                 yield first
                 async for line in lines:
@@ -130,6 +196,21 @@ class DownloadHandler(FoundryHandler):
         await self.send_lines(all_lines())
 
 
+@route(
+    "openai/load/{name}",
+    get=Operation(
+        "Load a model into its own runner process.",
+        "`{status: loaded|already_loaded, id, executionProvider, ttlSeconds}`",
+        query=(
+            Param(
+                "ttl",
+                "Idle seconds before unloading (0: never; default 600).",
+                {"type": "integer", "minimum": 0},
+            ),
+            Param("ep", "Execution provider."),
+        ),
+    ),
+)
 class LoadHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -143,6 +224,14 @@ class LoadHandler(FoundryHandler):
         self.send_json(await foundry.load(self.service, self.model_name(name), ttl=ttl, ep=ep))
 
 
+@route(
+    "openai/unload/{name}",
+    get=Operation(
+        "Unload a model.",
+        "`{status: unloaded|not_loaded, id}`",
+        query=(Param("force", "Stop it even while it serves requests.", {"type": "boolean"}),),
+    ),
+)
 class UnloadHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -151,6 +240,7 @@ class UnloadHandler(FoundryHandler):
         self.send_json(await foundry.unload(self.service, self.model_name(name), force=force))
 
 
+@route("openai/unloadall", get=Operation("Unload every model.", "`{status, models}`"))
 class UnloadAllHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -158,6 +248,7 @@ class UnloadAllHandler(FoundryHandler):
         self.send_json(await foundry.unload_all(self.service))
 
 
+@route("openai/loadedmodels", get=Operation("Ids of the loaded models.", "Array of ids"))
 class LoadedModelsHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -165,14 +256,16 @@ class LoadedModelsHandler(FoundryHandler):
         self.send_json(foundry.loaded_ids(self.service))
 
 
+@route("openapi.json", get=Operation("This document.", "OpenAPI 3.1"))
 class OpenApiHandler(FoundryHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.send_json(spec(self.service_url))
+        self.send_json(spec(self.service_url, ROUTES))
 
 
 # ---- extras for the sidebar and the kernel ----------------------------------------------------
+@route("hardware", get=Operation("CPU, memory, GPUs and execution providers.", "Hardware report"))
 class HardwareHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -180,6 +273,7 @@ class HardwareHandler(FoundryHandler):
         self.send_json(await foundry.hardware(self.service))
 
 
+@route("cache", get=Operation("The model cache.", "`{location, models}`"))
 class CacheHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -187,6 +281,7 @@ class CacheHandler(FoundryHandler):
         self.send_json(await foundry.cache_listing(self.service))
 
 
+@route("cache/{name}", delete=Operation("Delete a cached model (unloading it first).", "`{removed}`"))
 class CacheEntryHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -194,6 +289,7 @@ class CacheEntryHandler(FoundryHandler):
         self.send_json(await foundry.cache_remove(self.service, self.model_name(name)))
 
 
+@route("loaded", get=Operation("Loaded models with TTL left, memory, EP and pid.", "`{models}`"))
 class LoadedHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -201,6 +297,11 @@ class LoadedHandler(FoundryHandler):
         self.send_json(foundry.loaded_details(self.service))
 
 
+@route(
+    "downloads",
+    get=Operation("Background downloads.", "`{downloads}`"),
+    post=Operation("Start a background download.", "202 with the job", body=DownloadJobRequest, status=202),
+)
 class DownloadsHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -215,6 +316,11 @@ class DownloadsHandler(FoundryHandler):
         self.send_json(job.to_dict(), status=202)
 
 
+@route(
+    "downloads/{job_id}",
+    get=Operation("One background download.", "The job"),
+    delete=Operation("Cancel a background download.", "The job"),
+)
 class DownloadJobHandler(FoundryHandler):
     @web.authenticated
     @authorized
@@ -227,6 +333,7 @@ class DownloadJobHandler(FoundryHandler):
         self.send_json(self.service.downloads.cancel(job_id).to_dict())
 
 
+@route("{rest}")
 class CatchAllHandler(FoundryHandler):
     """Any other path under the prefix: an OpenAI-shaped 404, after authentication."""
 
@@ -236,30 +343,3 @@ class CatchAllHandler(FoundryHandler):
         raise web.HTTPError(404)
 
     post = put = patch = delete = head = get
-
-
-# (path under the prefix, handler): the order matters only for the catch-all, which comes last.
-ROUTES: list[tuple[str, type[FoundryHandler]]] = [
-    ("v1/models", ModelsHandler),
-    (f"v1/models/{MODEL}", ModelHandler),
-    ("v1/chat/completions", ChatCompletionsHandler),
-    ("v1/chat/completions/tokenizer/encode/count", TokenCountHandler),
-    ("v1/completions", CompletionsHandler),
-    ("openai/status", StatusHandler),
-    ("foundry/list", CatalogListHandler),
-    (f"foundry/resolve/{MODEL}", ResolveHandler),
-    ("openai/models", CachedModelsHandler),
-    ("openai/download", DownloadHandler),
-    (f"openai/load/{MODEL}", LoadHandler),
-    (f"openai/unload/{MODEL}", UnloadHandler),
-    ("openai/unloadall", UnloadAllHandler),
-    ("openai/loadedmodels", LoadedModelsHandler),
-    ("openapi.json", OpenApiHandler),
-    ("hardware", HardwareHandler),
-    ("cache", CacheHandler),
-    (f"cache/{MODEL}", CacheEntryHandler),
-    ("loaded", LoadedHandler),
-    ("downloads", DownloadsHandler),
-    (r"downloads/(?P<job_id>[A-Za-z0-9_-]+)", DownloadJobHandler),
-    (r"(?P<rest>.*)", CatchAllHandler),
-]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from ..engine.types import GenerationParams, ResponseFormat, ToolCall, Usage
@@ -191,7 +191,7 @@ async def collect_chat(stream: GenerationStream) -> dict[str, Any]:
 
 async def chat_chunks(
     stream: GenerationStream, req: ChatCompletionRequest
-) -> AsyncIterator[list[dict[str, Any]]]:
+) -> AsyncGenerator[list[dict[str, Any]], None]:
     """`chat.completion.chunk` objects, role first, usage last when asked for; each list yielded is
     what can go out together (the role with the first text, the last chunks with each other)."""
     base = {
@@ -243,7 +243,7 @@ async def collect_text(stream: GenerationStream) -> dict[str, Any]:
 
 async def text_chunks(
     stream: GenerationStream, req: CompletionRequest
-) -> AsyncIterator[list[dict[str, Any]]]:
+) -> AsyncGenerator[list[dict[str, Any]], None]:
     base = {
         "id": _new_id("cmpl"),
         "object": "text_completion",

@@ -1,22 +1,89 @@
-"""`GET openapi.json`: an OpenAPI 3.1 document of every route, built from the request models in
-`schemas`, the same ones that validate requests."""
+"""The route table's types, and `GET openapi.json` built from a route table.
+
+Each route is declared once (in `server.handlers`) as a `Route`: its path under the prefix, its handler
+and one `Operation` per HTTP method, naming the request model from `schemas` that validates the body.
+The server registers its handlers from that table and this module documents the same table, so the
+OpenAPI document cannot drift from what is served.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import cache
+from importlib import metadata
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from .. import __version__
-from .schemas import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    DownloadJobRequest,
-    FoundryDownloadRequest,
-    TokenCountRequest,
-)
+JSON = "application/json"
+EVENTS = "text/event-stream"
+TEXT = "text/plain"
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter, or (in `PATH_PARAMS`) a path parameter with the regex its segment matches."""
+
+    name: str
+    description: str = ""
+    schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "string"})
+    pattern: str = "[^/]+"  # path parameters only
+
+    def to_openapi(self, where: str) -> dict[str, Any]:
+        param: dict[str, Any] = {"name": self.name, "in": where, "schema": dict(self.schema)}
+        if where == "path":
+            param["required"] = True
+        if self.description:
+            param["description"] = self.description
+        return param
+
+
+# `{name}` in a route's path: its regex (for the server) and its documentation (for the spec).
+PATH_PARAMS = {
+    p.name: p
+    for p in (
+        # ids may hold ':' and, for registered models, '/'
+        Param("name", "A model alias or full id (`name:version`).", pattern=r"[^/]+(?:/[^/]+)*"),
+        Param("job_id", "A background download's id.", pattern=r"[A-Za-z0-9_-]+"),
+        Param("rest", pattern=".*"),
+    )
+}
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One method of a route, as the spec describes it."""
+
+    summary: str
+    answer: str  # what the success answer holds
+    body: type[BaseModel] | None = None  # the request model that validates the JSON body
+    query: tuple[Param, ...] = ()
+    status: int = 200
+    media: tuple[str, ...] = (JSON,)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A path under the prefix (`v1/models/{name}`), the handler class serving it, and its operations
+    by lower-case HTTP method. A route without operations is served but not documented (the catch-all)."""
+
+    path: str
+    handler: type
+    operations: Mapping[str, Operation]
+
+    @property
+    def pattern(self) -> str:
+        """The path as the server's URL regex: each `{param}` becomes a named group."""
+        return _PLACEHOLDER.sub(lambda m: f"(?P<{m[1]}>{PATH_PARAMS[m[1]].pattern})", self.path)
+
+    @property
+    def path_params(self) -> list[str]:
+        return _PLACEHOLDER.findall(self.path)
+
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -35,186 +102,68 @@ ERROR_SCHEMA = {
     },
 }
 
-NAME = {
-    "name": "name",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "A model alias or full id (`name:version`).",
-}
 
-# (method, path, summary, request model, answer description, extra parameters)
-ROUTES: list[tuple[str, str, str, type[BaseModel] | None, str, list[dict[str, Any]]]] = [
-    (
-        "get",
-        "/v1/models",
-        "List the cached and loaded models (OpenAI format).",
-        None,
-        "`{object: list, data}`",
-        [],
-    ),
-    ("get", "/v1/models/{name}", "One model, by id or alias.", None, "A model object", [NAME]),
-    (
-        "post",
-        "/v1/chat/completions",
-        "Chat completion; SSE when `stream` is true. Loads a cached model on first use.",
-        ChatCompletionRequest,
-        "`chat.completion`, or `chat.completion.chunk` events",
-        [],
-    ),
-    ("post", "/v1/completions", "Legacy text completion.", CompletionRequest, "`text_completion`", []),
-    (
-        "post",
-        "/v1/chat/completions/tokenizer/encode/count",
-        "Count the prompt tokens of a chat request.",
-        TokenCountRequest,
-        "`{tokenCount}`",
-        [],
-    ),
-    (
-        "get",
-        "/openai/status",
-        "Service status (Foundry Local).",
-        None,
-        "`{Endpoints, ModelDirPath, PipeName}` and camelCase twins",
-        [],
-    ),
-    ("get", "/foundry/list", "The catalog, best variant of each alias first.", None, "Array of entries", []),
-    (
-        "get",
-        "/foundry/resolve/{name}",
-        "The catalog variant an alias or id stands for on this machine.",
-        None,
-        "A catalog entry with `cached`",
-        [NAME],
-    ),
-    ("get", "/openai/models", "Ids of the cached models.", None, "Array of ids", []),
-    (
-        "post",
-        "/openai/download",
-        "Download a model; streams `Total NN.NN% Downloading <file>` lines, then "
-        "`[DONE]` and `{success, errorMessage}`.",
-        FoundryDownloadRequest,
-        "text/plain progress lines",
-        [],
-    ),
-    (
-        "get",
-        "/openai/load/{name}",
-        "Load a model into its own runner process.",
-        None,
-        "`{status: loaded|already_loaded, id, executionProvider, ttlSeconds}`",
-        [
-            NAME,
-            {
-                "name": "ttl",
-                "in": "query",
-                "schema": {"type": "integer", "minimum": 0},
-                "description": "Idle seconds before unloading (0: never; default 600).",
-            },
-            {"name": "ep", "in": "query", "schema": {"type": "string"}, "description": "Execution provider."},
-        ],
-    ),
-    (
-        "get",
-        "/openai/unload/{name}",
-        "Unload a model.",
-        None,
-        "`{status: unloaded|not_loaded, id}`",
-        [
-            NAME,
-            {
-                "name": "force",
-                "in": "query",
-                "schema": {"type": "boolean"},
-                "description": "Stop it even while it serves requests.",
-            },
-        ],
-    ),
-    ("get", "/openai/unloadall", "Unload every model.", None, "`{status, models}`", []),
-    ("get", "/openai/loadedmodels", "Ids of the loaded models.", None, "Array of ids", []),
-    ("get", "/openapi.json", "This document.", None, "OpenAPI 3.1", []),
-    ("get", "/hardware", "CPU, memory, GPUs and execution providers.", None, "Hardware report", []),
-    ("get", "/cache", "The model cache.", None, "`{location, models}`", []),
-    ("delete", "/cache/{name}", "Delete a cached model (unloading it first).", None, "`{removed}`", [NAME]),
-    ("get", "/loaded", "Loaded models with TTL left, memory, EP and pid.", None, "`{models}`", []),
-    ("get", "/downloads", "Background downloads.", None, "`{downloads}`", []),
-    ("post", "/downloads", "Start a background download.", DownloadJobRequest, "202 with the job", []),
-    (
-        "get",
-        "/downloads/{id}",
-        "One background download.",
-        None,
-        "The job",
-        [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
-    ),
-    (
-        "delete",
-        "/downloads/{id}",
-        "Cancel a background download.",
-        None,
-        "The job",
-        [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
-    ),
-]
-
-
-JSON = "application/json"
-EVENTS = "text/event-stream"
-# (method, path) -> (success status, media types) where it is not `200` with a JSON body.
-ANSWERS: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
-    ("post", "/v1/chat/completions"): ("200", (JSON, EVENTS)),
-    ("post", "/v1/completions"): ("200", (JSON, EVENTS)),
-    ("post", "/openai/download"): ("200", ("text/plain",)),
-    ("post", "/downloads"): ("202", (JSON,)),
-}
+def version() -> str:
+    try:
+        return metadata.version("foundry-jupyter")
+    except metadata.PackageNotFoundError:  # run from a source checkout that was never installed
+        return "0+unknown"
 
 
 @cache
-def _components() -> dict[str, Any]:
-    models = sorted({route[3] for route in ROUTES if route[3] is not None}, key=lambda m: m.__name__)
+def _components(bodies: tuple[type[BaseModel], ...]) -> dict[str, Any]:
     _, top = models_json_schema(
-        [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
+        [(m, "validation") for m in bodies], ref_template="#/components/schemas/{model}"
     )
     schemas = dict(top.get("$defs", {}))
     schemas["Error"] = ERROR_SCHEMA
     return schemas
 
 
-def spec(server_url: str) -> dict[str, Any]:
-    paths: dict[str, dict[str, Any]] = {}
-    for method, path, summary, model, answer, params in ROUTES:
-        success, media = ANSWERS.get((method, path), ("200", (JSON,)))
-        operation: dict[str, Any] = {
-            "summary": summary,
-            "security": [{"token": []}],
-            "responses": {
-                success: {"description": answer, "content": {m: {} for m in media}},
-                "4XX": {
-                    "description": "The caller's mistake",
-                    "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
-                },
+def _operation(route: Route, op: Operation) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": op.summary,
+        "security": [{"token": []}],
+        "responses": {
+            str(op.status): {"description": op.answer, "content": {m: {} for m in op.media}},
+            "4XX": {
+                "description": "The caller's mistake",
+                "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
             },
+        },
+    }
+    params = [PATH_PARAMS[name].to_openapi("path") for name in route.path_params]
+    params += [q.to_openapi("query") for q in op.query]
+    if params:
+        operation["parameters"] = params
+    if op.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}},
         }
-        if params:
-            operation["parameters"] = params
-        if model is not None:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
-            }
-        paths.setdefault(path, {})[method] = operation
+    return operation
+
+
+def spec(server_url: str, routes: Iterable[Route]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `routes`, served at `server_url`."""
+    paths: dict[str, dict[str, Any]] = {}
+    bodies: set[type[BaseModel]] = set()
+    for route in routes:
+        for method, op in route.operations.items():
+            paths.setdefault(f"/{route.path}", {})[method] = _operation(route, op)
+            if op.body is not None:
+                bodies.add(op.body)
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "foundry-jupyter",
-            "version": __version__,
+            "version": version(),
             "description": "OpenAI-compatible and Foundry Local REST API served by the Jupyter server.",
         },
         "servers": [{"url": server_url}],
         "paths": paths,
         "components": {
-            "schemas": _components(),
+            "schemas": _components(tuple(sorted(bodies, key=lambda m: m.__name__))),
             "securitySchemes": {
                 "token": {"type": "http", "scheme": "bearer", "description": "The Jupyter server's token."}
             },

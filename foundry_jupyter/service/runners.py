@@ -1,10 +1,13 @@
-"""Runner processes: start, talk to, time out and stop the processes of each loaded model.
+"""Runner supervision: start, talk to, time out and stop the processes of each loaded model.
 
 A model lives in its own process (`python -m foundry_jupyter.runner`) so that a native crash or an
 out-of-memory kills one runner and never the Jupyter server, and so that unloading returns memory to
 the OS. A model whose operators leave cores idle (a small CPU model) gets more processes of its own as
 concurrent requests need them: onnxruntime-genai makes one token at a time per process. All I/O here is
 asyncio, so the server's event loop never waits on inference.
+
+The supervisor starts processes through its `spawn` function (`processes.spawn_runner` unless one is
+given), so its policies (TTL, eviction, growth, affinity, crash handling) are tested against fakes.
 """
 
 from __future__ import annotations
@@ -16,13 +19,9 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 from ..engine.hardware import normalize_provider
 from ..errors import FoundryError, RunnerFailed
 from . import wire
+from .processes import RunnerProcess, spawn_runner
 
 log = logging.getLogger("foundry_jupyter.service")
 
@@ -39,42 +39,13 @@ GENERATION_OPS = ("chat", "text")
 READ_SIZE = 256 * 1024  # one read takes every runner message that is waiting
 
 
+# (model id, model folder, execution provider) -> a started process whose model is loaded, and its `info`
+Spawn = Callable[[str, Path, str | None], Awaitable[tuple[RunnerProcess, dict[str, Any]]]]
+
+
 class ModelBusy(FoundryError):
     status = 409
     code = "model_busy"
-
-
-@dataclass(eq=False)  # one OS process: compared by identity
-class RunnerProcess:
-    """One runner process: the model loaded once more, listening on its own socket."""
-
-    process: subprocess.Popen[bytes]
-    socket_path: str
-    workdir: str
-    active: int = 0
-    # connections whose last answer ended, kept for the next request (a fresh unix connection cost the
-    # server and the runner ~1 ms together)
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(default_factory=list)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        while self.idle:
-            reader, writer = self.idle.pop()
-            if not writer.is_closing() and not reader.at_eof():
-                return reader, writer
-            writer.close()
-        return await asyncio.open_unix_connection(self.socket_path)
-
-    def close_idle(self) -> None:
-        for _reader, writer in self.idle:
-            writer.close()
-        self.idle.clear()
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
 
 
 @dataclass
@@ -229,7 +200,7 @@ class RunnerCall:
 
     def _died(self, exc: BaseException | None) -> RunnerFailed:
         self.close()
-        rc = self.process.process.poll()
+        rc = self.process.poll()
         how = f"exited with status {rc}" if rc is not None else "closed the connection"
         log.warning(
             "runner for %s (pid %s) %s mid-request (%s)", self.runner.model_id, self.process.pid, how, exc
@@ -270,8 +241,7 @@ class RunnerSupervisor:
         max_processes: int = 4,
         nice: int = 5,
         default_ttl_s: int = 600,
-        python: str = sys.executable,
-        runner_args: tuple[str, ...] = (),
+        spawn: Spawn | None = None,
     ) -> None:
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
@@ -279,8 +249,7 @@ class RunnerSupervisor:
         self.max_processes = max_processes  # per model that leaves cores idle
         self.nice = nice  # runners' CPU priority below the server's
         self.default_ttl_s = default_ttl_s
-        self.python = python
-        self.runner_args = runner_args
+        self._spawn: Spawn = spawn or self._spawn_runner
         self.runners: dict[str, Runner] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._reaper: asyncio.Task[None] | None = None
@@ -439,7 +408,7 @@ class RunnerSupervisor:
         )
         # A model that leaves cores idle gets a process per concurrent request, up to `max_processes`:
         # the OS shares the cores between processes better than one process's GIL shares them between
-        # requests (tiny, 4 clients on 2 cores: 4 processes ~4,400 tokens/s, 2 processes ~3,500).
+        # requests (figures in benchmarks/README.md).
         if int(info.get("processes") or 1) > 1:
             runner.max_processes = max(1, self.max_processes)
         log.info(
@@ -470,70 +439,17 @@ class RunnerSupervisor:
         else:
             await self._stop_process(runner.model_id, process)
 
-    async def _spawn(self, model_id: str, path: Path, ep: str | None) -> tuple[RunnerProcess, dict[str, Any]]:
-        """Start one runner process and wait until its model is loaded; returns it and its `info`."""
-        workdir = tempfile.mkdtemp(prefix="fj-runner-")
-        socket_path = os.path.join(workdir, "sock")
-        log_path = os.path.join(workdir, "runner.log")
-        cmd = [
-            self.python,
-            "-m",
-            "foundry_jupyter.runner",
-            "--model-path",
-            str(path),
-            "--model-id",
+    async def _spawn_runner(
+        self, model_id: str, path: Path, ep: str | None
+    ) -> tuple[RunnerProcess, dict[str, Any]]:
+        return await spawn_runner(
             model_id,
-            "--socket",
-            socket_path,
-            "--parent-pid",
-            str(os.getpid()),
-            *(["--ep", ep] if ep else []),
-            *(["--nice", str(self.nice)] if self.nice else []),
-            *self.runner_args,
-        ]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with open(log_path, "wb") as log_file:
-            # Own session: a Ctrl-C meant for the Jupyter server (which then asks for confirmation)
-            # must not kill the runners; they stop with the server or when it disappears.
-            popen = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        process = RunnerProcess(process=popen, socket_path=socket_path, workdir=workdir)
-        try:
-            return process, await self._wait_ready(model_id, process, log_path)
-        except BaseException:
-            await self._stop_process(model_id, process)
-            raise
-
-    async def _wait_ready(self, model_id: str, process: RunnerProcess, log_path: str) -> dict[str, Any]:
-        deadline = time.monotonic() + self.start_timeout_s
-        while True:
-            rc = process.process.poll()
-            if rc is not None:
-                raise _load_error(model_id, rc, log_path)
-            if os.path.exists(process.socket_path):
-                try:
-                    reader, writer = await asyncio.open_unix_connection(process.socket_path)
-                    writer.write(wire.encode({"op": "info"}))
-                    await writer.drain()
-                    line = await reader.readline()
-                    writer.close()
-                    if line:
-                        return wire.decode(line).get("result", {})
-                except (ConnectionError, OSError):
-                    pass
-            if time.monotonic() > deadline:
-                raise RunnerFailed(
-                    f"The model runner for '{model_id}' did not start within "
-                    f"{self.start_timeout_s:g} s "
-                    "(FoundryApp.runner_start_timeout)."
-                )
-            await asyncio.sleep(0.05)
+            path,
+            ep,
+            nice=self.nice,
+            start_timeout_s=self.start_timeout_s,
+            stop_timeout_s=self.stop_timeout_s,
+        )
 
     async def _stop_runner(self, runner: Runner) -> None:
         if self.runners.get(runner.model_id) is runner:
@@ -542,22 +458,10 @@ class RunnerSupervisor:
             task.cancel()
         await asyncio.gather(*(self._stop_process(runner.model_id, p) for p in runner.processes))
 
-    async def _stop_process(self, model_id: str, runner_process: RunnerProcess) -> None:
-        runner_process.close_idle()
-        process = runner_process.process
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-            deadline = time.monotonic() + self.stop_timeout_s
-            while process.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-            if process.poll() is None:
-                log.warning("runner for %s did not stop in time; killing it", model_id)
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await asyncio.get_running_loop().run_in_executor(None, process.wait)
-        shutil.rmtree(runner_process.workdir, ignore_errors=True)
-        log.info("runner for %s (pid %s) stopped (status %s)", model_id, process.pid, process.returncode)
+    async def _stop_process(self, model_id: str, process: RunnerProcess) -> None:
+        process.close_idle()
+        await process.stop(self.stop_timeout_s)
+        log.info("runner for %s (pid %s) stopped (status %s)", model_id, process.pid, process.poll())
 
     def _forget_if_dead(self, runner: Runner, process: RunnerProcess | None = None) -> None:
         """Drop `process` (default: the model's first) if it died; when it is the first, the whole model
@@ -576,8 +480,8 @@ class RunnerSupervisor:
             "%s for %s died (status %s); its last output:\n%s",
             "runner" if first else "a runner process",
             runner.model_id,
-            process.process.returncode,
-            _log_tail(process),
+            process.poll(),
+            process.log_tail(),
         )
         cleanup = self._stop_runner(runner) if first else self._stop_process(runner.model_id, process)
         task = asyncio.get_running_loop().create_task(cleanup)
@@ -617,40 +521,12 @@ class RunnerSupervisor:
         """Synchronous last resort at interpreter exit: no runner outlives its server."""
         for runner in list(self.runners.values()):
             for process in runner.processes:
-                if process.alive():
-                    with contextlib.suppress(Exception):
-                        process.process.kill()
-                        process.process.wait(timeout=5)
-                shutil.rmtree(process.workdir, ignore_errors=True)
+                process.kill()
         self.runners.clear()
-
-
-def _log_tail(process: RunnerProcess, lines: int = 20) -> str:
-    try:
-        text = Path(process.workdir, "runner.log").read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def _norm(ep: str | None) -> str:
     return normalize_provider(ep or "", strict=False)
-
-
-def _load_error(model_id: str, rc: int, log_path: str) -> FoundryError:
-    try:
-        lines = Path(log_path).read_text(errors="replace").splitlines()
-    except OSError:
-        lines = []
-    for line in reversed(lines):
-        if line.startswith(wire.ERROR_PREFIX):
-            with contextlib.suppress(ValueError):
-                return wire.error_from_wire(json.loads(line[len(wire.ERROR_PREFIX) :]))
-    log.error("runner for %s exited with status %s while loading:\n%s", model_id, rc, "\n".join(lines[-30:]))
-    return RunnerFailed(
-        f"The model runner for '{model_id}' exited with status {rc} while loading the model; "
-        "the server log has its output."
-    )
 
 
 _live_supervisors: weakref.WeakSet[RunnerSupervisor] = weakref.WeakSet()

@@ -8,6 +8,7 @@ import pytest
 from tornado.routing import PathMatches
 
 from foundry_jupyter.server.base import FoundryHandler
+from foundry_jupyter.server.handlers import ROUTES
 
 VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 SAMPLE = {"name": "tiny", "job_id": "dl-000000", "rest": "anything/at/all"}
@@ -34,11 +35,16 @@ def _rules(router):
         yield from _rules(rule.target)
 
 
-def test_every_handler_under_the_prefix_is_ours(server):
+def test_the_server_serves_exactly_the_route_table(server):
     routes = foundry_routes(server)
-    assert len(routes) >= 22
+    assert [handler for _path, handler in routes] == [route.handler for route in ROUTES]
     for path, handler in routes:
         assert issubclass(handler, FoundryHandler), (path, handler)
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.operations], ids=lambda r: r.path)
+def test_each_route_documents_the_methods_its_handler_serves(route):
+    assert sorted(m.upper() for m in route.operations) == sorted(route.handler.allowed_methods())
 
 
 @pytest.mark.parametrize("credentials", [None, "Bearer wrong-token", "token wrong-token"])

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from foundry_jupyter.service import openapi
+from foundry_jupyter.server.handlers import ROUTES
 
 from .conftest import TINY
 
@@ -28,7 +28,9 @@ MAX_TOKENS = 8
 LEAKS = re.compile(r'Traceback \(most recent call last\)|File "[^"]+", line \d+|\.py\b')
 
 OPERATIONS = [
-    pytest.param(method.upper(), path, id=f"{method.upper()} {path}") for method, path, *_ in openapi.ROUTES
+    pytest.param(method.upper(), f"/{route.path}", id=f"{method.upper()} /{route.path}")
+    for route in ROUTES
+    for method in route.operations
 ]
 
 
