@@ -60,7 +60,7 @@ class RemoteEngines:
     and registered through `POST openai/register`."""
 
     def __init__(self, configured: Sequence[Any] = (), file: EngineFile | None = None) -> None:
-        self._configured = [parse_engine(e, source="FoundryApp.remote_engines") for e in configured]
+        self._configured = _valid_engines(configured)
         self._file = file
         self._file_mtime: float | None = None
         self._saved: list[EngineConfig] = []
@@ -473,6 +473,17 @@ class ProxyCall:
         if self._response is not None:
             with contextlib.suppress(Exception):
                 await self._response.aclose()
+
+
+def _valid_engines(configured: Sequence[Any]) -> list[EngineConfig]:
+    """The configured engines that parse; a bad one is logged and left out, the server still starts."""
+    engines = []
+    for item in configured:
+        try:
+            engines.append(parse_engine(item, source="FoundryApp.remote_engines"))
+        except FoundryError as exc:
+            log.error("remote engine left out: %s", exc.message)
+    return engines
 
 
 def _upstream_body(body: dict[str, Any], model: str) -> dict[str, Any]:
