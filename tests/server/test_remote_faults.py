@@ -412,3 +412,27 @@ async def test_the_key_is_never_in_any_answer_or_the_log(http, server, fake_engi
     everything = "\n".join(texts) + log.getvalue()
     assert KEY not in everything and "sk-wrong" not in everything
     assert '"hasKey": true' in texts[-1] and KEY_ENV in texts[-1]
+
+
+async def test_the_kernels_service_backend_runs_a_remote_model_through_the_server(base_url, token):
+    """What `%foundry run fake/echo` does in a kernel the server started."""
+    import threading
+
+    from foundry_jupyter.engine.types import GenerationParams
+    from foundry_jupyter.kernel.backends import ServiceBackend
+
+    def in_kernel() -> tuple:
+        backend = ServiceBackend(base_url, token)
+        try:
+            info = backend.load("fake/echo")
+            stream = backend.stream_chat("fake/echo", MSG, GenerationParams(max_tokens=5), threading.Event())
+            deltas = list(stream.deltas)
+            catalog = {row["id"]: row for row in backend.catalog()}
+            return info, deltas, catalog
+        finally:
+            backend.close()
+
+    info, deltas, catalog = await asyncio.to_thread(in_kernel)
+    assert (info.id, info.execution_provider) == ("fake/echo", "remote")
+    assert "".join(d.text for d in deltas) == "Hello" and deltas[-1].usage.completion_tokens == 2
+    assert catalog["fake/echo"]["health"] == "ok"
