@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # Environment variables read here, and those the server exports into the kernels it starts.
 ENV_CACHE = "FOUNDRY_JUPYTER_CACHE"
@@ -39,6 +40,9 @@ class Settings:
     execution_provider: str | None = None  # None: the best one the model and machine allow
     max_loaded_models: int = 4
     registry_file: Path = field(default_factory=lambda: default_home() / "registered.json")
+    # Remote OpenAI-compatible engines: configured ones (dicts, see models.engines) and the saved ones.
+    remote_engines: tuple[Any, ...] = ()
+    engines_file: Path = field(default_factory=lambda: default_home() / "engines.json")
 
 
 def defaults(env: dict[str, str] | None = None) -> Settings:
@@ -53,4 +57,5 @@ def defaults(env: dict[str, str] | None = None) -> Settings:
         execution_provider=env.get(ENV_EP) or None,
         max_loaded_models=int(env.get(ENV_MAX_LOADED, 4)),
         registry_file=cache.parent / "registered.json",
+        engines_file=cache.parent / "engines.json",
     )

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from ..errors import FoundryError
 
 # Modules that contribute commands, in the order their help appears.
-COMMAND_MODULES = ("model", "cache", "service", "hardware", "convert")
+COMMAND_MODULES = ("model", "cache", "service", "engine", "hardware", "convert")
 
 GROUPS = {
     "model": "discover, download, run and manage models",
     "cache": "manage the local model cache",
     "service": "manage the model service (a Jupyter server with this extension)",
+    "engine": "remote OpenAI-compatible engines whose models are served as ENGINE/MODEL",
 }
 
 

@@ -26,6 +26,7 @@ from ..engine.hardware import normalize_provider
 from ..engine.types import Delta, GenerationParams, Message, ResponseFormat, Usage
 from ..errors import Cancelled, FoundryError, InvalidRequest, ModelNotFound, error_from_body
 from ..models import loading, view
+from .remote import RemoteModels
 
 # progress(bytes_done, bytes_total or None, what is being fetched)
 Progress = Callable[[int, int | None, str], None]
@@ -140,6 +141,7 @@ class KernelBackend(Backend):
         self._models: dict[str, Any] = {}  # id -> ChatModel
         self._aliases: dict[str, str] = {}  # id -> alias, of the loaded models
         self._lock = threading.RLock()
+        self.remote = RemoteModels(self.settings)  # ENGINE/MODEL, asked directly
 
     @property
     def manager(self) -> Any:
@@ -160,10 +162,12 @@ class KernelBackend(Backend):
         }
 
     def catalog(self) -> list[dict[str, Any]]:
-        return view.catalog_rows(self.manager)
+        return view.catalog_rows(self.manager) + self.remote.catalog_rows()
 
     def cache(self) -> dict[str, Any]:
-        return view.cache_listing(self.manager)
+        listing = view.cache_listing(self.manager)
+        listing["models"] += self.remote.cache_rows()
+        return listing
 
     def loaded(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -180,6 +184,8 @@ class KernelBackend(Backend):
         return hardware_report().to_dict()
 
     def resolve(self, name: str) -> dict[str, Any]:
+        if (row := self.remote.row(name)) is not None:
+            return row
         return view.resolved_row(self.manager, name)
 
     def download(self, name: str, progress: Progress | None = None, force: bool = False) -> dict[str, Any]:
@@ -194,6 +200,8 @@ class KernelBackend(Backend):
             raise Cancelled(f"download of {name} cancelled") from None
 
     def load(self, name: str, progress: Progress | None = None, ep: str | None = None) -> ModelInfo:
+        if self.remote.split(name) is not None:
+            return ModelInfo(name, name, view.DEVICE)  # the engine keeps it loaded: nothing to do here
         with self._lock:
             found = self._find_loaded(name)
             if found is not None and (ep is None or _same_provider(found.execution_provider, ep)):
@@ -224,6 +232,9 @@ class KernelBackend(Backend):
     def stream_chat(
         self, model: str, messages: list[Message], params: GenerationParams, cancel: threading.Event
     ) -> ChatStream:
+        if (hit := self.remote.split(model)) is not None:
+            deltas = self.remote.stream_chat(*hit, messages, _openai_params(params), cancel, _openai_deltas)
+            return ChatStream(ModelInfo(model, model, view.DEVICE), deltas)
         with self._lock:
             found = self._find_loaded(model)
         if found is None:
@@ -246,6 +257,7 @@ class KernelBackend(Backend):
         with self._lock:
             for model_id in list(self._models):
                 self._close(model_id)
+        self.remote.close()
 
     def _close(self, model_id: str) -> None:
         self._aliases.pop(model_id, None)
@@ -404,6 +416,8 @@ class ServiceBackend(Backend):
         found = self._find_loaded(name)
         if found is not None and (ep is None or _same_provider(found["executionProvider"], ep)):
             return _loaded_info(found)
+        if "/" in name and (remote := self._remote_row(name)) is not None:
+            return ModelInfo(remote["id"], remote["alias"], view.DEVICE)  # the server proxies it
         cached = self.download(name, progress)
         params = {"ep": ep} if ep else {}
         self._request("GET", f"openai/load/{quote(cached['id'], safe='')}", params=params)
@@ -454,6 +468,14 @@ class ServiceBackend(Backend):
         if self._openai is not None:
             self._openai.close()
 
+    def _remote_row(self, name: str) -> dict[str, Any] | None:
+        """The server's row for a remote engine's model (`ENGINE/MODEL`), None for other names."""
+        try:
+            row = self.resolve(name)
+        except FoundryError:
+            return None
+        return row if row.get("remote") else None
+
     def _find_loaded(self, name: str) -> dict[str, Any] | None:
         rows = {row["id"]: row for row in self.loaded()}
         model_id = view.loaded_id(name, {row["id"]: row["alias"] for row in rows.values()})
@@ -487,7 +509,9 @@ def _openai_params(params: GenerationParams) -> dict[str, Any]:
     return body
 
 
-def _openai_deltas(stream: Any, cancel: threading.Event) -> Iterator[Delta]:
+def _openai_deltas(
+    stream: Any, cancel: threading.Event, on_error: Callable[[Exception], FoundryError] | None = None
+) -> Iterator[Delta]:
     finish: Any = None
     usage: Usage | None = None
     try:
@@ -504,7 +528,7 @@ def _openai_deltas(stream: Any, cancel: threading.Event) -> Iterator[Delta]:
                 if text:
                     yield Delta(text)
     except Exception as err:
-        raise _openai_error(err) from None
+        raise (on_error or _openai_error)(err) from None
     finally:
         stream.close()
     yield Delta("", finish_reason=finish or "stop", usage=usage)

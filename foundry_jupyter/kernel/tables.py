@@ -11,6 +11,8 @@ from ..units import human_size
 if TYPE_CHECKING:
     import pandas as pd
 
+# A remote engine's models (device "remote") fill these; local models leave them empty.
+REMOTE_COLUMNS = ("engine", "health", "latency_ms")
 CATALOG_COLUMNS = (
     "alias",
     "id",
@@ -24,8 +26,19 @@ CATALOG_COLUMNS = (
     "license",
     "cached",
     "loaded",
+    *REMOTE_COLUMNS,
 )
-CACHE_COLUMNS = ("alias", "id", "device", "execution_provider", "size_bytes", "size", "last_used", "path")
+CACHE_COLUMNS = (
+    "alias",
+    "id",
+    "device",
+    "execution_provider",
+    "size_bytes",
+    "size",
+    "last_used",
+    "path",
+    *REMOTE_COLUMNS,
+)
 LOADED_COLUMNS = (
     "alias",
     "id",
@@ -85,6 +98,7 @@ def catalog_rows(
                 "license": e.get("license"),
                 "cached": bool(e.get("cached")),
                 "loaded": model_id in loaded,
+                **_remote(e),
             }
         )
     return rows
@@ -101,6 +115,7 @@ def cache_rows(models: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "size_bytes": m.get("sizeBytes"),
             "last_used": m.get("lastUsed"),
             "path": m.get("path"),
+            **_remote(m),
         }
         for m in models
     ]
@@ -120,6 +135,10 @@ def loaded_rows(models: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         }
         for m in models
     ]
+
+
+def _remote(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"engine": row.get("engine"), "health": row.get("health"), "latency_ms": row.get("latencyMs")}
 
 
 def _whole(value: Any) -> int | None:

@@ -2,7 +2,8 @@
 
 Catalog rows are `/foundry/list` entries with `cached` set, cache listings are `GET cache`'s
 `{location, models}`, loaded rows are `GET loaded`'s entries, and `loaded_id` says which loaded model
-a name means. Each function takes the `ModelManager` it reads.
+a name means. Each function takes the `ModelManager` it reads. Remote engines' models get rows of the
+same shapes, with device "remote", the engine, its health and latency (`remote_*`, `engine_row`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .catalog import CatalogEntry, filter_entries
+from .engines import DEVICE, EngineConfig, EngineListing, public_url
 from .manager import ModelManager
 
 
@@ -95,3 +97,88 @@ def loaded_id(
     if resolve is not None and (chosen := resolve(name)) in loaded:
         return chosen
     return next((model_id for model_id, alias in loaded.items() if alias.lower() == wanted), None)
+
+
+# ---- remote engines ---------------------------------------------------------------------------
+def remote_catalog_rows(engine: EngineConfig, listing: EngineListing) -> list[dict[str, Any]]:
+    """`/foundry/list` entries for an engine's models, named `ENGINE/MODEL`, device "remote".
+
+    `cached` is true: a remote model needs no download, and a client that offers one for uncached rows
+    must not offer it here."""
+    rows = []
+    for model in listing.models:
+        model_id = f"{engine.name}/{model['id']}"
+        rows.append(
+            {
+                "id": model_id,
+                "name": model_id,
+                "displayName": str(model["id"]),
+                "modelType": "remote",
+                "providerType": "OpenAICompatible",
+                "uri": public_url(engine.api_base),
+                "version": "",
+                "promptTemplate": None,
+                "publisher": engine.name,
+                "task": "chat-completion",
+                "runtime": {"deviceType": DEVICE, "executionProvider": engine.name},
+                "fileSizeMb": None,
+                "alias": model_id,
+                "supportsToolCalling": None,
+                "license": None,
+                "maxOutputTokens": None,
+                "contextLength": model.get("max_model_len") or model.get("context_length"),
+                "cached": True,
+                **_remote_fields(listing),
+            }
+        )
+    return rows
+
+
+def remote_cache_rows(engine: EngineConfig, listing: EngineListing) -> list[dict[str, Any]]:
+    """`GET cache` models for an engine: nothing on disk, so no size and no path."""
+    return [
+        {
+            "id": f"{engine.name}/{model['id']}",
+            "alias": f"{engine.name}/{model['id']}",
+            "device": DEVICE,
+            "executionProvider": engine.name,
+            "sizeBytes": None,
+            "path": None,
+            "lastUsed": None,
+            "publisher": engine.name,
+            "registered": False,
+            **_remote_fields(listing),
+        }
+        for model in listing.models
+    ]
+
+
+def remote_model_objects(engine: EngineConfig, listing: EngineListing, created: int) -> list[dict[str, Any]]:
+    """`GET v1/models` objects for an engine's models."""
+    return [
+        {
+            "id": f"{engine.name}/{model['id']}",
+            "object": "model",
+            "created": int(model.get("created") or created),
+            "owned_by": engine.name,
+            "alias": f"{engine.name}/{model['id']}",
+            "loaded": False,
+            **_remote_fields(listing),
+        }
+        for model in listing.models
+    ]
+
+
+def engine_row(engine: EngineConfig, listing: EngineListing) -> dict[str, Any]:
+    """One engine as `GET engines`, `engine list` and the sidebar show it (never its key)."""
+    row = {**engine.public(), **_remote_fields(listing)}
+    return {**row, "error": listing.error, "modelCount": len(listing.models)}
+
+
+def _remote_fields(listing: EngineListing) -> dict[str, Any]:
+    return {
+        "remote": True,
+        "engine": listing.engine,
+        "health": listing.health,
+        "latencyMs": listing.latency_ms,
+    }

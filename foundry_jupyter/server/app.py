@@ -13,7 +13,7 @@ from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Bool, Enum, Float, Int, List, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 
 from .. import config
 from ..service.core import FoundryService
@@ -87,6 +87,16 @@ class FoundryApp(ExtensionApp):
         5.0, help="Seconds a runner gets to exit after SIGTERM before it is killed."
     ).tag(config=True)
 
+    remote_engines = List(
+        Dict(),
+        help="Remote OpenAI-compatible engines (vLLM, Ray Serve LLM, SGLang, Ollama, another "
+        "foundry-jupyter) whose models are served as ENGINE/MODEL beside the local ones. Each: "
+        "{'name': 'vllm-a', 'base_url': 'http://gpu1:8000/v1', 'api_key_env': 'VLLM_KEY' (or "
+        "'api_key': '...'), 'models': [...] (default: the engine's GET /v1/models), 'max_in_flight': 16, "
+        "'connect_timeout': 5, 'first_byte_timeout': 120, 'idle_timeout': 60}. Engines added with "
+        "`jupyter foundry engine add` live in engines.json beside the cache folder.",
+    ).tag(config=True)
+
     export_env = Bool(
         True,
         help="Export FOUNDRY_JUPYTER_URL and FOUNDRY_JUPYTER_TOKEN into this process's environment, so the "
@@ -131,6 +141,8 @@ class FoundryApp(ExtensionApp):
             execution_provider=self.default_ep or None,
             max_loaded_models=max(1, self.max_loaded_models),
             registry_file=cache.parent / "registered.json",
+            remote_engines=tuple(self.remote_engines),
+            engines_file=cache.parent / "engines.json",
         )
 
     def initialize_settings(self) -> None:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from ..models.engines import EngineConfig
 from ..service import embeddings, foundry, openai
 from ..service.openapi import EVENTS, JSON, TEXT, Operation, Param, Route, spec
 from ..service.schemas import (
@@ -23,6 +24,7 @@ from ..service.schemas import (
     TokenCountRequest,
     parse,
 )
+from . import proxy
 from .base import FoundryHandler
 
 H = TypeVar("H", bound=type[FoundryHandler])
@@ -79,7 +81,11 @@ class ChatCompletionsHandler(_GenerationHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        req = parse(ChatCompletionRequest, self.json_body())
+        body = self.json_body()
+        if proxy.is_remote(self, body):  # ENGINE/MODEL: the remote engine answers
+            await proxy.send_proxied(self, "chat/completions", body)
+            return
+        req = parse(ChatCompletionRequest, body)
         self.check_names(req)
         stream = await openai.open_chat(self.service, req)
         self.cancel_on_close(stream)
@@ -101,7 +107,11 @@ class CompletionsHandler(_GenerationHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        req = parse(CompletionRequest, self.json_body())
+        body = self.json_body()
+        if proxy.is_remote(self, body):
+            await proxy.send_proxied(self, "completions", body)
+            return
+        req = parse(CompletionRequest, body)
         self.check_names(req)
         stream = await openai.open_text(self.service, req)
         self.cancel_on_close(stream)
@@ -349,6 +359,30 @@ class DownloadJobHandler(FoundryHandler):
     @authorized
     async def delete(self, job_id: str) -> None:
         self.send_json(self.service.downloads.cancel(job_id).to_dict())
+
+
+@route(
+    "openai/register",
+    post=Operation(
+        "Register a remote OpenAI-compatible engine (Foundry's `{TypeName, ModelName, BaseUri}` or an "
+        "engine object); its models are then served as ENGINE/MODEL.",
+        "`{status: registered, engine}`",
+        body=EngineConfig,
+    ),
+)
+class RegisterEngineHandler(FoundryHandler):
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        self.send_json(await foundry.register_engine(self.service, self.json_body()))
+
+
+@route("engines", get=Operation("Remote engines with health, latency and model count.", "`{engines}`"))
+class EnginesHandler(FoundryHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.send_json(await foundry.engines(self.service))
 
 
 @route("{rest}")

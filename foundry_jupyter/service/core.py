@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import Settings
-from ..errors import ModelNotCached
+from ..errors import InvalidRequest, ModelNotCached
 from ..models import view
+from ..models.engines import EngineFile
 from .downloads import DownloadJobs
+from .remote import RemoteEngines
 from .runners import Runner, RunnerSupervisor
 
 log = logging.getLogger("foundry_jupyter.service")
@@ -32,6 +34,7 @@ class FoundryService:
         self._manager: Any = None
         self._manager_future: asyncio.Future[Any] | None = None
         self.downloads = DownloadJobs(self)
+        self.remote = RemoteEngines(settings.remote_engines, EngineFile(settings.engines_file))
         self.started_at = time.time()
 
     # ---- the model manager, off the event loop -------------------------------------------
@@ -67,6 +70,7 @@ class FoundryService:
 
     async def resolve(self, name: str) -> Any:
         """The catalog entry for an alias or id; raises ModelNotFound (404)."""
+        self.refuse_remote(name)
         return await self.run("resolve", name)
 
     async def cached(self, name: str) -> tuple[Any, Path]:
@@ -95,9 +99,21 @@ class FoundryService:
         )
         return runner
 
+    def refuse_remote(self, name: str) -> None:
+        """A remote engine's model has no files and no runner here: say so instead of 'not found'."""
+        hit = self.remote.split(name)
+        if hit is not None:
+            raise InvalidRequest(
+                f"{name} is a model of the remote engine '{hit[0].name}': it has no files or runner here, "
+                "so there is nothing to download, load or count with; chat and completions go to the engine.",
+                param="model",
+                code="remote_model",
+            )
+
     async def close(self) -> None:
         self.downloads.cancel_all()
         await self.supervisor.stop()
+        await self.remote.close()
 
 
 def _build_manager(settings: Settings) -> Any:

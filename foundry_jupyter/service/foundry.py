@@ -37,11 +37,14 @@ def status(service: FoundryService, endpoint: str) -> dict[str, Any]:
 
 async def catalog_list(service: FoundryService) -> list[dict[str, Any]]:
     """`GET foundry/list`: a bare array of catalog entries, best variant of each alias first."""
-    return await asyncio.to_thread(view.catalog_rows, await service.manager())
+    local = await asyncio.to_thread(view.catalog_rows, await service.manager())
+    return [*local, *await service.remote.catalog_rows()]
 
 
 async def resolve(service: FoundryService, name: str) -> dict[str, Any]:
     """`GET foundry/resolve/{name}`: the catalog variant an alias or id stands for on this machine."""
+    if (row := await service.remote.row(name)) is not None:
+        return row
     return await asyncio.to_thread(view.resolved_row, await service.manager(), name)
 
 
@@ -52,6 +55,8 @@ async def cached_ids(service: FoundryService) -> list[str]:
 
 async def load(service: FoundryService, name: str, *, ttl: int | None, ep: str | None) -> dict[str, Any]:
     """`GET openai/load/{name}`: start the model's runner (or refresh its TTL)."""
+    if (answer := service.remote.lifecycle_answer(name, "load")) is not None:
+        return answer
     entry, path = await service.cached(name)
     runner, started = await service.supervisor.ensure(
         entry.id, path, alias=entry.alias, ttl=ttl, ep=ep or service.settings.execution_provider
@@ -66,6 +71,8 @@ async def load(service: FoundryService, name: str, *, ttl: int | None, ep: str |
 
 async def unload(service: FoundryService, name: str, *, force: bool) -> dict[str, Any]:
     """`GET openai/unload/{name}`: `not_loaded` for a known model that is not loaded, 404 if unknown."""
+    if (answer := service.remote.lifecycle_answer(name, "unload")) is not None:
+        return answer
     runner = service.loaded_runner(name)
     if runner is None:
         entry = await service.resolve(name)
@@ -127,13 +134,16 @@ async def download_lines(service: FoundryService, name: str) -> AsyncIterator[st
 
 # ---- cache and hardware -------------------------------------------------------------------
 async def cache_listing(service: FoundryService) -> dict[str, Any]:
-    return await asyncio.to_thread(view.cache_listing, await service.manager())
+    listing = await asyncio.to_thread(view.cache_listing, await service.manager())
+    listing["models"] += await service.remote.cache_rows()
+    return listing
 
 
 async def cache_remove(service: FoundryService, name: str) -> dict[str, Any]:
     """`DELETE cache/{name}`: unload (forcefully) and delete a cached model."""
     if not name.strip():
         raise InvalidRequest("Name the model to remove.", param="name")
+    service.refuse_remote(name)
     entry_id = name
     runner = service.loaded_runner(name)
     if runner is not None:
@@ -147,3 +157,14 @@ async def hardware(service: FoundryService) -> dict[str, Any]:
     from ..engine.hardware import hardware_report
 
     return (await asyncio.to_thread(hardware_report)).to_dict()
+
+
+# ---- remote engines -------------------------------------------------------------------------
+async def engines(service: FoundryService) -> dict[str, Any]:
+    """`GET engines`: each remote engine with its health, latency and model count (never its key)."""
+    return {"engines": await service.remote.engine_rows()}
+
+
+async def register_engine(service: FoundryService, body: Any) -> dict[str, Any]:
+    """`POST openai/register`: Foundry's `{TypeName, ModelName, BaseUri}`, or an engine object."""
+    return service.remote.register(body)  # a small file write; the listing is asked for later

@@ -106,7 +106,8 @@ async def list_models(service: FoundryService) -> dict[str, Any]:
     metadata = await asyncio.to_thread(view.model_metadata, manager)
     for model_id, model in seen.items():
         model.update({k: v for k, v in metadata.get(model_id, {}).items() if v is not None})
-    return {"object": "list", "data": list(seen.values())}
+    remote = await service.remote.model_objects(int(service.started_at))
+    return {"object": "list", "data": [*seen.values(), *remote]}
 
 
 async def get_model(service: FoundryService, name: str) -> dict[str, Any]:
@@ -115,6 +116,8 @@ async def get_model(service: FoundryService, name: str) -> dict[str, Any]:
     for model in models:
         if model["id"] == name:
             return model
+    if (row := await service.remote.row(name)) is not None:  # a model the engine does not list
+        return next(iter(await _remote_object(service, row)), {})
     entry = await service.resolve(name)  # ModelNotFound (404) for names the catalog does not know
     for model in models:
         if model["id"] == entry.id:
@@ -123,6 +126,13 @@ async def get_model(service: FoundryService, name: str) -> dict[str, Any]:
         f"Model '{entry.id}' is in the catalog but not downloaded; POST foundry/openai/download to fetch it.",
         param="model",
     )
+
+
+async def _remote_object(service: FoundryService, row: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        _model_object(row["id"], int(service.started_at), row["engine"], alias=row["id"], loaded=False)
+        | {k: row[k] for k in ("remote", "engine", "health", "latencyMs")}
+    ]
 
 
 # ---- generation parameters ------------------------------------------------------------------

@@ -18,6 +18,10 @@ export interface ICachedModel {
   sizeBytes: number | null;
   path: string;
   lastUsed: string | number | null;
+  /** A remote engine's model (device `remote`): the engine, its health and list latency. */
+  engine?: string;
+  health?: string;
+  latencyMs?: number | null;
 }
 
 export interface ICacheListing {
@@ -148,7 +152,10 @@ export function parseCache(raw: unknown): ICacheListing {
       executionProvider: str(m.executionProvider),
       sizeBytes: num(m.sizeBytes),
       path: str(m.path),
-      lastUsed: typeof m.lastUsed === 'number' || typeof m.lastUsed === 'string' ? m.lastUsed : null
+      lastUsed: typeof m.lastUsed === 'number' || typeof m.lastUsed === 'string' ? m.lastUsed : null,
+      engine: str(m.engine),
+      health: str(m.health),
+      latencyMs: num(m.latencyMs)
     }))
     .filter(m => m.id !== '');
   return { location: str(data.location), models };

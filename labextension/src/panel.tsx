@@ -324,6 +324,9 @@ function CachedSection({ panel, state }: IViewProps): JSX.Element {
 
 function CachedRow(props: { model: ICachedModel; panel: FoundryPanel; isLoaded: boolean }): JSX.Element {
   const { model, panel, isLoaded } = props;
+  if (model.device === 'remote') {
+    return <RemoteRow model={model} />;
+  }
   const store = panel.store;
   const loading = store.isBusy(`load:${model.id}`);
   const removing = store.isBusy(`remove:${model.id}`);
@@ -450,6 +453,26 @@ function CatalogSection({ panel, state }: IViewProps): JSX.Element {
         ))
       )}
     </Section>
+  );
+}
+
+/** A remote engine's model: nothing to load or remove here, so its engine and health instead. */
+function RemoteRow(props: { model: ICachedModel }): JSX.Element {
+  const { model } = props;
+  return (
+    <ModelRow
+      id={model.id}
+      alias={model.alias}
+      actions={<span className="jp-FoundryPanel-badge">{model.health || 'remote'}</span>}
+    >
+      <span className="jp-FoundryPanel-meta">
+        <span>remote</span>
+        <span title="Engine">{model.engine}</span>
+        {typeof model.latencyMs === 'number' && (
+          <span title="Latency of its model list">{Math.round(model.latencyMs)} ms</span>
+        )}
+      </span>
+    </ModelRow>
   );
 }
 

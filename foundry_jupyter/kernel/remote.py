@@ -1,0 +1,124 @@
+"""Remote engines from a kernel without a server: `ENGINE/MODEL` answered by the engine directly.
+
+The kernel-resident backend reads the same engines as the server (`engines.json`, and
+`Settings.remote_engines`) and talks to them with the `openai` client; through a server, remote models
+need nothing here (the server proxies them).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..config import Settings
+from ..engine.types import Delta, Message
+from ..errors import FoundryError, error_from_body
+from ..models import view
+from ..models.engines import (
+    EngineConfig,
+    EngineFile,
+    EngineListing,
+    fetch_listing,
+    merge_engines,
+    parse_engine,
+    public_url,
+    split_name,
+)
+
+
+class RemoteModels:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._clients: dict[str, Any] = {}
+
+    def engines(self) -> list[EngineConfig]:
+        configured = [parse_engine(e, source="remote_engines") for e in self.settings.remote_engines]
+        return merge_engines(configured, EngineFile(self.settings.engines_file).load())
+
+    def split(self, name: str) -> tuple[EngineConfig, str] | None:
+        if "/" not in name:
+            return None
+        engines = self.engines()
+        found = split_name(name, [e.name for e in engines])
+        return None if found is None else (next(e for e in engines if e.name == found[0]), found[1])
+
+    def row(self, name: str) -> dict[str, Any] | None:
+        """The catalog row of `ENGINE/MODEL` without asking the engine (health unknown)."""
+        hit = self.split(name)
+        if hit is None:
+            return None
+        return view.remote_catalog_rows(hit[0], EngineListing(hit[0].name, [{"id": hit[1]}]))[0]
+
+    def catalog_rows(self) -> list[dict[str, Any]]:
+        return [row for e, listing in self._listings() for row in view.remote_catalog_rows(e, listing)]
+
+    def cache_rows(self) -> list[dict[str, Any]]:
+        return [row for e, listing in self._listings() for row in view.remote_cache_rows(e, listing)]
+
+    def _listings(self) -> list[tuple[EngineConfig, Any]]:
+        engines = self.engines()
+        if not engines:
+            return []
+        with ThreadPoolExecutor(max_workers=min(8, len(engines))) as pool:
+            return list(zip(engines, pool.map(fetch_listing, engines), strict=True))
+
+    def stream_chat(
+        self,
+        engine: EngineConfig,
+        model: str,
+        messages: list[Message],
+        body: dict[str, Any],
+        cancel: threading.Event,
+        deltas: Callable[..., Iterator[Delta]],
+    ) -> Iterator[Delta]:
+        """The engine's streamed answer; `deltas(stream, cancel, on_error)` reads an openai stream."""
+        client = self._client(engine)
+        try:
+            stream = client.chat.completions.create(
+                model=model, messages=messages, stream=True, stream_options={"include_usage": True}, **body
+            )
+        except Exception as err:
+            raise engine_error(engine, err) from None
+        return deltas(stream, cancel, lambda err: engine_error(engine, err))
+
+    def _client(self, engine: EngineConfig) -> Any:
+        import openai
+
+        key = (engine.name, engine.api_base, engine.key())
+        client = self._clients.get(engine.name)
+        if client is None or getattr(client, "_foundry_key", None) != key:
+            client = openai.OpenAI(
+                base_url=engine.api_base,
+                api_key=engine.key() or "none",
+                max_retries=engine.retries,
+                timeout=openai.Timeout(engine.first_byte_timeout, connect=engine.connect_timeout),
+            )
+            client._foundry_key = key
+            self._clients[engine.name] = client
+        return client
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+
+def engine_error(engine: EngineConfig, err: Exception) -> FoundryError:
+    """An openai client error as a FoundryError naming the engine (never its key)."""
+    import openai
+
+    if isinstance(err, FoundryError):
+        return err
+    if isinstance(err, openai.APIConnectionError):
+        return FoundryError(
+            f"engine '{engine.name}' at {public_url(engine.api_base)} does not answer ({type(err).__name__})",
+            status=503,
+            code="engine_unavailable",
+        )
+    if isinstance(err, openai.APIStatusError):
+        found = error_from_body(err.status_code, err.body, err.message)
+        found.message = f"engine '{engine.name}': {found.message}"
+        return found
+    return FoundryError(f"engine '{engine.name}' failed: {type(err).__name__}")

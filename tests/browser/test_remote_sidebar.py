@@ -1,0 +1,79 @@
+"""The sidebar shows a registered engine's models beside the cached ones, with the engine and its health."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from .conftest import Lab
+from .test_sidebar import open_panel
+
+pytestmark = pytest.mark.timeout(240)
+BUILT = Path(__file__).resolve().parents[2] / "foundry_jupyter" / "labextension"
+
+
+class _Models(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps({"object": "list", "data": [{"id": "meta-llama/Llama-3.1-8B-Instruct"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _this_checkouts_labextension(tmp_path_factory: pytest.TempPathFactory):
+    """Lab serves the labextension built in this checkout (an installed one may be another build)."""
+    if not (BUILT / "package.json").is_file():
+        yield
+        return
+    extra = tmp_path_factory.mktemp("jupyter-path")
+    (extra / "labextensions").mkdir()
+    (extra / "labextensions" / "foundry-jupyter").symlink_to(BUILT)
+    saved = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(extra), saved) if p)
+    yield
+    if saved is None:
+        os.environ.pop("JUPYTER_PATH", None)
+    else:
+        os.environ["JUPYTER_PATH"] = saved
+
+
+@pytest.fixture
+def engine():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Models)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_remote_models_show_next_to_local_ones(browser, lab: Lab, engine: str, artifacts: Path) -> None:
+    registered = lab.api("foundry/openai/register", "POST", {"name": "gpu", "base_url": engine})
+    assert registered.status_code == 200, registered.text
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    try:
+        open_panel(page, lab)
+        remote = page.locator(
+            '.jp-FoundryPanel-row[data-model-id="gpu/meta-llama/Llama-3.1-8B-Instruct"]'
+        ).first
+        remote.wait_for(state="visible")
+        text = remote.inner_text()
+        assert "remote" in text and "gpu" in text and "ok" in text
+        page.locator('.jp-FoundryPanel-row[data-model-id="tiny-generic-cpu:1"]').first.wait_for(
+            state="visible"
+        )
+        page.locator(".jp-FoundryPanel").screenshot(path=str(artifacts / "sidebar-remote.png"))
+    finally:
+        context.close()

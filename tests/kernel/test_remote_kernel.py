@@ -1,0 +1,115 @@
+"""The kernel-resident backend with a remote engine: `%foundry run ENGINE/MODEL` asks the engine
+directly (no server), and `%foundry list` / `%foundry cache` show the engine's models."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import pytest
+
+KEY = "sk-kernel-SECRET-9"
+
+
+class _Engine(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    seen: ClassVar[list[dict[str, Any]]] = []
+
+    def _json(self, status: int, data: Any) -> None:
+        body = json.dumps(data).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _authorized(self) -> bool:
+        if self.headers.get("Authorization") == f"Bearer {KEY}":
+            return True
+        self._json(
+            401, {"error": {"message": "bad key", "type": "invalid_request_error", "code": "invalid_api_key"}}
+        )
+        return False
+
+    def do_GET(self) -> None:
+        if self._authorized():
+            self._json(200, {"object": "list", "data": [{"id": "org/chat-model", "object": "model"}]})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if not self._authorized():
+            return
+        type(self).seen.append(body)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
+        for text in ("Remote", " answer"):
+            chunk = {**base, "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        usage = {
+            **base,
+            "choices": [],
+            "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6},
+        }
+        self.wfile.write(
+            f"data: {json.dumps(last)}\n\ndata: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode()
+        )
+        self.close_connection = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def engine(cache_copy, monkeypatch):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Engine)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("KERNEL_ENGINE_KEY", KEY)
+    saved = {"engines": [{"name": "gpu", "base_url": f"http://127.0.0.1:{server.server_address[1]}",
+                          "api_key_env": "KERNEL_ENGINE_KEY"}]}  # fmt: skip
+    (cache_copy.parent / "engines.json").write_text(json.dumps(saved))
+    _Engine.seen = []
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_run_asks_the_engine_directly(shell: Any, magics: Any, engine: Any) -> None:
+    shell.run_line_magic("foundry", "run gpu/org/chat-model Hello there")
+    assert "Remote answer" in "".join(shell.display_pub.texts())
+    assert _Engine.seen[-1]["model"] == "org/chat-model" and _Engine.seen[-1]["stream"] is True
+    assert _Engine.seen[-1]["messages"][-1] == {"role": "user", "content": "Hello there"}
+    result = magics.chat("And again?", model="gpu/org/chat-model")
+    assert result.text == "Remote answer" and result.usage.completion_tokens == 2
+
+
+def test_list_and_cache_show_the_engines_models(shell: Any, engine: Any) -> None:
+    import pandas as pd
+
+    catalog = shell.run_line_magic("foundry", "list").set_index("id")
+    row = catalog.loc["gpu/org/chat-model"]
+    assert (row["device"], row["execution_provider"], row["engine"], row["health"]) == (
+        "remote",
+        "gpu",
+        "gpu",
+        "ok",
+    )
+    assert row["latency_ms"] >= 0 and bool(row["cached"])
+    assert pd.isna(catalog.loc["tiny-generic-cpu:1"]["engine"])
+    cache = shell.run_line_magic("foundry", "cache").set_index("id")
+    assert cache.loc["gpu/org/chat-model"]["device"] == "remote"
+    assert KEY not in catalog.to_string() + cache.to_string()
+
+
+def test_a_wrong_key_is_one_line_naming_the_engine(shell: Any, engine: Any, monkeypatch) -> None:
+    from foundry_jupyter.kernel.magics import FoundryCellError
+
+    monkeypatch.setenv("KERNEL_ENGINE_KEY", "sk-wrong")
+    with pytest.raises(FoundryCellError) as info:
+        shell.run_line_magic("foundry", "run gpu/org/chat-model Hello")
+    assert str(info.value) == "engine 'gpu': bad key"

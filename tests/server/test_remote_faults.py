@@ -1,0 +1,438 @@
+"""Remote engines through the server, against a small OpenAI-compatible fake engine on loopback that can
+misbehave on demand: engine down, slow first byte, cut mid-stream, invalid JSON, 429 with Retry-After,
+401 from a wrong key, a client that leaves, the in-flight limit. Also: the key never shows."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import socket
+import time
+
+import openai
+import pytest
+from tornado import httpserver, web
+from tornado.iostream import StreamClosedError
+from tornado.netutil import bind_sockets
+
+KEY = "sk-planted-SECRET-7f3a9c"
+KEY_ENV = "FOUNDRY_TEST_ENGINE_KEY"
+MSG = [{"role": "user", "content": "hi"}]
+MODELS = ["echo", "slow-first", "cut", "bad-json", "rate-limited", "refuses", "hold", "org/with-slash"]
+
+
+class FakeEngine:
+    """What the fake engine saw, and events tests wait on."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.auth: list[str | None] = []
+        self.hold_closed = asyncio.Event()
+        self.hold_started = asyncio.Event()
+        self.port = 0
+
+
+def _chunk(model: str, text: str | None = None, finish: str | None = None) -> dict:
+    delta = {"content": text} if text is not None else {}
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+class _Base(web.RequestHandler):
+    def initialize(self, fake: FakeEngine) -> None:
+        self.fake = fake
+
+    def prepare(self) -> None:
+        auth = self.request.headers.get("Authorization")
+        self.fake.auth.append(auth)
+        if auth != f"Bearer {KEY}":
+            self.set_status(401)
+            self.finish({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                                   "param": None, "code": "invalid_api_key"}})  # fmt: skip
+
+
+class ModelsList(_Base):
+    def get(self) -> None:
+        self.finish({"object": "list", "data": [{"id": m, "object": "model", "created": 5} for m in MODELS]})
+
+
+class Chat(_Base):
+    async def post(self) -> None:
+        body = json.loads(self.request.body)
+        self.fake.requests.append(body)
+        model = body["model"]
+        if model == "rate-limited":
+            self.set_status(429)
+            self.set_header("Retry-After", "7")
+            self.finish({"error": {"message": "Slow down", "type": "rate_limit_error", "param": None,
+                                   "code": "rate_limit_exceeded"}})  # fmt: skip
+            return
+        if model == "refuses":
+            self.set_status(400)
+            error = {"message": "temperature must be at most 2", "type": "invalid_request_error"}
+            self.finish({"error": {**error, "param": "temperature", "code": "out_of_range"}})
+            return
+        if model == "slow-first":
+            await asyncio.sleep(3)
+        if model == "bad-json" and not body.get("stream"):
+            self.set_header("Content-Type", "application/json")
+            self.finish("this is not json")
+            return
+        if not body.get("stream"):
+            self.finish(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "Hello there"},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+                }
+            )
+            return
+        self.set_header("Content-Type", "text/event-stream")
+        await self._send(_chunk(model, "Hel"))
+        if model == "cut":
+            self.request.connection.stream.close()  # the engine dies mid-answer
+            return
+        if model == "bad-json":
+            self.write("data: {not json\n\n")
+            await self.flush()
+            return
+        if model == "hold":
+            self.fake.hold_started.set()
+            try:
+                for _ in range(300):
+                    await asyncio.sleep(0.05)
+                    self.write(": keep-alive\n\n")
+                    await self.flush()
+            except StreamClosedError:
+                self.fake.hold_closed.set()
+            return
+        self.write(": keep-alive\n\n")
+        await self._send(_chunk(model, "lo"))
+        await self._send(_chunk(model, None, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+            await self._send({**_chunk(model), "choices": [], "usage": usage})
+        self.write("data: [DONE]\n\n")
+        self.finish()
+
+    async def _send(self, data: dict) -> None:
+        self.write(f"data: {json.dumps(data)}\n\n")
+        await self.flush()
+
+    def on_connection_close(self) -> None:
+        self.fake.hold_closed.set()
+
+
+class Completions(_Base):
+    async def post(self) -> None:
+        body = json.loads(self.request.body)
+        self.fake.requests.append(body)
+        self.finish({"id": "cmpl-fake", "object": "text_completion", "created": 1, "model": body["model"],
+                     "choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}],
+                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})  # fmt: skip
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def fake_engine(jp_asyncio_loop) -> FakeEngine:
+    fake = FakeEngine()
+    app = web.Application(
+        [
+            (r"/v1/models", ModelsList, {"fake": fake}),
+            (r"/v1/chat/completions", Chat, {"fake": fake}),
+            (r"/v1/completions", Completions, {"fake": fake}),
+        ]
+    )
+    sockets = bind_sockets(0, "127.0.0.1")
+    fake.port = sockets[0].getsockname()[1]
+
+    async def start() -> httpserver.HTTPServer:
+        server = httpserver.HTTPServer(app)
+        server.add_sockets(sockets)
+        return server
+
+    server = jp_asyncio_loop.run_until_complete(start())
+    yield fake
+    server.stop()
+    jp_asyncio_loop.run_until_complete(server.close_all_connections())
+
+
+@pytest.fixture
+def foundry_config(fake_engine: FakeEngine, monkeypatch) -> dict:
+    monkeypatch.setenv(KEY_ENV, KEY)
+    url = f"http://127.0.0.1:{fake_engine.port}"
+    return {
+        "remote_engines": [
+            {"name": "fake", "base_url": url + "/v1", "api_key_env": KEY_ENV},
+            {
+                "name": "impatient",
+                "base_url": url,
+                "api_key_env": KEY_ENV,
+                "first_byte_timeout": 0.5,
+                "idle_timeout": 0.5,
+            },
+            {"name": "wrongkey", "base_url": url, "api_key": "sk-wrong"},
+            {"name": "narrow", "base_url": url, "api_key_env": KEY_ENV, "max_in_flight": 1},
+            {"name": "down", "base_url": f"http://127.0.0.1:{_closed_port()}/v1", "list_timeout": 1},
+        ]
+    }
+
+
+async def test_models_are_listed_with_engine_health_and_latency(http, client):
+    ids = [m.id for m in (await client.models.list()).data]
+    assert "tiny-generic-cpu:1" in ids and "fake/echo" in ids and "fake/org/with-slash" in ids
+    catalog = {row["id"]: row for row in (await http.get("foundry/list")).json()}
+    row = catalog["fake/echo"]
+    assert row["runtime"] == {"deviceType": "remote", "executionProvider": "fake"}
+    assert row["health"] == "ok" and row["latencyMs"] >= 0 and row["engine"] == "fake"
+    assert "wrongkey/echo" not in catalog  # its engine refused the key: no list
+    engines = {e["name"]: e for e in (await http.get("engines")).json()["engines"]}
+    assert engines["fake"]["health"] == "ok" and engines["fake"]["modelCount"] == len(MODELS)
+    assert engines["wrongkey"]["health"] == "unauthorized"
+    assert engines["down"]["health"] == "down" and engines["down"]["latencyMs"] is None
+    cache = {m["id"]: m for m in (await http.get("cache")).json()["models"]}
+    assert cache["fake/echo"]["device"] == "remote" and cache["fake/echo"]["path"] is None
+    resolved = (await http.get("foundry/resolve/fake/echo")).json()
+    assert resolved["id"] == "fake/echo" and resolved["runtime"]["deviceType"] == "remote"
+    assert (await client.models.retrieve("fake/org/with-slash")).owned_by == "fake"
+
+
+async def test_chat_streams_through_with_usage_and_the_callers_model_name(client, fake_engine):
+    stream = await client.chat.completions.create(
+        model="fake/echo",
+        messages=MSG,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ttl": 5},
+    )
+    chunks = [c async for c in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello"
+    assert {c.model for c in chunks} == {"fake/echo"}
+    assert chunks[-1].usage.total_tokens == 5
+    sent = fake_engine.requests[-1]
+    assert sent["model"] == "echo" and "ttl" not in sent  # renamed, our own fields dropped
+    assert fake_engine.auth[-1] == f"Bearer {KEY}"  # the engine's key, never the Jupyter token
+
+
+async def test_non_streaming_chat_and_completions(client):
+    answer = await client.chat.completions.create(model="fake/echo", messages=MSG)
+    assert answer.model == "fake/echo" and answer.choices[0].message.content == "Hello there"
+    assert answer.usage.prompt_tokens == 3
+    text = await client.completions.create(model="fake/echo", prompt="x")
+    assert text.choices[0].text == "ok" and text.model == "fake/echo"
+
+
+async def test_an_engine_that_is_down_is_a_503_naming_it(http):
+    started = time.monotonic()
+    answer = await http.post("v1/chat/completions", json={"model": "down/m", "messages": MSG})
+    assert answer.status_code == 503
+    error = answer.json()["error"]
+    assert error["code"] == "engine_unavailable" and "'down'" in error["message"]
+    assert time.monotonic() - started < 5
+
+
+async def test_no_first_byte_in_time_is_a_504(http):
+    answer = await http.post("v1/chat/completions", json={"model": "impatient/slow-first", "messages": MSG})
+    assert answer.status_code == 504
+    assert answer.json()["error"]["code"] == "engine_timeout"
+    assert "'impatient'" in answer.json()["error"]["message"]
+
+
+async def test_a_stream_cut_mid_way_ends_with_an_error_event(http):
+    body = {"model": "fake/cut", "messages": MSG, "stream": True}
+    answer = await http.post("v1/chat/completions", json=body)
+    assert answer.status_code == 200
+    events = [line[6:] for line in answer.text.splitlines() if line.startswith("data: ")]
+    assert json.loads(events[0])["choices"][0]["delta"]["content"] == "Hel"
+    assert json.loads(events[-1])["error"]["code"] == "engine_stream_broken"
+    assert "[DONE]" not in events
+
+
+async def test_invalid_json_from_the_engine_is_a_502(http):
+    answer = await http.post("v1/chat/completions", json={"model": "fake/bad-json", "messages": MSG})
+    assert answer.status_code == 502 and answer.json()["error"]["code"] == "engine_bad_response"
+    streamed = await http.post(
+        "v1/chat/completions", json={"model": "fake/bad-json", "messages": MSG, "stream": True}
+    )
+    last = [line for line in streamed.text.splitlines() if line.startswith("data: ")][-1]
+    assert json.loads(last[6:])["error"]["code"] == "engine_bad_response"
+
+
+async def test_a_429_is_passed_on_with_retry_after(http, client):
+    answer = await http.post("v1/chat/completions", json={"model": "fake/rate-limited", "messages": MSG})
+    assert answer.status_code == 429 and answer.headers["Retry-After"] == "7"
+    error = answer.json()["error"]
+    assert error["code"] == "rate_limit_exceeded" and error["type"] == "rate_limit_error"
+    with pytest.raises(openai.RateLimitError):
+        await client.chat.completions.create(model="fake/rate-limited", messages=MSG)
+
+
+async def test_a_wrong_key_is_a_502_that_does_not_blame_the_callers_token(http, client):
+    answer = await http.post("v1/chat/completions", json={"model": "wrongkey/echo", "messages": MSG})
+    assert answer.status_code == 502
+    error = answer.json()["error"]
+    assert error["code"] == "engine_auth_failed" and "sk-wrong" not in answer.text
+
+
+async def test_other_engine_4xx_pass_on_in_openai_shape(http, client):
+    answer = await http.post("v1/chat/completions", json={"model": "fake/refuses", "messages": MSG})
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert (error["param"], error["code"], error["type"]) == (
+        "temperature",
+        "out_of_range",
+        "invalid_request_error",
+    )
+    assert "'fake'" in error["message"] and "at most 2" in error["message"]
+    with pytest.raises(openai.BadRequestError):
+        await client.chat.completions.create(model="fake/refuses", messages=MSG, stream=True)
+    wrong = await http.post(
+        "v1/chat/completions", json={"model": "fake/echo", "messages": MSG, "stream": "x"}
+    )
+    assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "stream"
+
+
+async def test_a_client_that_leaves_closes_the_upstream_request(base_url, token, fake_engine, http):
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {token}"}) as leaver:
+        body = {"model": "fake/hold", "messages": MSG, "stream": True}
+        async with leaver.stream("POST", "v1/chat/completions", json=body) as answer:
+            await asyncio.wait_for(fake_engine.hold_started.wait(), 10)
+            async for _ in answer.aiter_lines():
+                break
+    await asyncio.wait_for(fake_engine.hold_closed.wait(), 10)
+    # The slot it held is free again.
+    answer = await http.post("v1/chat/completions", json={"model": "narrow/echo", "messages": MSG})
+    assert answer.status_code == 200
+
+
+async def test_the_in_flight_limit_answers_429_engine_busy(base_url, token, fake_engine, http):
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {token}"}) as first:
+        body = {"model": "narrow/hold", "messages": MSG, "stream": True}
+        async with first.stream("POST", "v1/chat/completions", json=body):
+            await asyncio.wait_for(fake_engine.hold_started.wait(), 10)
+            busy = await http.post("v1/chat/completions", json={"model": "narrow/echo", "messages": MSG})
+            assert busy.status_code == 429 and busy.json()["error"]["code"] == "engine_busy"
+            assert busy.headers["Retry-After"] == "1"
+            other = await http.post("v1/chat/completions", json={"model": "fake/echo", "messages": MSG})
+            assert other.status_code == 200  # the limit is per engine
+
+
+async def test_lifecycle_routes_say_there_is_nothing_to_load(http):
+    load = (await http.get("openai/load/fake/echo", params={"ttl": 5})).json()
+    assert load["status"] == "remote" and "nothing to load" in load["message"]
+    unload = (await http.get("openai/unload/fake/echo")).json()
+    assert unload["status"] == "not_loaded" and unload["engine"] == "fake"
+    for answer in (
+        await http.post("openai/download", json={"model": "fake/echo"}),
+        await http.post("downloads", json={"model": "fake/echo"}),
+        await http.delete("cache/fake/echo"),
+        await http.post(
+            "v1/chat/completions/tokenizer/encode/count", json={"model": "fake/echo", "messages": MSG}
+        ),
+    ):
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "remote_model", answer.text
+    assert (await http.get("openai/loadedmodels")).json() == []
+
+
+async def test_register_saves_the_engine_but_never_its_key(http, foundry_cache, fake_engine):
+    url = f"http://127.0.0.1:{fake_engine.port}/v1"
+    answer = await http.post("openai/register", json={"TypeName": "reg", "ModelName": "echo", "BaseUri": url})
+    assert answer.status_code == 200 and answer.json()["engine"]["models"] == ["echo"]
+    saved = json.loads((foundry_cache.parent / "engines.json").read_text())
+    assert saved["engines"][0]["name"] == "reg"
+    with_key = {"name": "reg2", "base_url": url, "api_key": KEY}
+    assert (await http.post("openai/register", json=with_key)).status_code == 200
+    assert KEY not in (foundry_cache.parent / "engines.json").read_text()
+    chat = await http.post("v1/chat/completions", json={"model": "reg2/echo", "messages": MSG})
+    assert chat.status_code == 200  # the key from the body is used, from memory
+    bad = await http.post("openai/register", json={"TypeName": "x y", "BaseUri": "nope"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_request"
+    clash = await http.post("openai/register", json={"name": "fake", "base_url": url})
+    assert clash.status_code == 400 and clash.json()["error"]["code"] == "engine_configured"
+
+
+async def test_the_key_is_never_in_any_answer_or_the_log(http, server, fake_engine):
+    from foundry_jupyter.server.handlers import ROUTES
+
+    log = io.StringIO()
+    handler = logging.StreamHandler(log)
+    handler.setLevel(logging.DEBUG)
+    loggers = [
+        logging.getLogger(),
+        server.log,
+        logging.getLogger("foundry_jupyter"),
+        logging.getLogger("httpx"),
+    ]
+    saved = [(lg, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.DEBUG)
+    try:
+        texts = []
+        for route in ROUTES:
+            if "get" not in route.operations or "{job_id}" in route.path:
+                continue
+            path = route.path.replace("{name}", "fake/echo")
+            texts.append((await http.get(path)).text)
+        for model in ("fake/echo", "wrongkey/echo", "down/echo", "fake/cut", "fake/rate-limited"):
+            for stream in (False, True):
+                body = {"model": model, "messages": MSG, "stream": stream}
+                texts.append((await http.post("v1/chat/completions", json=body)).text)
+        texts.append((await http.get("engines")).text)
+    finally:
+        for lg, level in saved:
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+    assert fake_engine.auth.count(f"Bearer {KEY}") > 3  # the key did travel, to the engine only
+    everything = "\n".join(texts) + log.getvalue()
+    assert KEY not in everything and "sk-wrong" not in everything
+    assert '"hasKey": true' in texts[-1] and KEY_ENV in texts[-1]
+
+
+async def test_the_kernels_service_backend_runs_a_remote_model_through_the_server(base_url, token):
+    """What `%foundry run fake/echo` does in a kernel the server started."""
+    import threading
+
+    from foundry_jupyter.engine.types import GenerationParams
+    from foundry_jupyter.kernel.backends import ServiceBackend
+
+    def in_kernel() -> tuple:
+        backend = ServiceBackend(base_url, token)
+        try:
+            info = backend.load("fake/echo")
+            stream = backend.stream_chat("fake/echo", MSG, GenerationParams(max_tokens=5), threading.Event())
+            deltas = list(stream.deltas)
+            catalog = {row["id"]: row for row in backend.catalog()}
+            return info, deltas, catalog
+        finally:
+            backend.close()
+
+    info, deltas, catalog = await asyncio.to_thread(in_kernel)
+    assert (info.id, info.execution_provider) == ("fake/echo", "remote")
+    assert "".join(d.text for d in deltas) == "Hello" and deltas[-1].usage.completion_tokens == 2
+    assert catalog["fake/echo"]["health"] == "ok"
