@@ -43,7 +43,7 @@ def genai_config(model: GGUFModel) -> dict[str, Any]:
             },
             "eos_token_id": eos_ids,
             "pad_token_id": pad if pad is not None else eos,
-            "type": hp.architecture,
+            "type": hp.arch.genai_type,
             "vocab_size": hp.vocab_size,
         },
         "search": {
