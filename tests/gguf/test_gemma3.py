@@ -63,3 +63,18 @@ def test_greedy_text_is_llama_cpps(gemma3_int4):
         while not generator.is_done():
             generator.generate_next_token()
         assert tokenizer.decode(list(generator.get_sequence(0))[len(ids) :]) == expected
+
+
+def test_chat_uses_gemma_turns_and_stops_at_their_end(gemma3_int4):
+    """The file carries no chat template: the import writes Gemma's, and <end_of_turn> stops."""
+    import json
+
+    import onnxruntime_genai as og
+
+    config = json.loads((gemma3_int4 / "genai_config.json").read_text())
+    assert config["model"]["eos_token_id"] == [1, 106]  # <eos>, <end_of_turn>
+    tokenizer = og.Tokenizer(og.Model(str(gemma3_int4)))
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    text = tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
+    assert text == "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
+    assert list(tokenizer.encode(text))[:2] == [BOS, 105]
