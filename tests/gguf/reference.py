@@ -1,8 +1,11 @@
-"""A numpy (float64) forward pass of the llama architecture, straight from a GGUF file.
+"""A numpy (float64) forward pass of the decoders the import takes, straight from a GGUF file.
 
-It reads tensors with `gguf`'s own reader and dequantizer and applies rotary embeddings the way
-llama.cpp does on the file's own row order (interleaved pairs for llama, rotate-half for qwen2), so
-it shares no layout code with the importer it checks.
+It reads tensors with `gguf`'s own reader and dequantizer (llama.cpp's block layouts) and applies
+rotary embeddings the way llama.cpp does on the file's own row order (interleaved pairs for llama and
+mistral, rotate-half for the rest), so it shares no layout code with the importer it checks. Gemma 3
+as llama.cpp runs it: embeddings scaled by sqrt(hidden), norms after each sub-layer too, GeGLU, and
+every sixth layer global, the others attending to the last `sliding_window` tokens with rotary base
+10000.
 """
 
 from __future__ import annotations
@@ -31,14 +34,19 @@ class Reference:
         return np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float64)
 
     def logits(self, ids: list[int]) -> np.ndarray:
-        """Logits `[len(ids), vocab]` for every position, with full causal attention."""
+        """Logits `[len(ids), vocab]` for every position, with full causal attention (within the
+        window on Gemma 3's local layers)."""
+        arch = self.arch
         layers = self.meta("block_count")
         heads, kv_heads = self.meta("attention.head_count"), self.meta("attention.head_count_kv")
         eps = self.meta("attention.layer_norm_rms_epsilon")
         theta = self.meta("rope.freq_base", 10000.0)
         emb = self.weight("token_embd.weight")
-        hd = emb.shape[1] // heads
+        hidden = emb.shape[1]
+        hd = self.meta("attention.key_length", hidden // heads)
         x = emb[np.asarray(ids)]
+        if arch == "gemma3":
+            x = x * np.sqrt(hidden)
         seq = len(ids)
 
         def norm(v: np.ndarray, w: str) -> np.ndarray:
@@ -48,12 +56,21 @@ class Reference:
             out = v @ self.weight(f"{name}.weight").T
             return out + self.weight(f"{name}.bias") if f"{name}.bias" in self.tensors else out
 
-        inv = theta ** (-np.arange(0, hd, 2) / hd)
-        ang = np.arange(seq)[:, None] * inv[None, :]  # [seq, hd/2]
-        cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+        def angles(base: float) -> tuple[np.ndarray, np.ndarray]:
+            inv = base ** (-np.arange(0, hd, 2) / hd)
+            scale = 1.0
+            if "rope_freqs.weight" in self.tensors:  # llama 3's per-frequency factors
+                inv = inv / self.weight("rope_freqs.weight")
+            if "rope_factors_long.weight" in self.tensors:  # phi3 LongRoPE
+                kind = "long" if seq > self.meta("rope.scaling.original_context_length") else "short"
+                inv = inv / self.weight(f"rope_factors_{kind}.weight")
+                scale = self.meta("rope.scaling.attn_factor")
+            positions = np.arange(seq) / (self.meta("rope.scaling.factor", 1.0) if base == theta else 1.0)
+            ang = positions[:, None] * inv[None, :]  # [seq, hd/2]
+            return np.cos(ang)[:, None, :] * scale, np.sin(ang)[:, None, :] * scale
 
-        def rope(v: np.ndarray) -> np.ndarray:  # v: [seq, n, hd]
-            if self.arch == "qwen2":  # rotate-half (NeoX) on the original order
+        def rope(v: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:  # v: [seq, n, hd]
+            if arch not in ("llama", "mistral"):  # rotate-half (NeoX) on the original order
                 a, b = v[..., : hd // 2], v[..., hd // 2 :]
                 return np.concatenate([a * cos - b * sin, a * sin + b * cos], axis=-1)
             a, b = v[..., 0::2], v[..., 1::2]  # llama.cpp's interleaved pairs on the permuted rows
@@ -61,24 +78,51 @@ class Reference:
             out[..., 0::2], out[..., 1::2] = a * cos - b * sin, a * sin + b * cos
             return out
 
-        causal = np.triu(np.full((seq, seq), -np.inf), k=1)
+        def head_norm(v: np.ndarray, w: str) -> np.ndarray:
+            return norm(v, w) if w in self.tensors else v
+
+        window = self.meta("attention.sliding_window", 0) if arch == "gemma3" else 0
+        distance = np.arange(seq)[:, None] - np.arange(seq)[None, :]
+        causal = np.where(distance < 0, -np.inf, 0.0)
+        local_mask = np.where((distance < 0) | (distance >= window), -np.inf, 0.0) if window else causal
+        q_rows, kv_rows = heads * hd, kv_heads * hd
         for i in range(layers):
             p = f"blk.{i}"
+            local = bool(window) and (i + 1) % 6 != 0
+            cos, sin = angles(10000.0 if local else theta)
             h = norm(x, f"{p}.attn_norm.weight")
-            q = rope(proj(h, f"{p}.attn_q").reshape(seq, heads, hd))
-            k = rope(proj(h, f"{p}.attn_k").reshape(seq, kv_heads, hd))
-            v = proj(h, f"{p}.attn_v").reshape(seq, kv_heads, hd)
+            if f"{p}.attn_qkv.weight" in self.tensors:
+                qkv = proj(h, f"{p}.attn_qkv")
+                q, k, v = qkv[:, :q_rows], qkv[:, q_rows : q_rows + kv_rows], qkv[:, q_rows + kv_rows :]
+            else:
+                q, k, v = (proj(h, f"{p}.attn_{n}") for n in "qkv")
+            q = rope(head_norm(q.reshape(seq, heads, hd), f"{p}.attn_q_norm.weight"), cos, sin)
+            k = rope(head_norm(k.reshape(seq, kv_heads, hd), f"{p}.attn_k_norm.weight"), cos, sin)
+            v = v.reshape(seq, kv_heads, hd)
             group = heads // kv_heads
             out = np.empty((seq, heads, hd))
             for head in range(heads):
-                scores = q[:, head] @ k[:, head // group].T / np.sqrt(hd) + causal
+                scores = q[:, head] @ k[:, head // group].T / np.sqrt(hd) + (local_mask if local else causal)
                 probs = np.exp(scores - scores.max(axis=-1, keepdims=True))
                 probs /= probs.sum(axis=-1, keepdims=True)
                 out[:, head] = probs @ v[:, head // group]
-            x = x + proj(out.reshape(seq, heads * hd), f"{p}.attn_output")
+            attn = proj(out.reshape(seq, q_rows), f"{p}.attn_output")
+            if arch == "gemma3":
+                attn = norm(attn, f"{p}.post_attention_norm.weight")
+            x = x + attn
             h = norm(x, f"{p}.ffn_norm.weight")
-            gate = proj(h, f"{p}.ffn_gate")
-            x = x + proj(gate / (1.0 + np.exp(-gate)) * proj(h, f"{p}.ffn_up"), f"{p}.ffn_down")
+            if f"{p}.ffn_gate.weight" in self.tensors:
+                gate, up = proj(h, f"{p}.ffn_gate"), proj(h, f"{p}.ffn_up")
+            else:  # phi3: gate rows, then up rows
+                gate, up = np.split(proj(h, f"{p}.ffn_up"), 2, axis=-1)
+            if arch == "gemma3":  # GELU, tanh approximation
+                act = 0.5 * gate * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (gate + 0.044715 * gate**3)))
+            else:
+                act = gate / (1.0 + np.exp(-gate))
+            mlp = proj(act * up, f"{p}.ffn_down")
+            if arch == "gemma3":
+                mlp = norm(mlp, f"{p}.post_ffw_norm.weight")
+            x = x + mlp
         x = norm(x, "output_norm.weight")
         head = self.weight("output.weight") if "output.weight" in self.tensors else emb
         return x @ head.T

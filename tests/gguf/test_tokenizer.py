@@ -80,3 +80,22 @@ def test_config_files_name_special_tokens(tiny_gguf, converted):
     assert config["tokenizer_class"] == "GPT2Tokenizer" and "im_start" in config["chat_template"]
     special = json.loads((folder / "special_tokens_map.json").read_text())
     assert set(special["additional_special_tokens"]) == {"<|endoftext|>", "<|im_start|>", "<|im_end|>"}
+
+
+class _Fields:
+    def __init__(self, **fields):
+        self.fields = {f"tokenizer.{k.replace('__', '.')}": v for k, v in fields.items()}
+
+    def field(self, key, default=None):
+        return self.fields.get(key, default)
+
+
+def test_gemma_vocabulary_without_template_gets_gemmas():
+    from foundry_jupyter.models.gguf.tokenizer import GEMMA_TEMPLATE, chat_template, end_of_turn_ids
+
+    tokens = ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", "<|im_end|>"]
+    gemma = _Fields(ggml__tokens=tokens)
+    assert chat_template(gemma) == GEMMA_TEMPLATE
+    assert end_of_turn_ids(gemma) == [4]  # not <|im_end|>, which Gemma's template never writes
+    assert chat_template(_Fields(ggml__tokens=tokens, chat_template="{{ x }}")) == "{{ x }}"
+    assert chat_template(_Fields(ggml__tokens=tokens[:3])) is None

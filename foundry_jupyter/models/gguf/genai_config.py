@@ -7,14 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from .reader import GGUFModel
+from .tokenizer import end_of_turn_ids
 
 
 def genai_config(model: GGUFModel) -> dict[str, Any]:
     hp = model.hparams
     eos = model.field("tokenizer.ggml.eos_token_id")
     eot = model.field("tokenizer.ggml.eot_token_id")
-    # Without eos_token_id generation never stops; an end-of-turn token, when distinct, ends it too.
-    eos_ids: int | list[int] = eos if eot in (None, eos) else [eos, eot]
+    # Without eos_token_id generation never stops; an end-of-turn token, when distinct, ends it too, as
+    # does any the chat template writes (Gemma's <end_of_turn>, which its files do not name).
+    stops = list(dict.fromkeys(t for t in (eos, eot, *end_of_turn_ids(model)) if t is not None))
+    eos_ids: int | list[int] | None = stops[0] if len(stops) == 1 else (stops or None)
     bos = model.field("tokenizer.ggml.bos_token_id")
     pad = model.field("tokenizer.ggml.padding_token_id", eos)
     return {
@@ -43,7 +46,7 @@ def genai_config(model: GGUFModel) -> dict[str, Any]:
             },
             "eos_token_id": eos_ids,
             "pad_token_id": pad if pad is not None else eos,
-            "type": hp.architecture,
+            "type": hp.arch.genai_type,
             "vocab_size": hp.vocab_size,
         },
         "search": {

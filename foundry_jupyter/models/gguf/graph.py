@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .reader import BLOCK, PERMUTED_QK, GGUFModel, Hyperparams, QuantLinear, Weight
+from .layers import attention_inputs, mlp, post_norm, rotary_inputs
+from .reader import BLOCK, GGUFModel, QuantLinear, Weight
 
 OPSET = 21
 DATA_FILE = "model.onnx.data"
@@ -122,14 +123,6 @@ class _Builder:
         if key not in self._consts:
             self._consts[key] = self.initializer(self.name("const"), array)
         return self._consts[key]
-
-
-def rotary_caches(hp: Hyperparams) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin `[context_length, head_dim / 2]` as GroupQueryAttention wants them."""
-    inv_freq = 1.0 / (hp.rope_theta ** (np.arange(0, hp.rope_dim, 2, dtype=np.float64) / hp.rope_dim))
-    positions = np.arange(hp.context_length, dtype=np.float64) / hp.rope_linear_factor
-    angles = np.outer(positions, inv_freq)
-    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
 class _Linears:
@@ -286,9 +279,7 @@ def _build_graph(
     seqlens_k = b.node("Cast", [b.node("Sub", [mask_sum, b.const(1)])], to=6)
     mask_shape = b.node("Shape", ["attention_mask"])
     total_len = b.node("Cast", [b.node("Gather", [mask_shape, b.const(1)], axis=0)], to=6)
-    cos, sin = rotary_caches(hp)
-    cos_cache = b.initializer("cos_cache", cos)
-    sin_cache = b.initializer("sin_cache", sin)
+    rotary = rotary_inputs(b, model, total_len)
 
     # Embedding, tied to the LM head unless the file has its own output matrix: one [hidden, vocab]
     # initializer, which onnxruntime transposes once at load for the Gather.
@@ -320,6 +311,8 @@ def _build_graph(
     del embedding
     if head8 is None:
         hidden = b.node("Gather", [table, "input_ids"], axis=0)
+    if hp.arch.embedding_scale:
+        hidden = b.node("Mul", [hidden, b.const(np.sqrt(hp.hidden_size), np.float32)])
 
     residual = hidden
     normed = b.node(
@@ -333,36 +326,30 @@ def _build_graph(
         if progress:
             progress(f"layer {i + 1}/{hp.num_layers}")
         p = f"blk.{i}"
-        q = model.linear(f"{p}.attn_q.weight", keep_int4=precision.keep_int4, permute_heads=hp.num_heads)
-        k = model.linear(f"{p}.attn_k.weight", keep_int4=precision.keep_int4, permute_heads=hp.num_kv_heads)
-        v = model.linear(f"{p}.attn_v.weight", keep_int4=precision.keep_int4)
-        qkv = _concat_rows([q, k, v])
-        bias = None
-        if model.has(f"{p}.attn_q.bias"):
-            bias = np.concatenate(
-                [
-                    _unpermute(model, model.dense(f"{p}.attn_q.bias"), hp.num_heads),
-                    _unpermute(model, model.dense(f"{p}.attn_k.bias"), hp.num_kv_heads),
-                    model.dense(f"{p}.attn_v.bias"),
-                ]
-            )
-        qkv_out = linear(normed, qkv, f"layers.{i}.attn.qkv_proj", bias)
+        qkv = attention_inputs(b, linear, model, precision, i, normed)
         past = [f"past_key_values.{i}.key", f"past_key_values.{i}.value"]
         attn, _, _ = b.node(
             "GroupQueryAttention",
-            [qkv_out, "", "", *past, seqlens_k, total_len, cos_cache, sin_cache],
+            [*qkv, *past, seqlens_k, total_len, *rotary["local" if hp.is_local(i) else "global"]],
             [b.name(f"/layers.{i}/attn/output"), f"present.{i}.key", f"present.{i}.value"],
             domain="com.microsoft",
             num_heads=hp.num_heads,
             kv_num_heads=hp.num_kv_heads,
-            scale=float(1.0 / np.sqrt(hp.head_dim)),
+            scale=float(hp.attention_scale or 1.0 / np.sqrt(hp.head_dim)),
             do_rotary=1,
             rotary_interleaved=0,
-            local_window_size=-1,
+            local_window_size=hp.sliding_window if hp.is_local(i) else -1,
             softcap=0.0,
         )
         o = model.linear(f"{p}.attn_output.weight", keep_int4=precision.keep_int4)
         attn_out = linear(attn, o, f"layers.{i}.attn.o_proj")
+        attn_out = post_norm(
+            b,
+            model,
+            attn_out,
+            f"{p}.post_attention_norm.weight",
+            f"layers.{i}.post_attention_out_norm.weight",
+        )
         normed, _, _, residual = b.node(
             "SkipSimplifiedLayerNormalization",
             [
@@ -376,19 +363,10 @@ def _build_graph(
             domain="com.microsoft",
             epsilon=hp.rms_eps,
         )
-        # Gate and up share their input: one fused projection, then split (fewer, larger kernels).
-        gate_up = _concat_rows(
-            [
-                model.linear(f"{p}.ffn_gate.weight", keep_int4=precision.keep_int4),
-                model.linear(f"{p}.ffn_up.weight", keep_int4=precision.keep_int4),
-            ]
+        mlp_out = mlp(b, linear, model, precision, i, normed)
+        mlp_out = post_norm(
+            b, model, mlp_out, f"{p}.post_ffw_norm.weight", f"layers.{i}.post_mlp_out_norm.weight"
         )
-        gate_up_out = linear(normed, gate_up, f"layers.{i}.mlp.gate_up_proj")
-        ffn = hp.intermediate_size
-        gate, up = b.node("Split", [gate_up_out, b.const([ffn, ffn])], 2, axis=-1)
-        act = b.node("Mul", [b.node("Mul", [gate, b.node("Sigmoid", [gate])]), up])
-        down = model.linear(f"{p}.ffn_down.weight", keep_int4=precision.keep_int4)
-        mlp_out = linear(act, down, f"layers.{i}.mlp.down_proj", exact=precision.exact_down)
         next_norm = f"blk.{i + 1}.attn_norm.weight" if i + 1 < hp.num_layers else "output_norm.weight"
         next_name = f"layers.{i + 1}.input_layernorm.weight" if i + 1 < hp.num_layers else "norm.weight"
         normed, _, _, residual = b.node(
@@ -427,25 +405,6 @@ def _build_graph(
         logits = linear(normed, out, "lm_head")
         b.node("Identity", [logits], ["logits"])
     return {"nodes": b.nodes, "initializers": b.initializers}
-
-
-def _concat_rows(parts: list[Weight]) -> Weight:
-    if all(isinstance(p, QuantLinear) for p in parts):
-        offsets = [p.offset for p in parts]  # type: ignore[union-attr]
-        if all(o is not None for o in offsets) or all(o is None for o in offsets):
-            return QuantLinear(
-                np.concatenate([p.packed for p in parts]),  # type: ignore[union-attr]
-                np.concatenate([p.scale for p in parts]),  # type: ignore[union-attr]
-                None if offsets[0] is None else np.concatenate(offsets),  # type: ignore[arg-type]
-            )
-    return np.concatenate([p.dequantize() if isinstance(p, QuantLinear) else p for p in parts])
-
-
-def _unpermute(model: GGUFModel, v: np.ndarray, heads: int) -> np.ndarray:
-    if model.hparams.architecture not in PERMUTED_QK:
-        return v
-    n = v.shape[0]
-    return v.reshape(heads, n // heads // 2, 2).swapaxes(1, 2).reshape(-1)
 
 
 def _quantize8(w: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:

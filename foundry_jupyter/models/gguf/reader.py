@@ -1,9 +1,9 @@
 """Read a llama-family GGUF file: hyperparameters, tokenizer metadata and weights.
 
 Weights come out in ONNX's row convention (`[out_features, in_features]`, the reverse of a GGUF
-tensor's `shape`), with llama.cpp's rotary row permutation of Q and K undone. Q4_0 and Q4_1 linears can
-stay as their exact 4-bit blocks (`QuantLinear`); every other type is dequantized to float32 with the
-`gguf` package's own numpy kernels.
+tensor's `shape`), with llama.cpp's rotary row permutation of Q and K undone. Q4_0, Q4_1 and Q4_K
+linears can stay as their exact 4-bit blocks (`QuantLinear`); every other type is dequantized to
+float32 (`quants` says which types and why).
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from typing import Any
 import numpy as np
 
 from ...errors import InvalidRequest
+from .architecture import ARCHITECTURES, SUPPORTED_ARCHITECTURES, Architecture
+from .quants import BLOCK, KEPT_4BIT, SUPPORTED_TYPES, dequantize, expand_4bit, unpack_4bit, unsupported_type
 
-# Architectures whose tensors and attention follow llama's layout (qwen2 adds Q/K/V biases).
-SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2")
-# llama.cpp's converter permutes Q/K rows into its interleaved rotary order only for these; qwen2
-# files keep the original (rotate-half) order.
-PERMUTED_QK = ("llama", "mistral")
-BLOCK = 32  # weights per Q4_0 / Q4_1 / Q8_0 block
+# Rotary scalings the rotary caches reproduce: "llama3" and "longrope" ("su") come as per-frequency
+# factor tensors (rope_freqs, rope_factors_long / _short).
+ROPE_SCALINGS = ("none", "linear", "llama3", "longrope", "su")
 
 
 class GGUFError(InvalidRequest):
@@ -46,6 +45,21 @@ class Hyperparams:
     rope_dim: int
     rope_linear_factor: float  # positions are divided by it ("linear" rope scaling); 1.0 when none
     name: str
+    # LongRoPE (phi3 128k): rope_factors_short up to this many tokens, rope_factors_long beyond; 0: none.
+    rope_original_context: int = 0
+    rope_attn_factor: float = 1.0  # cos and sin are multiplied by it (LongRoPE's attention scaling)
+    sliding_window: int = 0  # tokens a local layer attends to (itself included); 0: every layer global
+    attention_scale: float = 0.0  # Q·K scale; 0 means 1/sqrt(head_dim)
+    local_rope_theta: float = 0.0  # rotary base of the sliding-window layers; 0: rope_theta
+
+    @property
+    def arch(self) -> Architecture:
+        return ARCHITECTURES[self.architecture]
+
+    def is_local(self, layer: int) -> bool:
+        """Whether `layer` attends only to the last `sliding_window` tokens."""
+        pattern = self.arch.sliding_window_pattern
+        return bool(self.sliding_window and pattern and (layer + 1) % pattern != 0)
 
 
 @dataclass
@@ -70,14 +84,7 @@ class QuantLinear:
         return QuantLinear(self.packed[index], self.scale[index], offset)
 
     def dequantize(self) -> np.ndarray:
-        n, k = self.shape
-        low = (self.packed & 0x0F).astype(np.float32)
-        high = (self.packed >> 4).astype(np.float32)
-        q = np.stack([low, high], axis=-1).reshape(n, k // BLOCK, BLOCK)
-        w = self.scale[..., None] * (q - 8.0)
-        if self.offset is not None:
-            w += self.offset[..., None]
-        return w.reshape(n, k)
+        return expand_4bit(self.packed, self.scale, self.offset)
 
 
 Weight = np.ndarray | QuantLinear
@@ -98,6 +105,12 @@ class GGUFModel:
             raise GGUFError(f"{self.path.name} is not a readable GGUF file: {exc}") from exc
         self._tensors = {t.name: t for t in self._reader.tensors}
         self.hparams = self._hyperparams()
+        unsupported = unsupported_type(self._tensors)
+        if unsupported is not None:
+            raise GGUFError(
+                f"{self.path.name}: tensor {unsupported[0]} has block type {unsupported[1]}, which is not "
+                f"supported (supported: {', '.join(SUPPORTED_TYPES)})"
+            )
 
     # --- metadata -----------------------------------------------------------------------------
     def field(self, key: str, default: Any = None) -> Any:
@@ -135,11 +148,20 @@ class GGUFModel:
             )
         scaling = self._arch_field("rope.scaling.type", "none")
         factor = float(self._arch_field("rope.scaling.factor", 1.0) or 1.0)
-        if scaling not in ("none", "linear") and factor != 1.0:
-            raise GGUFError(f"{self.path.name}: rope scaling {scaling!r} is not supported")
+        if scaling not in ROPE_SCALINGS and factor != 1.0:
+            raise GGUFError(
+                f"{self.path.name}: rope scaling {scaling!r} is not supported (supported: "
+                f"{', '.join(ROPE_SCALINGS)})"
+            )
+        layers = int(self._arch_field("block_count", required=True))
+        long_rope = "rope_factors_long.weight" in self._tensors
+        attention_scale = 0.0
+        if arch == "gemma3" and layers == 62:
+            # llama.cpp scales Gemma 3 27B's attention by its query_pre_attn_scalar, hidden / heads.
+            attention_scale = (hidden / heads) ** -0.5
         return Hyperparams(
             architecture=arch,
-            num_layers=int(self._arch_field("block_count", required=True)),
+            num_layers=layers,
             hidden_size=hidden,
             intermediate_size=int(self._arch_field("feed_forward_length", required=True)),
             num_heads=heads,
@@ -152,6 +174,17 @@ class GGUFModel:
             rope_dim=rope_dim,
             rope_linear_factor=factor if scaling == "linear" else 1.0,
             name=str(self.field("general.name", self.path.stem)),
+            rope_original_context=int(self._arch_field("rope.scaling.original_context_length", 0))
+            if long_rope
+            else 0,
+            rope_attn_factor=float(self._arch_field("rope.scaling.attn_factor", 1.0)) if long_rope else 1.0,
+            sliding_window=int(self._arch_field("attention.sliding_window", 0) or 0)
+            if ARCHITECTURES[arch].sliding_window_pattern
+            else 0,
+            attention_scale=attention_scale,
+            local_rope_theta=float(
+                self._arch_field("rope.freq_base_swa", 0.0) or ARCHITECTURES[arch].local_rope_theta
+            ),
         )
 
     # --- tensors ------------------------------------------------------------------------------
@@ -172,23 +205,8 @@ class GGUFModel:
 
     def dense(self, name: str) -> np.ndarray:
         """The tensor as float32 in numpy's (row-major, reversed GGUF shape) layout."""
-        from gguf import GGMLQuantizationType as T
-        from gguf.quants import dequantize
-
         t = self._tensor(name)
-        kind = t.tensor_type
-        if kind == T.F32:
-            return np.asarray(t.data, dtype=np.float32)
-        if kind == T.F16:
-            return np.asarray(t.data).astype(np.float32)
-        if kind in (T.Q4_0, T.Q4_1):
-            return self._quant(t).dequantize()
-        if kind == T.Q8_0:
-            return _q8_0(t.data)
-        try:
-            return dequantize(t.data, kind).astype(np.float32, copy=False)
-        except NotImplementedError as exc:
-            raise GGUFError(f"{self.path.name}: tensor {name} has unsupported type {kind.name}") from exc
+        return dequantize(t.data, t.tensor_type)
 
     def linear(self, name: str, *, keep_int4: bool, permute_heads: int = 0) -> Weight:
         """A linear's weight `[N, K]`: exact 4-bit blocks when asked and possible, else float32.
@@ -196,41 +214,12 @@ class GGUFModel:
         `permute_heads` (heads for Q, kv heads for K) undoes llama.cpp's rotary row order where the
         converter applied it.
         """
-        from gguf import GGMLQuantizationType as T
-
         t = self._tensor(name)
-        exact = keep_int4 and t.tensor_type in (T.Q4_0, T.Q4_1)
-        weight: Weight = self._quant(t) if exact else self.dense(name)
-        if permute_heads and self.hparams.architecture in PERMUTED_QK:
+        exact = keep_int4 and t.tensor_type.name in KEPT_4BIT
+        weight: Weight = QuantLinear(*unpack_4bit(t.data, t.tensor_type.name)) if exact else self.dense(name)
+        if permute_heads and self.hparams.arch.permuted_qk:
             n = weight.shape[0]
             # GGUF row (h, i, j) holds original row (h, j, i) of each head's [2, head_dim/2] halves.
             order = np.arange(n).reshape(permute_heads, n // permute_heads // 2, 2).swapaxes(1, 2).reshape(-1)
             weight = weight.rows(order) if isinstance(weight, QuantLinear) else weight[order]
         return weight
-
-    def _quant(self, t: Any) -> QuantLinear:
-        """Q4_0 (`d, qs[16]`) or Q4_1 (`d, m, qs[16]`) blocks; low nibbles hold elements 0-15."""
-        from gguf import GGMLQuantizationType as T
-
-        asymmetric = t.tensor_type == T.Q4_1
-        data = np.asarray(t.data, dtype=np.uint8)
-        n = data.shape[0]
-        blocks = data.reshape(n, -1, 20 if asymmetric else 18)
-        scale = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
-        qs = blocks[..., -16:]
-        # GGUF nibbles: element j low, element j+16 high. MatMulNBits: element 2j low, 2j+1 high.
-        q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
-        packed = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
-        offset = None
-        if asymmetric:
-            minimum = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
-            # d*q + m == d*(q - 8) + (m + 8d): the symmetric part goes to MatMulNBits.
-            offset = minimum + 8.0 * scale
-        return QuantLinear(np.ascontiguousarray(packed), scale, offset)
-
-
-def _q8_0(data: np.ndarray) -> np.ndarray:
-    blocks = np.asarray(data, dtype=np.uint8).reshape(data.shape[0], -1, 34)
-    scale = blocks[..., 0:2].copy().view(np.float16).astype(np.float32)
-    q = blocks[..., 2:].view(np.int8).astype(np.float32)
-    return (scale * q).reshape(data.shape[0], -1)

@@ -41,6 +41,22 @@ PRE_TOKENIZERS: dict[str, tuple[str, ...]] = {
     "llama-bpe": (LLAMA3_REGEX,),
 }
 
+# Gemma's chat format, for the Gemma GGUFs that carry no template (llama.cpp recognises them by their
+# turn tokens): a system message joins the first user turn, the assistant speaks as "model".
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}"
+    "{% set first_user_prefix = messages[0]['content'] + '\n\n' %}{% set loop_messages = messages[1:] %}"
+    "{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}"
+    "{% for message in loop_messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '')"
+    " + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+# Tokens that end a turn in the chat formats llama.cpp knows; the ones a model's template writes
+# stop its generation.
+END_OF_TURN = ("<end_of_turn>", "<|eot_id|>", "<|im_end|>", "<|end|>", "<|endoftext|>", "<|eom_id|>")
+
 NORMAL, CONTROL, USER_DEFINED = 1, 3, 4  # tokenizer.ggml.token_type values (3 and 4 are added tokens)
 
 
@@ -79,7 +95,7 @@ def tokenizer_files(model: GGUFModel) -> dict[str, Any]:
     if add_bos and bos is not None:
         parts["post_processor"] = _prepend_bos(bos, tokens.index(bos))
     tokenizer_json = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added, **parts}
-    chat_template = model.field("tokenizer.chat_template")
+    template = chat_template(model)
     config: dict[str, Any] = {
         "add_bos_token": add_bos,
         "add_eos_token": False,
@@ -95,8 +111,8 @@ def tokenizer_files(model: GGUFModel) -> dict[str, Any]:
         # piece); only "GemmaTokenizer" gets whole-text BPE, as SentencePiece does.
         "tokenizer_class": "GPT2Tokenizer" if kind == "gpt2" else "GemmaTokenizer",
     }
-    if chat_template:
-        config["chat_template"] = chat_template
+    if template:
+        config["chat_template"] = template
     special_map: dict[str, Any] = {
         key: value
         for key, value in (("bos_token", bos), ("eos_token", eos), ("pad_token", pad), ("unk_token", unk))
@@ -108,6 +124,21 @@ def tokenizer_files(model: GGUFModel) -> dict[str, Any]:
         "tokenizer_config.json": config,
         "special_tokens_map.json": special_map,
     }
+
+
+def chat_template(model: GGUFModel) -> str | None:
+    """The file's chat template, or Gemma's for a Gemma vocabulary without one."""
+    template = model.field("tokenizer.chat_template")
+    if not template and "<start_of_turn>" in (model.field("tokenizer.ggml.tokens") or []):
+        return GEMMA_TEMPLATE
+    return template
+
+
+def end_of_turn_ids(model: GGUFModel) -> list[int]:
+    """Ids of the end-of-turn tokens the chat template writes."""
+    template = chat_template(model) or ""
+    tokens: list[str] = model.field("tokenizer.ggml.tokens") or []
+    return [tokens.index(t) for t in END_OF_TURN if t in template and t in tokens]
 
 
 def _byte_level(model: GGUFModel, tokens: list[str]) -> dict[str, Any]:
