@@ -201,10 +201,12 @@ def hardware_view(report: dict[str, Any]) -> Report:
         (g.get("name", "?"), ", ".join(x for x in (g.get("vendor"), human_size(g.get("memoryBytes"))) if x))
         for g in gpus
     ]
+    npu_rows = [(n.get("name", "?"), n.get("vendor") or "") for n in report.get("npus") or []]
     providers = report.get("executionProviders") or []
     sections = [
         Table("Machine", machine),
         Table("GPUs", gpu_rows or [("-", "none detected")]),
+        Table("NPUs", npu_rows or [("-", "none detected")]),
         Grid(
             "Execution providers",
             ("provider", "device type", "supported by this build", "device present", "usable", "note"),
