@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from . import add_output_option
 from .output import print_json, wants_json
+from .progress import Bars, activity, bars_wanted
 
 IMPORT_PRECISIONS = ("int4", "fp32", "int4-fast")  # kept in step with models.gguf.PRECISIONS
 COMPILE_PRECISIONS = ("int4", "fp16", "fp32")
@@ -49,26 +50,12 @@ def register(groups: dict[str, Any]) -> None:
     p.set_defaults(func=cmd_compile)
 
 
-def _stage_printer(enabled: bool):
-    def show(message: str) -> None:
-        if enabled:
-            print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
-
-    return show
-
-
 def cmd_import(args: argparse.Namespace) -> int:
     from ..models.gguf import import_model
 
     start = time.perf_counter()
-    interactive = sys.stderr.isatty() and not wants_json(args)
-    try:
-        model = import_model(
-            args.file, alias=args.alias, precision=args.precision, progress=_stage_printer(interactive)
-        )
-    finally:
-        if interactive:
-            print(file=sys.stderr)
+    with Bars(Path(args.file).name, bars_wanted(args)) as bars:
+        model = import_model(args.file, alias=args.alias, precision=args.precision, progress=bars)
     return _report(args, model, "Imported", args.file, time.perf_counter() - start)
 
 
@@ -76,7 +63,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from ..models.compile import compile_model
 
     start = time.perf_counter()
-    model = compile_model(args.folder, alias=args.alias, precision=args.precision, ep=args.ep)
+    with activity(Path(args.folder).name, "compiling with the model builder", args):
+        model = compile_model(args.folder, alias=args.alias, precision=args.precision, ep=args.ep)
     return _report(args, model, "Compiled", args.folder, time.perf_counter() - start)
 
 
