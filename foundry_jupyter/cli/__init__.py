@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from ..errors import FoundryError
 
 # Modules that contribute commands, in the order their help appears.
-COMMAND_MODULES = ("model", "cache", "service", "hardware", "convert")
+COMMAND_MODULES = ("model", "cache", "service", "hardware", "convert", "ziplogs")
 
 GROUPS = {
     "model": "discover, download, run and manage models",

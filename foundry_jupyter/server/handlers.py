@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -220,6 +221,25 @@ class DownloadJobHandler(FoundryHandler):
         self.send_json(self.service.downloads.cancel(job_id).to_dict())
 
 
+class ZipLogsHandler(FoundryHandler):
+    """The diagnostics zip of `jupyter foundry zip-logs`, for the sidebar's button."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        from ..service.diagnostics import build_bundle, bundle_name
+
+        extra = {
+            "status.json": foundry.status(self.service, self.service_url),
+            "loaded.json": foundry.loaded_details(self.service),
+        }
+        token = getattr(self.identity_provider, "token", "") or ""
+        manager = await self.service.manager()
+        data = await asyncio.to_thread(build_bundle, manager, extra=extra, secrets=[token])
+        self.set_header("Content-Disposition", f'attachment; filename="{bundle_name()}"')
+        self.finish(data, set_content_type="application/zip")
+
+
 class CatchAllHandler(FoundryHandler):
     """Any other path under the prefix: an OpenAI-shaped 404, after authentication."""
 
@@ -253,5 +273,6 @@ ROUTES: list[tuple[str, type[FoundryHandler]]] = [
     ("loaded", LoadedHandler),
     ("downloads", DownloadsHandler),
     (r"downloads/(?P<job_id>[A-Za-z0-9_-]+)", DownloadJobHandler),
+    ("zip-logs", ZipLogsHandler),
     (r"(?P<rest>.*)", CatchAllHandler),
 ]

@@ -131,6 +131,7 @@ ROUTES: list[tuple[str, str, str, type[BaseModel] | None, str, list[dict[str, An
     ("delete", "/cache/{name}", "Delete a cached model (unloading it first).", None, "`{removed}`", [NAME]),
     ("get", "/loaded", "Loaded models with TTL left, memory, EP and pid.", None, "`{models}`", []),
     ("get", "/downloads", "Background downloads.", None, "`{downloads}`", []),
+    ("get", "/zip-logs", "A diagnostics zip, tokens and keys removed.", None, "A zip file", []),
     ("post", "/downloads", "Start a background download.", DownloadJobRequest, "202 with the job", []),
     (
         "get",
@@ -159,6 +160,7 @@ ANSWERS: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
     ("post", "/v1/completions"): ("200", (JSON, EVENTS)),
     ("post", "/openai/download"): ("200", ("text/plain",)),
     ("post", "/downloads"): ("202", (JSON,)),
+    ("get", "/zip-logs"): ("200", ("application/zip",)),
 }
 
 
