@@ -170,3 +170,12 @@ def test_a_step_without_reports_shows_its_seconds(env) -> None:
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout == "finished\n" and done.stderr == ""
+
+
+def test_a_reader_that_leaves_early_is_no_error(env) -> None:
+    """`jupyter foundry model list | head`: the reader gone, no "Error: Broken pipe", no traceback."""
+    # `true` exits without reading, so the listing meets a closed pipe every time
+    command = f"{sys.executable} -m foundry_jupyter.cli model list | true; echo ${{PIPESTATUS[0]}}"
+    done = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60)
+    assert done.stderr == ""
+    assert done.stdout.strip() == "141"  # as a program killed by SIGPIPE reports it
