@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from ..errors import FoundryError
 
 # Modules that contribute commands, in the order their help appears.
-COMMAND_MODULES = ("model", "cache", "service", "engine", "hardware", "convert")
+COMMAND_MODULES = ("model", "cache", "service", "engine", "hardware", "convert", "ziplogs")
 
 GROUPS = {
     "model": "discover, download, run and manage models",
@@ -56,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FoundryError as exc:
         print(f"Error: {exc.message}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `... | head`: the reader left, which is no error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit must not fail again
+        return 141
     except OSError as exc:  # a disk full, a folder we may not write: still one line, not a traceback
         print(f"Error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", file=sys.stderr)
         return 1

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import add_output_option
 from .output import print_json, wants_json
+from .progress import Bars, activity, bars_wanted
 
 if TYPE_CHECKING:
     from ..models.cache import CachedModel
@@ -52,27 +53,15 @@ def register(groups: dict[str, Any]) -> None:
     p.set_defaults(func=cmd_compile)
 
 
-def _stage_printer(enabled: bool):
-    def show(message: str) -> None:
-        if enabled:
-            print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
-
-    return show
-
-
 def cmd_import(args: argparse.Namespace) -> int:
     from ..config import defaults
     from ..models.manager import ModelManager
 
     start = time.perf_counter()
-    interactive = sys.stderr.isatty() and not wants_json(args)
-    try:
+    with Bars(Path(args.file).name, bars_wanted(args)) as bars:
         model = ModelManager(defaults()).import_gguf(
-            args.file, alias=args.alias, precision=args.precision, progress=_stage_printer(interactive)
+            args.file, alias=args.alias, precision=args.precision, progress=bars
         )
-    finally:
-        if interactive:
-            print(file=sys.stderr)
     return _report(args, model, "Imported", args.file, time.perf_counter() - start)
 
 
@@ -80,7 +69,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from ..models.compile import compile_model
 
     start = time.perf_counter()
-    model = compile_model(args.folder, alias=args.alias, precision=args.precision, ep=args.ep)
+    with activity(Path(args.folder).name, "compiling with the model builder", args):
+        model = compile_model(args.folder, alias=args.alias, precision=args.precision, ep=args.ep)
     return _report(args, model, "Compiled", args.folder, time.perf_counter() - start)
 
 

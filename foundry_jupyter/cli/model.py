@@ -9,7 +9,8 @@ from typing import Any
 from ..errors import InvalidRequest
 from ..units import human_size
 from . import add_output_option
-from .output import DownloadBar, print_json, print_table, wants_json
+from .output import print_json, print_table, wants_json
+from .progress import model_bars
 
 EXIT_WORDS = ("/exit", "/bye", "/quit", "exit", "quit")
 
@@ -141,7 +142,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         else:
             print(f"{entry.id} is already in the cache at {model.path}. To download it again, use --force.")
         return 0
-    bar = DownloadBar(entry.id)
+    bar = model_bars(entry, args)
     try:
         model = m.download(entry.id, force=args.force, progress=bar)
     finally:
@@ -173,10 +174,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InvalidRequest("--temperature must be 0 or more")
     m = manager()
     entry = m.resolve(args.model)
-    if not m.is_cached(entry):
+    cached = m.is_cached(entry)
+    if not cached:
         verb = "Building" if entry.source.kind == "builtin" else "Downloading"
         print(f"{verb} {entry.id} ...", file=sys.stderr)
-    bar = DownloadBar(entry.id)
+    bar = model_bars(entry, args, cached=cached)
     try:
         model = loading.fetch(m, args.model, progress=bar)
     finally:

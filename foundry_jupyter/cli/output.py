@@ -1,9 +1,8 @@
-"""Printing for the CLI: aligned tables for people, `--output json` for scripts, tqdm bars on stderr."""
+"""Printing for the CLI: aligned tables for people, `--output json` for scripts (bars: `progress`)."""
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,36 +21,3 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     print("\n".join(line.rstrip() for line in lines))
-
-
-class DownloadBar:
-    """A tqdm bar on stderr fed by DownloadProgress reports (silent when stderr is not a terminal)."""
-
-    def __init__(self, label: str, enabled: bool | None = None) -> None:
-        self.label = label
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._bar: Any = None
-
-    def __call__(self, progress: Any) -> None:
-        if not self.enabled:
-            return
-        if self._bar is None:
-            from tqdm import tqdm
-
-            self._bar = tqdm(
-                total=progress.bytes_total or None,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=self.label,
-                file=sys.stderr,
-                leave=True,
-            )
-        self._bar.set_postfix_str(progress.file or "", refresh=False)
-        self._bar.n = progress.bytes_done
-        self._bar.refresh()
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None

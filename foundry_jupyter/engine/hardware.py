@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from foundry_jupyter.errors import InvalidRequest
@@ -111,6 +112,7 @@ class HardwareReport:
     onnxruntime_genai_version: str | None = None
     onnxruntime_version: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    npus: tuple[GpuInfo, ...] = ()
 
     def usable_providers(self) -> list[str]:
         return [p.name for p in self.providers if p.usable]
@@ -133,6 +135,7 @@ class HardwareReport:
                 {"name": g.name, "vendor": g.vendor, "memoryBytes": g.memory_bytes, "driver": g.driver}
                 for g in self.gpus
             ],
+            "npus": [{"name": n.name, "vendor": n.vendor} for n in self.npus],
             "executionProviders": [
                 {
                     "name": p.name,
@@ -163,16 +166,25 @@ class HardwareReport:
                 lines.append(f"GPU:     {gpu.name} ({gpu.vendor}{mem})")
         else:
             lines.append("GPU:     none detected")
+        lines += [f"NPU:     {npu.name}" for npu in self.npus]
         lines.append(f"onnxruntime-genai {self.onnxruntime_genai_version or '?'}")
         lines.append("")
-        lines.append(f"{'provider':<10} {'type':<4} {'build':<6} {'device':<7} {'usable':<7} note")
-        for p in self.providers:
-            yes = {True: "yes", False: "no"}
-            lines.append(
-                f"{p.name:<10} {p.device_type:<4} {yes[p.supported]:<6} {yes[p.device]:<7} "
-                f"{yes[p.usable]:<7} {p.note}".rstrip()
-            )
+        yes = {True: "yes", False: "no"}
+        rows = [
+            [p.name, p.device_type, yes[p.supported], yes[p.device], yes[p.usable], p.note]
+            for p in self.providers
+        ]
+        lines += format_table(["provider", "type", "build", "device", "usable", "note"], rows)
         return "\n".join(lines)
+
+
+def format_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    """Lines of a plain-text table, each column as wide as its widest cell."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    return [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in (headers, *rows)
+    ]
 
 
 def _cpu_model() -> str:
@@ -212,9 +224,61 @@ def _nvidia_gpus() -> list[GpuInfo]:
     return gpus
 
 
-def _amd_gpus() -> list[GpuInfo]:
-    # ROCm exposes /dev/kfd; names need rocm-smi, which is optional.
-    return [GpuInfo(name="AMD GPU (ROCm)", vendor="AMD")] if os.path.exists("/dev/kfd") else []
+# PCI vendor ids as Linux shows them under /sys.
+_PCI_VENDORS = {"0x10de": "NVIDIA", "0x1002": "AMD", "0x1022": "AMD", "0x8086": "Intel", "0x17cb": "Qualcomm"}
+
+
+def _sysfs_devices(sys_root: Path, kind: str, pattern: str) -> list[GpuInfo]:
+    """Devices of a /sys class (`drm` cards, `accel` NPUs) by PCI vendor."""
+    found = []
+    for node in sorted((sys_root / "class" / kind).glob(pattern)):
+        if not node.name.removeprefix(kind if kind == "accel" else "card").isdigit():
+            continue  # a display connector such as card0-HDMI-A-1
+        try:
+            vendor_id = (node / "device" / "vendor").read_text().strip().lower()
+            device_id = (node / "device" / "device").read_text().strip().lower()
+        except OSError:
+            continue
+        vendor = _PCI_VENDORS.get(vendor_id)
+        if vendor is not None:
+            label = "NPU" if kind == "accel" else "GPU"
+            found.append(GpuInfo(name=f"{vendor} {label} (PCI {vendor_id}:{device_id})", vendor=vendor))
+    return found
+
+
+def _windows_gpus() -> list[GpuInfo]:
+    if sys.platform != "win32":
+        return []
+    command = "Get-CimInstance Win32_VideoController | Select-Object -ExpandProperty Name"
+    try:
+        out = subprocess.run(
+            ["powershell", "-NoProfile", "-Command", command],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for name in (line.strip() for line in out.splitlines()):
+        vendor = next((v for v in ("NVIDIA", "AMD", "Intel", "Qualcomm") if v.lower() in name.lower()), "")
+        if name and vendor and "basic" not in name.lower():  # "Microsoft Basic Display Adapter" is no GPU
+            gpus.append(GpuInfo(name=name, vendor=vendor))
+    return gpus
+
+
+def detect_devices(sys_root: Path = Path("/sys")) -> tuple[list[GpuInfo], list[GpuInfo]]:
+    """GPUs and NPUs this machine shows: nvidia-smi, /sys (Linux), the video controllers (Windows)."""
+    gpus = _nvidia_gpus()
+    named_by_smi = bool(gpus)
+    for gpu in _sysfs_devices(sys_root, "drm", "card[0-9]*") + _windows_gpus():
+        if not (gpu.vendor == "NVIDIA" and named_by_smi):  # nvidia-smi named it already, with its memory
+            gpus.append(gpu)
+    if os.path.exists("/dev/kfd") and not _detected(gpus, "AMD"):  # ROCm without a /sys entry we read
+        gpus.append(GpuInfo(name="AMD GPU (ROCm)", vendor="AMD"))
+    npus = _sysfs_devices(sys_root, "accel", "accel[0-9]*")
+    return gpus, npus
 
 
 @functools.lru_cache(maxsize=1)
@@ -243,43 +307,61 @@ def _build_support() -> tuple[frozenset[str], str | None, str | None]:
     return frozenset(supported), og_version, ort_version
 
 
-def _device_present(p: _Provider, gpus: list[GpuInfo]) -> tuple[bool, str]:
-    vendors = {g.vendor for g in gpus}
+def _detected(devices: list[GpuInfo], vendor: str) -> GpuInfo | None:
+    return next((d for d in devices if d.vendor == vendor), None)
+
+
+def _device_present(p: _Provider, gpus: list[GpuInfo], npus: list[GpuInfo]) -> tuple[bool, str]:
+    """Whether a device for `p` was detected, and a note naming it (or saying what was looked for).
+
+    Only devices the report found count: a CPU's brand alone is no NPU or GPU.
+    """
     windows = sys.platform == "win32"
     if p.short == "cpu":
         return True, ""
+    found: GpuInfo | None = None
+    missing = ""
     if p.short in ("cuda", "nvtensorrtrtx"):
-        return "NVIDIA" in vendors, "" if "NVIDIA" in vendors else "no NVIDIA GPU detected (nvidia-smi)"
-    if p.short == "migraphx":
-        return "AMD" in vendors, "" if "AMD" in vendors else "no AMD GPU detected"
-    if p.short == "dml":
-        return windows, "" if windows else "DirectML needs Windows"
-    if p.short == "webgpu":
-        return bool(gpus), "" if gpus else "no GPU detected"
-    if p.short == "openvino":
-        intel = "intel" in _cpu_model().lower()
-        return intel, "" if intel else "no Intel CPU/GPU/NPU detected"
-    if p.short == "qnn":
-        arm = platform.machine().lower() in ("arm64", "aarch64")
-        return arm and windows, "" if arm and windows else "needs a Snapdragon (Windows on ARM) NPU"
-    if p.short == "vitisai":
-        return windows, "" if windows else "needs an AMD Ryzen AI NPU (Windows)"
-    return False, ""
+        found, missing = _detected(gpus, "NVIDIA"), "no NVIDIA GPU detected (nvidia-smi)"
+    elif p.short == "migraphx":
+        found, missing = _detected(gpus, "AMD"), "no AMD GPU detected"
+    elif p.short == "dml":
+        found = gpus[0] if windows and gpus else None
+        missing = "no GPU detected" if windows else "DirectML needs Windows"
+    elif p.short == "webgpu":
+        found, missing = (gpus[0] if gpus else None), "no GPU detected"
+    elif p.short == "openvino":
+        found = _detected(npus, "Intel") or _detected(gpus, "Intel")
+        missing = "no Intel NPU or GPU detected"
+    elif p.short == "qnn":
+        found, missing = _detected(npus, "Qualcomm"), "no Snapdragon NPU detected"
+    elif p.short == "vitisai":
+        found, missing = _detected(npus, "AMD"), "no AMD Ryzen AI NPU detected"
+    if found is None:
+        return False, missing
+    return True, f"device: {found.name}"
 
 
-def provider_statuses(gpus: list[GpuInfo] | None = None) -> tuple[ProviderStatus, ...]:
+def provider_statuses(
+    gpus: list[GpuInfo] | None = None, npus: list[GpuInfo] | None = None
+) -> tuple[ProviderStatus, ...]:
     supported_names, _, _ = _build_support()
-    gpus = _nvidia_gpus() + _amd_gpus() if gpus is None else gpus
+    if gpus is None or npus is None:
+        found_gpus, found_npus = detect_devices()
+        gpus = found_gpus if gpus is None else gpus
+        npus = found_npus if npus is None else npus
     statuses = []
     for p in PROVIDERS:
         supported = p.ort_name in supported_names
-        device, device_note = _device_present(p, gpus)
+        device, device_note = _device_present(p, gpus, npus)
         note = ""
         if not supported:
             note = "not in this onnxruntime-genai build" + (
                 " (install onnxruntime-genai-cuda)" if p.short == "cuda" else ""
             )
-        elif not device:
+            if device:
+                note += f"; {device_note}"
+        else:
             note = device_note
         statuses.append(
             ProviderStatus(
@@ -318,10 +400,10 @@ def cpu_threads() -> int:
     return max(1, min(usable, physical))
 
 
-def hardware_report() -> HardwareReport:
+def hardware_report(sys_root: Path = Path("/sys")) -> HardwareReport:
     import psutil
 
-    gpus = _nvidia_gpus() + _amd_gpus()
+    gpus, npus = detect_devices(sys_root)
     memory = psutil.virtual_memory()
     _, og_version, ort_version = _build_support()
     return HardwareReport(
@@ -336,7 +418,8 @@ def hardware_report() -> HardwareReport:
         memory_total_bytes=int(memory.total),
         memory_available_bytes=int(memory.available),
         gpus=tuple(gpus),
-        providers=provider_statuses(gpus),
+        npus=tuple(npus),
+        providers=provider_statuses(gpus, npus),
         onnxruntime_genai_version=og_version,
         onnxruntime_version=ort_version,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine.types import Message, Usage
+from .markdown import escape_dollars
 
 METADATA_KEY = "foundry"
 
@@ -50,7 +51,7 @@ class ChatResult:
         return " · ".join(parts)
 
     def mimebundle(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        data = {"text/markdown": self.text, "text/plain": self.text}
+        data = {"text/markdown": escape_dollars(self.text), "text/plain": self.text}
         return data, {METADATA_KEY: self.provenance()}
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict, dict]:
@@ -162,7 +163,9 @@ class History:
         return "".join(parts)
 
     def _repr_markdown_(self) -> str:
-        return "\n\n".join(f"**{m.get('role')}**: {m.get('content')}" for m in self.messages)
+        return "\n\n".join(
+            f"**{m.get('role')}**: {escape_dollars(str(m.get('content')))}" for m in self.messages
+        )
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(str(self))
@@ -198,10 +201,12 @@ def hardware_view(report: dict[str, Any]) -> Report:
         (g.get("name", "?"), ", ".join(x for x in (g.get("vendor"), human_size(g.get("memoryBytes"))) if x))
         for g in gpus
     ]
+    npu_rows = [(n.get("name", "?"), n.get("vendor") or "") for n in report.get("npus") or []]
     providers = report.get("executionProviders") or []
     sections = [
         Table("Machine", machine),
         Table("GPUs", gpu_rows or [("-", "none detected")]),
+        Table("NPUs", npu_rows or [("-", "none detected")]),
         Grid(
             "Execution providers",
             ("provider", "device type", "supported by this build", "device present", "usable", "note"),

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..engine.types import Delta
+from .markdown import escape_dollars
 from .results import ChatResult
 
 
@@ -35,7 +36,7 @@ class MarkdownStream:
         now = self._clock()
         if text == self._shown or now - self._last < self._interval:
             return
-        self._push({"text/markdown": text, "text/plain": text}, {})
+        self._push({"text/markdown": escape_dollars(text), "text/plain": text}, {})
         self._last = now
 
     def finish(self, result: ChatResult) -> None:

@@ -150,7 +150,8 @@ def catalog_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     for col in ("cached", "loaded"):
         frame[col] = frame[col].fillna(False).astype(bool)
     frame["context_length"] = frame["context_length"].astype("Int64")
-    return frame.sort_values(["alias", "id"], kind="stable", ignore_index=True)
+    # By alias only: within an alias the catalog's best-first order stays, as the sidebar shows it.
+    return frame.sort_values("alias", key=lambda a: a.str.lower(), kind="stable", ignore_index=True)
 
 
 def cache_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:

@@ -6,6 +6,7 @@ server registers (`ROUTES`), what `openapi.json` documents and what the auth tes
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, TypeVar
 
@@ -383,6 +384,29 @@ class EnginesHandler(FoundryHandler):
     @authorized
     async def get(self) -> None:
         self.send_json(await foundry.engines(self.service))
+
+
+@route(
+    "zip-logs",
+    get=Operation("A diagnostics zip, tokens and keys removed.", "A zip file", media=("application/zip",)),
+)
+class ZipLogsHandler(FoundryHandler):
+    """The diagnostics zip of `jupyter foundry zip-logs`, for the sidebar's button."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        from ..service.diagnostics import build_bundle, bundle_name
+
+        extra = {
+            "status.json": foundry.status(self.service, self.service_url),
+            "loaded.json": foundry.loaded_details(self.service),
+        }
+        token = getattr(self.identity_provider, "token", "") or ""
+        manager = await self.service.manager()
+        data = await asyncio.to_thread(build_bundle, manager, extra=extra, secrets=[token])
+        self.set_header("Content-Disposition", f'attachment; filename="{bundle_name()}"')
+        self.finish(data, set_content_type="application/zip")
 
 
 @route("{rest}")

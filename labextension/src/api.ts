@@ -19,7 +19,7 @@ import {
   parseLoaded,
   parseStatus
 } from './model';
-import { IFoundryBackend } from './store';
+import { IFoundryBackend, ISavedFile } from './store';
 
 export class FoundryClient implements IFoundryBackend {
   constructor(readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()) {}
@@ -84,5 +84,21 @@ export class FoundryClient implements IFoundryBackend {
 
   async cancelDownload(id: string): Promise<void> {
     await this.request(`downloads/${encodeURIComponent(id)}`, { method: 'DELETE' });
+  }
+
+  async zipLogs(): Promise<ISavedFile> {
+    const url = URLExt.join(this.settings.baseUrl, 'foundry', 'zip-logs');
+    let response: Response;
+    try {
+      response = await ServerConnection.makeRequest(url, {}, this.settings);
+    } catch (error) {
+      throw new FoundryApiError(`Cannot reach the Jupyter server: ${String(error)}`, 0);
+    }
+    if (!response.ok) {
+      await readResponse(response); // throws with the server's message
+    }
+    const disposition = response.headers.get('Content-Disposition') ?? '';
+    const filename = /filename="([^"]+)"/.exec(disposition)?.[1] ?? 'foundry-logs.zip';
+    return { blob: await response.blob(), filename };
   }
 }

@@ -260,6 +260,71 @@ export function catalogFacets(entries: ICatalogEntry[]): { devices: string[]; ta
   return { devices: [...devices].sort(), tasks: [...tasks].sort() };
 }
 
+/** One variant of an alias, and whether this machine can run it and has it cached. */
+export interface ICatalogVariant {
+  entry: ICatalogEntry;
+  runnable: boolean;
+  cached: boolean;
+}
+
+/** An alias with the variant this machine would use first and the others after it. */
+export interface ICatalogGroup {
+  alias: string;
+  chosen: ICatalogVariant;
+  others: ICatalogVariant[];
+}
+
+/** Whether `entry`'s execution provider is among `usable` (short names); null: not known yet. */
+export function canRun(entry: ICatalogEntry, usable: readonly string[] | null): boolean {
+  if (usable === null || entry.executionProvider === '') {
+    return true;
+  }
+  const provider = shortProvider(entry.executionProvider).toLowerCase();
+  return usable.some(u => shortProvider(u).toLowerCase() === provider);
+}
+
+/**
+ * The catalog grouped by alias (sorted), each alias's variants in the server's best-first order. The chosen variant is what the server resolves the alias to: a cached variant this machine
+ * can run, else the first it can run; an alias with none keeps its first variant, marked not runnable.
+ */
+export function groupCatalog(
+  entries: ICatalogEntry[],
+  usable: readonly string[] | null,
+  cachedIds: ReadonlySet<string>
+): ICatalogGroup[] {
+  const byAlias = new Map<string, ICatalogVariant[]>();
+  for (const entry of entries) {
+    const key = (entry.alias || entry.name).toLowerCase();
+    const variant = { entry, runnable: canRun(entry, usable), cached: cachedIds.has(entry.name) };
+    const variants = byAlias.get(key);
+    if (variants) {
+      variants.push(variant);
+    } else {
+      byAlias.set(key, [variant]);
+    }
+  }
+  // Aliases in code-point order of their lower case, as `%foundry list` sorts them.
+  const keys = [...byAlias.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return keys.map(key => {
+    const variants = byAlias.get(key) ?? [];
+    const chosen =
+      variants.find(v => v.runnable && v.cached) ?? variants.find(v => v.runnable) ?? variants[0];
+    return {
+      alias: chosen.entry.alias || chosen.entry.name,
+      chosen,
+      others: variants.filter(v => v !== chosen)
+    };
+  });
+}
+
+/** The usable execution providers of a hardware summary, or null before it has arrived. */
+export function usableProviders(hardware: IHardwareSummary | null): string[] | null {
+  if (hardware === null || hardware.providers.length === 0) {
+    return null;
+  }
+  return hardware.providers.filter(p => p.usable).map(p => p.name);
+}
+
 /** The download of a catalog entry that is running now, matched by id or by alias. */
 export function activeDownloadFor(entry: ICatalogEntry, downloads: IDownload[]): IDownload | undefined {
   return downloads.find(

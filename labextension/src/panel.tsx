@@ -4,6 +4,7 @@
  */
 import { Clipboard, Dialog, showDialog } from '@jupyterlab/apputils';
 import {
+  bugIcon,
   Button,
   copyIcon,
   deleteIcon,
@@ -31,13 +32,16 @@ import {
   formatPercent,
   formatSpeed,
   formatWhen,
+  groupCatalog,
   ICachedModel,
-  ICatalogEntry,
+  ICatalogGroup,
+  ICatalogVariant,
   IDownload,
   ILoadedModel,
-  shortProvider
+  shortProvider,
+  usableProviders
 } from './model';
-import { FoundryStore, IFoundryState } from './store';
+import { FoundryStore, IFoundryState, ISavedFile } from './store';
 
 export class FoundryPanel extends ReactWidget {
   constructor(
@@ -90,6 +94,18 @@ export class FoundryPanel extends ReactWidget {
   private _loadedOnce = false;
 }
 
+/** Hands a fetched file to the browser's downloads, as a link with `download` would. */
+function saveFile(file: ISavedFile): void {
+  const url = URL.createObjectURL(file.blob);
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = file.filename;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
 interface IViewProps {
   panel: FoundryPanel;
   state: IFoundryState;
@@ -101,7 +117,16 @@ function PanelView({ panel, state }: IViewProps): JSX.Element {
     <div className="jp-FoundryPanel-body">
       <div className="jp-FoundryPanel-header">
         <h2>Foundry</h2>
-        <IconButton icon={refreshIcon} label="Refresh" onClick={() => void store.refreshAll()} />
+        <span>
+          <IconButton
+            icon={bugIcon}
+            label="Download diagnostics"
+            title="Download a diagnostics zip (logs, hardware, versions, catalog, cache; tokens removed)"
+            disabled={store.isBusy('zip-logs')}
+            onClick={() => void store.zipLogs(saveFile)}
+          />
+          <IconButton icon={refreshIcon} label="Refresh" onClick={() => void store.refreshAll()} />
+        </span>
       </div>
       {state.actionError && (
         <div className="jp-FoundryPanel-error" role="alert">
@@ -171,9 +196,11 @@ function ModelRow(props: {
   alias: string;
   actions: React.ReactNode;
   children: React.ReactNode;
+  className?: string;
 }): JSX.Element {
+  const className = props.className ? `jp-FoundryPanel-row ${props.className}` : 'jp-FoundryPanel-row';
   return (
-    <div className="jp-FoundryPanel-row" data-model-id={props.id}>
+    <div className={className} data-model-id={props.id}>
       <div className="jp-FoundryPanel-rowMain">
         <span className="jp-FoundryPanel-alias">{props.alias || props.id}</span>
         <span className="jp-FoundryPanel-id">{props.id}</span>
@@ -410,10 +437,12 @@ function CatalogSection({ panel, state }: IViewProps): JSX.Element {
   const [task, setTask] = React.useState('');
   const catalog = state.catalog;
   const facets = React.useMemo(() => catalogFacets(catalog ?? []), [catalog]);
-  const shown = catalog ? filterCatalog(catalog, { text, device, task }) : [];
   const cachedIds = new Set((state.cache?.models ?? []).map(m => m.id));
+  const usable = usableProviders(state.hardware);
+  const groups = catalog ? groupCatalog(filterCatalog(catalog, { text, device, task }), usable, cachedIds) : [];
+  const aliases = catalog ? groupCatalog(catalog, usable, cachedIds).length : undefined;
   return (
-    <Section name="catalog" title="Catalog" count={catalog?.length}>
+    <Section name="catalog" title="Catalog" count={aliases}>
       <div className="jp-FoundryPanel-filters">
         <InputGroup
           className="jp-FoundryPanel-search"
@@ -439,18 +468,10 @@ function CatalogSection({ panel, state }: IViewProps): JSX.Element {
       </div>
       {catalog === null ? (
         <Empty>Loading…</Empty>
-      ) : shown.length === 0 ? (
+      ) : groups.length === 0 ? (
         <Empty>No catalog entry matches.</Empty>
       ) : (
-        shown.map(e => (
-          <CatalogRow
-            key={e.name}
-            entry={e}
-            panel={panel}
-            cached={cachedIds.has(e.name)}
-            download={activeDownloadFor(e, state.downloads)}
-          />
-        ))
+        groups.map(g => <CatalogGroup key={g.alias} group={g} panel={panel} downloads={state.downloads} />)
       )}
     </Section>
   );
@@ -476,13 +497,40 @@ function RemoteRow(props: { model: ICachedModel }): JSX.Element {
   );
 }
 
+/** An alias: the variant this machine would use, the other variants behind a disclosure. */
+function CatalogGroup(props: { group: ICatalogGroup; panel: FoundryPanel; downloads: IDownload[] }): JSX.Element {
+  const { group, panel, downloads } = props;
+  const row = (v: ICatalogVariant) => (
+    <CatalogRow
+      key={v.entry.name}
+      variant={v}
+      panel={panel}
+      download={activeDownloadFor(v.entry, downloads)}
+    />
+  );
+  const count = group.others.length;
+  return (
+    <div className="jp-FoundryPanel-group" data-alias={group.alias}>
+      {row(group.chosen)}
+      {count > 0 && (
+        <details className="jp-FoundryPanel-variants">
+          <summary>
+            {count} other variant{count === 1 ? '' : 's'}
+          </summary>
+          {group.others.map(row)}
+        </details>
+      )}
+    </div>
+  );
+}
+
 function CatalogRow(props: {
-  entry: ICatalogEntry;
+  variant: ICatalogVariant;
   panel: FoundryPanel;
-  cached: boolean;
   download: IDownload | undefined;
 }): JSX.Element {
-  const { entry, panel, cached, download } = props;
+  const { variant, panel, download } = props;
+  const { entry, cached, runnable } = variant;
   const starting = panel.store.isBusy(`download:${entry.name}`);
   const size = entry.fileSizeMb === null ? null : entry.fileSizeMb * 1024 * 1024;
   const action = cached ? (
@@ -498,19 +546,32 @@ function CatalogRow(props: {
     />
   );
   return (
-    <ModelRow id={entry.name} alias={entry.alias} actions={action}>
-      <span className="jp-FoundryPanel-meta">
-        {entry.deviceType && <span>{entry.deviceType}</span>}
-        {size !== null && <span>{formatBytes(size)}</span>}
-        {entry.task && <span>{entry.task}</span>}
-        {entry.license && <span>{entry.license}</span>}
-      </span>
-      {download && (
+    <ModelRow
+      id={entry.name}
+      alias={entry.alias}
+      actions={action}
+      className={runnable ? undefined : 'jp-mod-unrunnable'}
+    >
         <span className="jp-FoundryPanel-meta">
-          <progress className="jp-FoundryPanel-progress" max={100} value={download.percent ?? 0} />
-          <span>{formatPercent(download.percent)}</span>
+          {entry.deviceType && <span>{deviceLabel(entry.deviceType, entry.executionProvider)}</span>}
+          {size !== null && <span>{formatBytes(size)}</span>}
+          {entry.task && <span>{entry.task}</span>}
+          {entry.license && <span>{entry.license}</span>}
         </span>
-      )}
+        {!runnable && (
+          <span
+            className="jp-FoundryPanel-unrunnable"
+            title={`This machine has no usable ${shortProvider(entry.executionProvider)} provider`}
+          >
+            cannot run here
+          </span>
+        )}
+        {download && (
+          <span className="jp-FoundryPanel-meta">
+            <progress className="jp-FoundryPanel-progress" max={100} value={download.percent ?? 0} />
+            <span>{formatPercent(download.percent)}</span>
+          </span>
+        )}
     </ModelRow>
   );
 }

@@ -26,6 +26,14 @@ export interface IFoundryBackend {
   downloads(): Promise<IDownload[]>;
   startDownload(model: string): Promise<IDownload>;
   cancelDownload(id: string): Promise<void>;
+  /** `GET foundry/zip-logs`: the diagnostics zip. */
+  zipLogs?(): Promise<ISavedFile>;
+}
+
+/** A file fetched for the user to keep. */
+export interface ISavedFile {
+  blob: Blob;
+  filename: string;
 }
 
 export interface IFoundryState {
@@ -107,6 +115,16 @@ export class FoundryStore {
 
   cancelDownload(id: string): Promise<boolean> {
     return this._action(`cancel:${id}`, () => this.backend.cancelDownload(id));
+  }
+
+  /** Fetches the diagnostics zip and gives it to `save` (the browser's download). */
+  zipLogs(save: (file: ISavedFile) => void): Promise<boolean> {
+    return this._action('zip-logs', async () => {
+      if (!this.backend.zipLogs) {
+        throw new Error('This server cannot make a diagnostics zip.');
+      }
+      save(await this.backend.zipLogs());
+    });
   }
 
   isBusy(key: string): boolean {

@@ -11,6 +11,7 @@ import {
   formatDuration,
   formatPercent,
   formatWhen,
+  groupCatalog,
   ICatalogEntry,
   IDownload,
   openaiBaseUrl,
@@ -268,5 +269,38 @@ describe('formatting', () => {
 
   it('builds the OpenAI base URL under the server', () => {
     assert.equal(openaiBaseUrl('http://127.0.0.1:8888/lab-base/'), 'http://127.0.0.1:8888/lab-base/foundry/v1');
+  });
+});
+
+describe('groupCatalog', () => {
+  const ids = (groups: ReturnType<typeof groupCatalog>) =>
+    groups.map(g => [g.alias, g.chosen.entry.name, g.chosen.runnable, g.others.map(o => o.entry.name)]);
+
+  it('shows each alias once, with the variant this machine runs first', () => {
+    const cpuOnly = groupCatalog(CATALOG, ['cpu'], new Set());
+    assert.deepEqual(ids(cpuOnly), [
+      ['phi-3.5-mini', 'Phi-3.5-mini-instruct-generic-cpu:1', true, ['Phi-3.5-mini-instruct-generic-gpu:1']],
+      ['qwen2.5-0.5b', 'qwen2.5-0.5b-instruct-generic-cpu:4', true, []],
+      ['tiny', 'tiny-generic-cpu:1', true, []]
+    ]);
+    assert.equal(cpuOnly[0].others[0].runnable, false);
+    // With CUDA the server's best-first order stands: the GPU variant.
+    const withCuda = groupCatalog(CATALOG, ['cuda', 'cpu'], new Set());
+    assert.equal(withCuda[0].chosen.entry.name, 'Phi-3.5-mini-instruct-generic-gpu:1');
+  });
+
+  it('prefers a cached variant it can run, as the server resolves', () => {
+    const cached = new Set(['Phi-3.5-mini-instruct-generic-cpu:1']);
+    const groups = groupCatalog(CATALOG, ['cuda', 'cpu'], cached);
+    assert.equal(groups[0].chosen.entry.name, 'Phi-3.5-mini-instruct-generic-cpu:1');
+    assert.equal(groups[0].chosen.cached, true);
+  });
+
+  it('marks an alias no variant of which runs here', () => {
+    const gpuOnly = [entry('Phi-4-mini-instruct-cuda-gpu:1', 'phi-4-mini', 'GPU', 'chat-completion')];
+    const [group] = groupCatalog(gpuOnly, ['cpu'], new Set());
+    assert.equal(group.chosen.runnable, false);
+    // Before the hardware report arrives nothing is marked.
+    assert.equal(groupCatalog(gpuOnly, null, new Set())[0].chosen.runnable, true);
   });
 });

@@ -67,12 +67,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+LOCAL_BUILD = Path(__file__).resolve().parents[2] / "foundry_jupyter" / "labextension"
+
+
 def _labextension_installed() -> bool:
     from jupyter_core.paths import jupyter_path
 
-    return any(
+    return (LOCAL_BUILD / "package.json").is_file() or any(
         (Path(p) / "foundry-jupyter" / "package.json").is_file() for p in jupyter_path("labextensions")
     )
+
+
+def _jupyter_path_with_local_build(root: Path) -> str:
+    """A JUPYTER_PATH whose first labextensions folder holds this checkout's build, when there is one:
+    Lab serves the first copy of an extension it finds, and an installed copy may be older."""
+    paths = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
+    if (LOCAL_BUILD / "package.json").is_file():
+        labextensions = root / "jupyter-path" / "labextensions"
+        labextensions.mkdir(parents=True)
+        (labextensions / "foundry-jupyter").symlink_to(LOCAL_BUILD, target_is_directory=True)
+        paths.insert(0, str(root / "jupyter-path"))
+    return os.pathsep.join(paths)
 
 
 def _write_settings(settings: Path) -> None:
@@ -143,6 +158,7 @@ def lab(tiny_cache_dir: Path, hub: HubServer, tmp_path_factory: pytest.TempPathF
         "FOUNDRY_JUPYTER_CACHE": str(cache),
         "FOUNDRY_JUPYTER_CATALOGS": str(catalog),
         "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
+        "JUPYTER_PATH": _jupyter_path_with_local_build(root),
         "HF_ENDPOINT": hub.url,
         "HF_HUB_DISABLE_TELEMETRY": "1",
     }

@@ -10,6 +10,7 @@ from IPython.core.error import UsageError
 
 from foundry_jupyter.engine.testmodel import TINY_ID
 from foundry_jupyter.kernel.magics import FoundryCellError
+from foundry_jupyter.kernel.markdown import escape_dollars
 from foundry_jupyter.kernel.results import METADATA_KEY, History
 from foundry_jupyter.kernel.tables import CACHE_COLUMNS
 
@@ -37,7 +38,8 @@ def test_cell_streams_into_one_display_updated_in_place(shell: Any, magics: Any)
     assert 1 <= usage["completion_tokens"] <= 10
     assert usage["prompt_tokens"] > 0
     answer = magics.session.conversation.messages[-1]
-    assert answer == {"role": "assistant", "content": final["data"]["text/markdown"]}
+    assert answer == {"role": "assistant", "content": final["data"]["text/plain"]}
+    assert final["data"]["text/markdown"] == escape_dollars(answer["content"])
     assert magics.session.active_model == TINY_ID
 
 
