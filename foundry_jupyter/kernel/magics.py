@@ -172,15 +172,7 @@ class FoundryMagics(Magics):
             from .widgets import ChatWidget
 
             return ChatWidget(self.session, defaults=self.generation_defaults())
-        options = ChatOptions(
-            model=info.id,
-            system=args.system,
-            max_tokens=args.max_tokens,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            seed=args.seed,
-            format=args.format,
-        )
+        options = parsing.chat_options(args, model=info.id, format=args.format)
         self._chat(self.context.expand(args.prompt), options)
         return None
 
@@ -188,15 +180,7 @@ class FoundryMagics(Magics):
         error = self.errors.last(self.shell)
         if error is None:
             raise FoundryError("no error to explain: no cell has raised one in this kernel")
-        options = ChatOptions(
-            model=args.model,
-            system=args.system,
-            max_tokens=args.max_tokens,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            seed=args.seed,
-            new=args.new,
-        )
+        options = parsing.chat_options(args, model=args.model, new=args.new)
         self._chat(context.explain_prompt(error), options)
 
     def _cmd_list(self, args: argparse.Namespace) -> Any:

@@ -323,16 +323,18 @@ def parse_cell(line: str, user_ns: dict[str, Any] | None = None, expand: Expand 
     except _ParseError as err:
         raise UsageError(f"{err}\n{parser.format_usage().strip()}") from None
     schema = _schema(args.json_schema, user_ns or {}) if args.json_schema else None
+    return chat_options(args, model=args.model, json_schema=schema, new=args.new, format=args.format)
+
+
+def chat_options(args: argparse.Namespace, **extra: Any) -> ChatOptions:
+    """The generation options every chatting command shares, plus its own."""
     return ChatOptions(
-        model=args.model,
         system=args.system,
         max_tokens=args.max_tokens,
         temperature=args.temperature,
         top_p=args.top_p,
         seed=args.seed,
-        json_schema=schema,
-        new=args.new,
-        format=args.format,
+        **extra,
     )
 
 

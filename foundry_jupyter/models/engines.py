@@ -18,12 +18,16 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import FoundryError, InvalidRequest
+
+if TYPE_CHECKING:
+    import httpx
+
 
 ENGINES_FILE = "engines.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -258,6 +262,11 @@ def fetch_listing(engine: EngineConfig) -> EngineListing:
             answer = client.get(f"{engine.api_base}/models")
     except httpx.HTTPError as exc:
         return listing_from_answer(engine, None, None, 0.0, error=describe_failure(engine, exc))
+    return listing_from_response(engine, answer, started)
+
+
+def listing_from_response(engine: EngineConfig, answer: httpx.Response, started: float) -> EngineListing:
+    """An engine's listing from its `GET /models` answer, timed from `started` (perf_counter)."""
     latency = (time.perf_counter() - started) * 1000
     try:
         body = answer.json()

@@ -30,6 +30,7 @@ from ..models.engines import (
     EngineListing,
     describe_failure,
     listing_from_answer,
+    listing_from_response,
     merge_engines,
     parse_engine,
     public_url,
@@ -167,12 +168,7 @@ class RemoteEngines:
             )
         except (httpx.HTTPError, TimeoutError) as exc:
             return listing_from_answer(engine, None, None, 0.0, error=describe_failure(engine, exc))
-        latency = (time.perf_counter() - started) * 1000
-        try:
-            body = answer.json()
-        except ValueError:
-            body = None
-        return listing_from_answer(engine, answer.status_code, body, latency)
+        return listing_from_response(engine, answer, started)
 
     async def listings(self) -> list[tuple[EngineConfig, EngineListing]]:
         engines = self.engines()
