@@ -26,6 +26,7 @@ class FolderSettings:
     temperature: float | None
     eos: frozenset[int]
     has_template: bool
+    chat_template: str | None  # the template's text, where the folder has one
     text_bos: int | None  # the BOS a plain text prompt starts with, when the tokenizer wants one
 
     @classmethod
@@ -46,6 +47,7 @@ class FolderSettings:
             eos=frozenset(eos if isinstance(eos, list) else [eos]),
             has_template=(path / "chat_template.jinja").is_file()
             or bool(tokenizer_config.get("chat_template")),
+            chat_template=chat_template(path),
             text_bos=bos if isinstance(bos, int) and wants_bos else None,
         )
 
@@ -132,6 +134,20 @@ def declared_provider(config: dict[str, Any]) -> str:
 
 def _session_options(config: dict[str, Any]) -> dict[str, Any]:
     return config.get("model", {}).get("decoder", {}).get("session_options", {}) or {}
+
+
+def chat_template(path: Path) -> str | None:
+    """The chat template of a model folder: tokenizer_config.json's, else chat_template.jinja."""
+    template = _tokenizer_config(path).get("chat_template")
+    if isinstance(template, list):  # Hugging Face's named templates: the default one
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    if isinstance(template, str) and template:
+        return template
+    try:
+        return (path / "chat_template.jinja").read_text(encoding="utf-8")
+    except OSError:
+        return None
 
 
 def _tokenizer_config(path: Path) -> dict[str, Any]:

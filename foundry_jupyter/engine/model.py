@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from foundry_jupyter.engine import params as limits
-from foundry_jupyter.engine import tools
+from foundry_jupyter.engine import reasoning, tools
 from foundry_jupyter.engine.engine_path import EnginePath
 from foundry_jupyter.engine.folder import FolderSettings, engine_threads, open_folder, set_engine_threads
 from foundry_jupyter.engine.generator_path import GeneratorPath, Taken
@@ -60,7 +60,12 @@ class ChatModel:
         settings = FolderSettings.read(path, config)
         self.context_length: int = settings.context_length
         self._settings = settings
-        self._prompts = Prompts(tokenizer, has_template=settings.has_template, text_bos=settings.text_bos)
+        self._prompts = Prompts(
+            tokenizer,
+            has_template=settings.has_template,
+            text_bos=settings.text_bos,
+            template=settings.chat_template,
+        )
         self._generators = GeneratorPath(
             og_model,
             self._prompts,
@@ -142,18 +147,27 @@ class ChatModel:
         return self._engine is not None
 
     @property
+    def reasons(self) -> bool:
+        """Whether this is a reasoning model (its chat template mentions `<think>`): its chat answers
+        carry their thinking in `Delta.reasoning` / `Completion.reasoning`, apart from the answer."""
+        return self._prompts.reasons
+
+    @property
     def held_conversations(self) -> int:
         engine_held = self._engine.scheduler.held_conversations if self._engine is not None else 0
         return engine_held + self._generators.held
 
     # ---- tokens ------------------------------------------------------------------------------
-    def render_chat(self, messages: list[Message], tool_plan: tools.ToolPlan | None = None) -> str:
+    def render_chat(
+        self, messages: list[Message], tool_plan: tools.ToolPlan | None = None, thinking: bool | None = None
+    ) -> str:
         """The prompt text the chat template makes of `messages`, ending where the answer begins.
 
-        Tool calls and results in the history are rendered as text; `tool_plan` adds its tools.
+        Tool calls and results in the history are rendered as text; `tool_plan` adds its tools;
+        `thinking` turns a reasoning model's thinking on or off where its template can.
         """
         self._check_open()
-        return self._prompts.render_chat(messages, tool_plan)
+        return self._prompts.render_chat(messages, tool_plan, thinking)
 
     def encode(self, text: str) -> list[int]:
         self._check_open()
@@ -174,7 +188,8 @@ class ChatModel:
     ) -> DeltaStream:
         params = params or GenerationParams()
         tool_plan = tools.plan(params)
-        ids = self.encode_chat(messages, tool_plan)
+        prompt = self.render_chat(messages, tool_plan, params.thinking)
+        ids = self.encode(prompt)
         forced = tools.guidance(tool_plan)
         try:
             out = self._stream(ids, params, cancel, forced)
@@ -186,6 +201,9 @@ class ChatModel:
             raise InvalidRequest(
                 f"A tool's parameters schema cannot be used: {detail}", param="tools"
             ) from exc
+        if self.reasons and not _answer_is_json(params, forced):
+            # Before tool calls are looked for: a call belongs to the answer, not to the thinking.
+            out.set(reasoning.split_deltas(out.inner, thinking=reasoning.prompt_opens_thinking(prompt)))
         if tool_plan.active:
             out.set(tools.with_tool_calls(out.inner, tool_plan))
         return out
@@ -261,3 +279,10 @@ class ChatModel:
     def _check_open(self) -> None:
         if self._closed:
             raise FoundryError(f"The model {self.model_id} has been unloaded.", code="model_not_loaded")
+
+
+def _answer_is_json(params: GenerationParams, forced: tuple[str, str] | None) -> bool:
+    """A grammar that makes the whole output JSON leaves no room for thinking: nothing to split.
+    (A regex or lark grammar may spell the thinking out, so its output is split.)"""
+    kind = params.response_format.kind if params.response_format is not None else "text"
+    return forced is not None or kind in ("json_object", "json_schema")

@@ -6,7 +6,7 @@ import json
 import threading
 from typing import Any
 
-from foundry_jupyter.engine import tools
+from foundry_jupyter.engine import reasoning, tools
 from foundry_jupyter.engine.types import Message
 from foundry_jupyter.errors import InvalidRequest
 
@@ -16,19 +16,38 @@ _ROLES = {"system", "user", "assistant", "tool", "developer"}
 class Prompts:
     """A model's og tokenizer, used from many threads (one at a time: it is not thread-safe)."""
 
-    def __init__(self, tokenizer: Any, *, has_template: bool, text_bos: int | None) -> None:
+    def __init__(
+        self, tokenizer: Any, *, has_template: bool, text_bos: int | None, template: str | None = None
+    ) -> None:
         self._tokenizer = tokenizer
         self._lock = threading.Lock()
         self._has_template = has_template
         self._text_bos = text_bos
+        self._template = template
 
-    def render_chat(self, messages: list[Message], tool_plan: tools.ToolPlan | None = None) -> str:
+    @property
+    def reasons(self) -> bool:
+        """Whether the chat template is a reasoning model's (it mentions `<think>`)."""
+        return reasoning.template_reasons(self._template)
+
+    def render_chat(
+        self,
+        messages: list[Message],
+        tool_plan: tools.ToolPlan | None = None,
+        thinking: bool | None = None,
+    ) -> str:
+        """The prompt; `thinking` sets the template's `enable_thinking` where it has one (None: as is)."""
         normalized = normalize_messages(tools.render_messages(messages, tool_plan or tools.NO_TOOLS))
         if not self._has_template:
             return "".join(f"{m['role']}: {m['content']}\n" for m in normalized) + "assistant: "
+        options: dict[str, Any] = {}
+        if thinking is not None and self._template and reasoning.template_switches_thinking(self._template):
+            options["template_str"] = reasoning.template_with_thinking(self._template, thinking)
         try:
             with self._lock:
-                return self._tokenizer.apply_chat_template(json.dumps(normalized), add_generation_prompt=True)
+                return self._tokenizer.apply_chat_template(
+                    json.dumps(normalized), add_generation_prompt=True, **options
+                )
         except Exception as exc:
             raise InvalidRequest(f"The chat template could not format these messages: {exc}") from exc
 

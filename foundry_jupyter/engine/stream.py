@@ -42,9 +42,11 @@ class DeltaStream(Iterator[Delta]):
 
 def collect(deltas: DeltaStream, model_id: str, execution_provider: str) -> Completion:
     parts: list[str] = []
+    thoughts: list[str] = []
     last: Delta | None = None
     for delta in deltas:
         parts.append(delta.text)
+        thoughts.append(delta.reasoning)
         last = delta
     assert last is not None and last.finish_reason is not None and last.usage is not None
     return Completion(
@@ -55,4 +57,5 @@ def collect(deltas: DeltaStream, model_id: str, execution_provider: str) -> Comp
         execution_provider=execution_provider,
         extra={"backend": deltas.backend},
         tool_calls=last.tool_calls,
+        reasoning="".join(thoughts),
     )

@@ -290,8 +290,8 @@ def with_tool_calls(deltas: Iterator[Delta], tool_plan: ToolPlan) -> Iterator[De
                     raw.append(delta.text)  # the whole answer is one call: nothing to stream
                 else:
                     piece = scanner.feed(delta.text)
-                    if piece:
-                        yield Delta(text=piece)
+                    if piece or delta.reasoning:
+                        yield Delta(text=piece, reasoning=delta.reasoning)
                 continue
             calls: list[ToolCall] = []
             leftover = ""
@@ -316,7 +316,13 @@ def with_tool_calls(deltas: Iterator[Delta], tool_plan: ToolPlan) -> Iterator[De
             finish = delta.finish_reason
             if calls and finish in ("stop", "length"):
                 finish = "tool_calls"
-            yield Delta(text=leftover, finish_reason=finish, usage=delta.usage, tool_calls=tuple(calls))
+            yield Delta(
+                text=leftover,
+                finish_reason=finish,
+                usage=delta.usage,
+                tool_calls=tuple(calls),
+                reasoning=delta.reasoning,
+            )
             return
     finally:
         close = getattr(deltas, "close", None)

@@ -37,6 +37,7 @@ class GenerationParams:
     tools: tuple[dict[str, Any], ...] = ()  # OpenAI tool specs: {"type": "function", "function": {...}}
     tool_choice: ToolChoice = None  # None: "auto" when tools are given
     parallel_tool_calls: bool = True
+    thinking: bool | None = None  # a reasoning model's thinking on or off; None: its chat template's default
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class Delta:
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     tool_calls: tuple[ToolCall, ...] = ()  # set on the last delta only
+    reasoning: str = ""  # thinking text of a reasoning model (`reasoning_content`), kept out of `text`
 
 
 @dataclass(frozen=True)
@@ -93,3 +95,4 @@ class Completion:
     execution_provider: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str = ""  # a reasoning model's thinking; `text` is the answer without it
