@@ -84,6 +84,7 @@ class CatalogEntry(_Camel):
     prompt_template: dict[str, str] | None = None
     context_length: int | None = None
     supports_tool_calling: bool = False
+    supports_reasoning: bool = False  # thinks in `<think>` blocks (answers carry `reasoning_content`)
     max_output_tokens: int | None = None
     model_type: str = "ONNX"
     provider_type: str = "HuggingFace"
@@ -110,10 +111,10 @@ class CatalogEntry(_Camel):
     def capabilities(self) -> list[str]:
         """What the API serves with this model: `embeddings`, or `chat`, `completions` and `tools` (the
         engine renders and parses tool calls for any chat model; `supportsToolCalling` says whether the
-        model was trained for them)."""
+        model was trained for them), and `reasoning` for a model that thinks before it answers."""
         if self.task == EMBEDDINGS_TASK:
             return [EMBEDDINGS_TASK]
-        return ["chat", "completions", "tools"]
+        return ["chat", "completions", "tools", *(["reasoning"] if self.supports_reasoning else [])]
 
     @property
     def uri(self) -> str:
@@ -145,6 +146,7 @@ class CatalogEntry(_Camel):
             "modelSettings": {"parameters": []},
             "alias": self.alias,
             "supportsToolCalling": self.supports_tool_calling,
+            "supportsReasoning": self.supports_reasoning,
             "license": self.license,
             "licenseDescription": self.license_description,
             "parentModelUri": self.uri,

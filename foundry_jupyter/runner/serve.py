@@ -228,6 +228,7 @@ class BlockingOut:
         self._sock = connection.dup()  # a socket handle, not a file descriptor, on Windows
         self._sock.setblocking(True)
         self._held: list[str] = []
+        self._held_reasoning: list[str] = []  # a reasoning model's thinking, beside the answer text
         self._min_interval_s = min_interval_s
         self._last_sent = -math.inf
 
@@ -237,14 +238,19 @@ class BlockingOut:
         that; anything else first sends what is held."""
         if "t" in message:
             self._held.append(message["t"])
+            self._held_reasoning.append(message.get("r", ""))
             if "done" not in message and self._should_hold():
                 return
-            message = {**message, "t": "".join(self._held)}
+            message = {**message, **self._held_text()}
         elif self._held:
-            self._sock.sendall(wire.encode({"t": "".join(self._held)}))
-        self._held = []
+            self._sock.sendall(wire.encode(self._held_text()))
+        self._held, self._held_reasoning = [], []
         self._sock.sendall(wire.encode(message))
         self._last_sent = time.monotonic()
+
+    def _held_text(self) -> dict[str, str]:
+        reasoning = "".join(self._held_reasoning)
+        return {"t": "".join(self._held), **({"r": reasoning} if reasoning else {})}
 
     def _should_hold(self) -> bool:
         return time.monotonic() - self._last_sent < self._min_interval_s or _unread(self._sock) > 0
@@ -299,12 +305,13 @@ def _unread(sock: socket.socket) -> int:
 
 
 def _delta_message(delta: Any) -> dict[str, Any]:
+    text = {"t": delta.text, **({"r": delta.reasoning} if delta.reasoning else {})}
     if delta.finish_reason is None:
-        return {"t": delta.text}
+        return text
     done = {"finish_reason": delta.finish_reason, "usage": wire.usage_to_wire(delta.usage)}
     if delta.tool_calls:
         done["tool_calls"] = wire.tool_calls_to_wire(delta.tool_calls)
-    return {"t": delta.text, "done": done}
+    return {**text, "done": done}
 
 
 async def _send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:

@@ -48,23 +48,36 @@ class GenerationStream:
         return cls(call, first or {})
 
     async def pieces(self) -> AsyncIterator[str]:
-        """Yield text pieces; afterwards `finish_reason`, `usage` and `tool_calls` are set. Messages
-        that arrived together become one piece, so a writer that fell behind catches up in one write."""
+        """Yield the answer's text pieces (a reasoning model's thinking left out: see `parts`)."""
+        parts = self.parts()
+        try:
+            async for _, text in parts:
+                if text:
+                    yield text
+        finally:
+            await parts.aclose()  # leaving early must close the runner call now, not at collection
+
+    async def parts(self) -> AsyncIterator[tuple[str, str]]:
+        """Yield `(reasoning, text)` pieces; afterwards `finish_reason`, `usage` and `tool_calls` are
+        set. Messages that arrived together become one piece, so a writer that fell behind catches up
+        in one write. `reasoning` is a reasoning model's thinking (`engine.reasoning`), else empty."""
         try:
             message = self._first
             self._first = None
             while message is not None:
                 text = message.get("t") or ""
+                thought = message.get("r") or ""
                 while "done" not in message and self._call.has_next:
                     try:
                         message = await self._call.next() or {}
                     except FoundryError:
-                        if text:
-                            yield text  # what came before the failure still reaches the client
+                        if text or thought:
+                            yield thought, text  # what came before the failure still reaches the client
                         raise
                     text += message.get("t") or ""
-                if text:
-                    yield text
+                    thought += message.get("r") or ""
+                if text or thought:
+                    yield thought, text
                 if "done" in message:
                     done = message["done"]
                     self.finish_reason = done.get("finish_reason") or "stop"
@@ -150,6 +163,7 @@ def _params(req: ChatCompletionRequest | CompletionRequest) -> GenerationParams:
             "tool_choice": req.engine_tool_choice(),
             "parallel_tool_calls": req.parallel_tool_calls is not False,
         }
+    thinking = req.thinking() if isinstance(req, ChatCompletionRequest) else None
     return GenerationParams(
         max_tokens=req.token_budget(),
         temperature=req.temperature,
@@ -158,6 +172,7 @@ def _params(req: ChatCompletionRequest | CompletionRequest) -> GenerationParams:
         seed=req.effective_seed(),
         stop=req.stop_list(),
         response_format=fmt,
+        thinking=thinking,
         **tools,
     )
 
@@ -182,8 +197,11 @@ async def open_chat(service: FoundryService, req: ChatCompletionRequest) -> Gene
 
 async def collect_chat(stream: GenerationStream) -> dict[str, Any]:
     """A non-streaming `chat.completion` from a stream."""
-    text = "".join([piece async for piece in stream.pieces()])
+    parts = [part async for part in stream.parts()]
+    text = "".join(text for _, text in parts)
     message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    if thought := "".join(thought for thought, _ in parts):
+        message["reasoning_content"] = thought  # DeepSeek's and vLLM's field for the thinking
     if stream.tool_calls:
         # OpenAI's shape: content is null when the answer is only calls.
         message["content"] = text or None
@@ -227,8 +245,9 @@ async def chat_chunks(
         return data
 
     opening = [chunk({"role": "assistant", "content": ""})]
-    async for piece in stream.pieces():
-        yield [*opening, chunk({"content": piece})]
+    async for thought, piece in stream.parts():
+        delta = {"reasoning_content": thought} if thought else {}
+        yield [*opening, chunk({**delta, "content": piece} if piece else delta)]
         opening = []
     # The engine knows a call once it is complete: each comes whole, in one chunk.
     calls = [chunk({"tool_calls": [{"index": i, **c.to_openai()}]}) for i, c in enumerate(stream.tool_calls)]

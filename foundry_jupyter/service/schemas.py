@@ -223,6 +223,16 @@ class ChatCompletionRequest(_Sampling):
     )
     parallel_tool_calls: bool | None = Field(default=None, description="Allow several calls in one answer.")
     logit_bias: dict[str, float] | None = None
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        default=None,
+        description='vLLM extra: `{"enable_thinking": false}` turns a reasoning model\'s thinking off '
+        "where its chat template can; other keys are ignored.",
+    )
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = Field(
+        default=None,
+        description="`none` turns a reasoning model's thinking off (as `enable_thinking: false`); the "
+        "other levels are accepted and leave the thinking on.",
+    )
 
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> ChatCompletionRequest:
@@ -243,6 +253,13 @@ class ChatCompletionRequest(_Sampling):
 
     def token_budget(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+    def thinking(self) -> bool | None:
+        """A reasoning model's thinking on (True), off (False) or as its template does (None)."""
+        switch = (self.chat_template_kwargs or {}).get("enable_thinking")
+        if isinstance(switch, bool):
+            return switch
+        return False if self.reasoning_effort == "none" else None
 
     def engine_messages(self) -> list[dict[str, Any]]:
         return [m.as_engine() for m in self.messages]

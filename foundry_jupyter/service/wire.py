@@ -3,8 +3,9 @@ connection first presents the runner's secret), one request at a time per connec
 
 The client sends one line `{"op": ..., ...}`. For `chat` and `text` the runner answers with lines
 `{"t": "<text>"}` as text is made (one token each while the reader keeps up, several once it falls
-behind), the last with `"done": {"finish_reason", "usage"}` (and "tool_calls" when the model called
-tools); `count` and `info` answer one `{"result": {...}}`; so does `embed` (an embedding model's runner:
+behind; a reasoning model's thinking goes in `"r"` beside it), the last with `"done": {"finish_reason",
+"usage"}` (and "tool_calls" when the model called tools); `count` and `info` answer one
+`{"result": {...}}`; so does `embed` (an embedding model's runner:
 `{"input": [texts or token arrays], "dimensions"}` in, `vectors_to_wire` plus `tokens` out). Any
 failure answers `{"error": {...}}` (a `FoundryError` as data).
 After that final message the connection takes the next request (the server keeps idle connections
