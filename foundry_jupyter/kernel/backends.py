@@ -498,6 +498,8 @@ def _openai_params(params: GenerationParams) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if params.top_k is not None:
         extra["top_k"] = params.top_k
+    if params.thinking is not None:
+        extra["chat_template_kwargs"] = {"enable_thinking": params.thinking}
     if extra:
         body["extra_body"] = extra
     fmt: ResponseFormat | None = params.response_format
@@ -525,8 +527,9 @@ def _openai_deltas(
                 if choice.finish_reason:
                     finish = choice.finish_reason
                 text = choice.delta.content if choice.delta else None
-                if text:
-                    yield Delta(text)
+                thought = getattr(choice.delta, "reasoning_content", None) if choice.delta else None
+                if text or thought:
+                    yield Delta(text or "", reasoning=thought or "")
     except Exception as err:
         raise (on_error or _openai_error)(err) from None
     finally:

@@ -73,6 +73,7 @@ class ChatOptions:
     seed: int | None = None
     json_schema: dict[str, Any] | None = None
     new: bool = False
+    thinking: bool | None = None  # False: a reasoning model answers without thinking, where it can
     format: str = "markdown"  # "code": the answer's code also goes into a new cell below
 
 
@@ -127,6 +128,13 @@ def _add_generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", "-t", type=_temperature, help="sampling temperature, 0 = greedy")
     parser.add_argument("--top-p", type=_probability, help="nucleus sampling probability")
     parser.add_argument("--seed", type=_int, help="random seed, for repeatable sampling")
+    parser.add_argument(
+        "--no-think",
+        dest="thinking",
+        action="store_false",
+        default=None,
+        help="a reasoning model answers without thinking (where its chat template can)",
+    )
 
 
 def _add_format_option(parser: argparse.ArgumentParser) -> None:
@@ -200,11 +208,12 @@ def help_text(topic: str | None = None) -> str:
     lines += [
         "",
         "%%foundry [model] [--new] [--system S] [--max-tokens N] [--temperature T] [--seed S] "
-        "[--json-schema J] [--format code]",
+        "[--json-schema J] [--format code] [--no-think]",
         "  the cell is your message; the answer streams in and the conversation continues in the next cell.",
         "  A prompt may name notebook state: {In[3]}, {Out[3]}, {Err} (the last error and its traceback),",
         "  {Err[5]}, {name} (a variable; a DataFrame as shape, columns and head); {{ and }} are braces.",
         "  --format code (-f code) puts the answer's code into a new cell below, not run.",
+        "  A reasoning model's thinking shows folded above its answer; --no-think turns it off.",
         "",
         "%foundry help COMMAND shows a command's options.",
     ]
@@ -334,6 +343,7 @@ def chat_options(args: argparse.Namespace, **extra: Any) -> ChatOptions:
         temperature=args.temperature,
         top_p=args.top_p,
         seed=args.seed,
+        thinking=getattr(args, "thinking", None),
         **extra,
     )
 

@@ -28,6 +28,7 @@ class ChatResult:
     usage: Usage | None = None
     finish_reason: str | None = None
     backend: str = ""
+    reasoning: str = ""  # a reasoning model's thinking, shown folded above the answer, never in the history
 
     def provenance(self) -> dict[str, Any]:
         return {
@@ -51,17 +52,36 @@ class ChatResult:
         return " · ".join(parts)
 
     def mimebundle(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        data = {"text/markdown": escape_dollars(self.text), "text/plain": self.text}
-        return data, {METADATA_KEY: self.provenance()}
+        return answer_bundle(self.text, self.reasoning), {METADATA_KEY: self.provenance()}
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict, dict]:
         return self.mimebundle()
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(self.text if cycle else f"{self.text}\n[{self.footer()}]")
+        text = answer_text(self.text, self.reasoning)
+        p.text(text if cycle else f"{text}\n[{self.footer()}]")
 
     def __str__(self) -> str:
         return self.text
+
+
+THINKING = "thinking"
+
+
+def answer_bundle(text: str, reasoning: str = "") -> dict[str, str]:
+    """An answer as Markdown, a reasoning model's thinking folded above it in a `<details>` block, and
+    as plain text for front ends without Markdown."""
+    markdown = escape_dollars(text)
+    if reasoning:
+        # Blank lines around the thinking let Markdown render inside the HTML block.
+        thought = escape_dollars(reasoning)
+        markdown = f"<details><summary>{THINKING}</summary>\n\n{thought}\n\n</details>\n\n{markdown}"
+    return {"text/markdown": markdown, "text/plain": answer_text(text, reasoning)}
+
+
+def answer_text(text: str, reasoning: str = "") -> str:
+    """The plain-text form of `answer_bundle`."""
+    return f"[{THINKING}]\n{reasoning}\n[/{THINKING}]\n{text}" if reasoning else text
 
 
 @dataclass

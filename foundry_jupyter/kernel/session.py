@@ -175,4 +175,5 @@ def _params(options: ChatOptions, base: GenerationParams) -> GenerationParams:
         seed=options.seed if options.seed is not None else base.seed,
         stop=base.stop,
         response_format=fmt or base.response_format,
+        thinking=options.thinking if options.thinking is not None else base.thinking,
     )

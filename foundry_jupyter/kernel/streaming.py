@@ -14,8 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..engine.types import Delta
-from .markdown import escape_dollars
-from .results import ChatResult
+from .results import THINKING, ChatResult, answer_bundle
 
 
 class MarkdownStream:
@@ -32,11 +31,12 @@ class MarkdownStream:
         self._display = display
         self._handle: Any = None  # shown with the first text: a request that fails early leaves no box
 
-    def update(self, text: str) -> None:
+    def update(self, text: str, reasoning: str = "") -> None:
         now = self._clock()
-        if text == self._shown or now - self._last < self._interval:
+        data = answer_bundle(text, reasoning)
+        if data["text/plain"] == self._shown or now - self._last < self._interval:
             return
-        self._push({"text/markdown": escape_dollars(text), "text/plain": text}, {})
+        self._push(data, {})
         self._last = now
 
     def finish(self, result: ChatResult) -> None:
@@ -57,14 +57,21 @@ class TextStream:
 
     def __init__(self) -> None:
         self._written = 0
+        self._thought = 0  # how much of a reasoning model's thinking is written
 
-    def update(self, text: str) -> None:
-        sys.stdout.write(text[self._written :])
+    def update(self, text: str, reasoning: str = "") -> None:
+        if len(reasoning) > self._thought and not self._written:
+            opening = "" if self._thought else f"[{THINKING}]\n"
+            sys.stdout.write(opening + reasoning[self._thought :])
+            self._thought = len(reasoning)
+        if len(text) > self._written:
+            closing = f"\n[/{THINKING}]\n" if self._thought and not self._written else ""
+            sys.stdout.write(closing + text[self._written :])
+            self._written = len(text)
         sys.stdout.flush()
-        self._written = len(text)
 
     def finish(self, result: ChatResult) -> None:
-        self.update(result.text)
+        self.update(result.text, result.reasoning)
         sys.stdout.write(f"\n[{result.footer()}]\n")
         sys.stdout.flush()
 
@@ -76,8 +83,9 @@ def consume(
     on_text: Callable[[str], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> ChatResult:
-    """Drain `deltas` into `sink`; the last delta's usage and finish reason go into the result."""
-    text = ""
+    """Drain `deltas` into `sink`; the last delta's usage and finish reason go into the result, and
+    a reasoning model's thinking into `result.reasoning`."""
+    text = reasoning = ""
     last: Delta | None = None
     iterator: Iterator[Delta] = iter(deltas)
     try:
@@ -87,16 +95,18 @@ def consume(
                 _close(iterator)
                 break
             last = delta
-            if delta.text:
+            reasoning += delta.reasoning
+            if delta.text or delta.reasoning:
                 text += delta.text
                 if sink is not None:
-                    sink.update(text)
-                if on_text is not None:
+                    sink.update(text, reasoning)
+                if on_text is not None and delta.text:
                     on_text(text)
     except KeyboardInterrupt:  # the user interrupted the kernel: keep what came, say so
         last = Delta("", finish_reason="cancelled")
         _close(iterator)
     result = make_result(text, last)
+    result.reasoning = reasoning  # shown with the answer; the conversation keeps only `text`
     if sink is not None:
         sink.finish(result)
     return result
