@@ -203,7 +203,8 @@ class ChatModel:
             ) from exc
         if self.reasons and not _answer_is_json(params, forced):
             # Before tool calls are looked for: a call belongs to the answer, not to the thinking.
-            out.set(reasoning.split_deltas(out.inner, thinking=reasoning.prompt_opens_thinking(prompt)))
+            opened = reasoning.prompt_opens_thinking(prompt)
+            out.set(reasoning.split_deltas(out.inner, thinking=opened, count_tokens=self._count_text))
         if tool_plan.active:
             out.set(tools.with_tool_calls(out.inner, tool_plan))
         return out
@@ -275,6 +276,9 @@ class ChatModel:
         """og.Generator's answer to a request the Engine failed before it streamed anything."""
         self._check_open()
         return self._generators.deltas(gen)
+
+    def _count_text(self, text: str) -> int:
+        return len(self._prompts.encode(text)) if not self._closed else 0
 
     def _check_open(self) -> None:
         if self._closed:

@@ -14,7 +14,8 @@ Turning thinking off is the chat template's business: Qwen3's reads `enable_thin
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 from foundry_jupyter.engine.types import Delta
 
@@ -121,22 +122,32 @@ class ThinkingSplitter:
         return text
 
 
-def split_deltas(deltas: Iterator[Delta], *, thinking: bool) -> Iterator[Delta]:
-    """`deltas` with their thinking moved from `text` to `reasoning`; `thinking`: the prompt opened it."""
+def split_deltas(
+    deltas: Iterator[Delta], *, thinking: bool, count_tokens: Callable[[str], int] | None = None
+) -> Iterator[Delta]:
+    """`deltas` with their thinking moved from `text` to `reasoning`; `thinking`: the prompt opened it.
+    `count_tokens` gives the last delta's `usage.reasoning_tokens` (the thinking text re-encoded)."""
     splitter = ThinkingSplitter(thinking=thinking)
+    thought: list[str] = []
     try:
         for delta in deltas:
             reasoning, answer = splitter.feed(delta.text)
             if delta.finish_reason is None:
+                thought.append(reasoning)
                 if reasoning or answer:
                     yield Delta(text=answer, reasoning=reasoning)
                 continue
             more_reasoning, more_answer = splitter.flush()
+            reasoning += more_reasoning
+            thought.append(reasoning)
+            usage = delta.usage
+            if usage is not None and count_tokens is not None and any(thought):
+                usage = replace(usage, reasoning_tokens=count_tokens("".join(thought)))
             yield Delta(
                 text=answer + more_answer,
-                reasoning=reasoning + more_reasoning,
+                reasoning=reasoning,
                 finish_reason=delta.finish_reason,
-                usage=delta.usage,
+                usage=usage,
                 tool_calls=delta.tool_calls,
             )
             return

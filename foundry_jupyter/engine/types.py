@@ -61,6 +61,7 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0  # prompt tokens served from a held conversation instead of recomputed
+    reasoning_tokens: int = 0  # completion tokens of a reasoning model's thinking (its text re-encoded)
 
     @property
     def total_tokens(self) -> int:

@@ -181,7 +181,7 @@ def _usage(usage: Usage | None) -> dict[str, Any] | None:
     if usage is None:
         return None
     data = usage.to_dict()
-    data["completion_tokens_details"] = {"reasoning_tokens": 0}
+    data["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     return data
 
 

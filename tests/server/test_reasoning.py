@@ -55,6 +55,7 @@ async def test_thinking_comes_as_reasoning_content_streamed_or_not(client):
     message = answer.choices[0].message
     assert answer.choices[0].finish_reason == "length"  # the budget ran out inside the thinking
     assert message.reasoning_content == raw.strip() and message.content == ""
+    assert 0 < answer.usage.completion_tokens_details.reasoning_tokens <= answer.usage.completion_tokens
 
     stream = await client.chat.completions.create(model=THINKS, messages=ASK, stream=True, **GREEDY)
     chunks = [chunk async for chunk in stream]
@@ -70,6 +71,7 @@ async def test_a_model_that_does_not_think_answers_in_content(client):
     answer = await client.chat.completions.create(model=SWITCHES, messages=ASK, **GREEDY)
     assert answer.choices[0].message.content == raw
     assert getattr(answer.choices[0].message, "reasoning_content", None) is None
+    assert answer.usage.completion_tokens_details.reasoning_tokens == 0
     plain = await client.chat.completions.create(model=TINY, messages=ASK, **GREEDY)
     assert getattr(plain.choices[0].message, "reasoning_content", None) is None
 
