@@ -33,6 +33,7 @@ SUB_BATCH = 32  # sequences per onnxruntime run; sentence-transformers' own defa
 MAX_QUEUED_SEQUENCES = 256  # one worker pass takes at most this many sequences
 
 EmbeddingInput = str | Sequence[int]
+TOKEN_STATES = ("last_hidden_state", "token_embeddings")  # output names of an encoder's token states
 
 
 def is_embedding_folder(path: Path | str) -> bool:
@@ -83,6 +84,9 @@ class EmbeddingModel:
         self._session = session
         self._tokenizer = tokenizer
         self._input_names = {i.name for i in session.get_inputs()}
+        # The token states: exports from Hugging Face repos may add pooled outputs after them.
+        outputs = [o.name for o in session.get_outputs()]
+        self._output = next((n for n in outputs if n in TOKEN_STATES), outputs[0])
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._worker = threading.Thread(target=self._serve, name="embed", daemon=True)
         self._worker.start()
@@ -214,7 +218,7 @@ class EmbeddingModel:
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        hidden = self._session.run(None, feeds)[0]
+        hidden = self._session.run([self._output], feeds)[0]
         pooled = pool(hidden, mask, self.config.pooling)
         return _l2(pooled) if self.config.normalize else pooled
 

@@ -40,6 +40,11 @@ class HuggingFaceSource(_Camel):
     repo: str
     subfolder: str = ""
     revision: str = "main"
+    # An embedding model published as ONNX (`encoders.hub`): the graph to fetch, such as
+    # `onnx/model.onnx`; the repo's tokenizer and sentence-transformers configs come with it.
+    onnx_file: str | None = None
+    pooling: Literal["mean", "cls", "max"] | None = None  # where the repo has no pooling config
+    normalize: bool | None = None  # likewise
 
 
 class BuiltinSource(_Camel):

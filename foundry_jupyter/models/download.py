@@ -30,6 +30,7 @@ from ..errors import (
 from . import pypi
 from .cache import GENAI_CONFIG, IN_PROGRESS, CachedModel, ModelCache, is_model_folder
 from .catalog import BuiltinSource, CatalogEntry, HuggingFaceSource, LocalSource, PypiSource
+from .encoders import hub as hub_encoders
 from .progress import Cancel, DownloadProgress, ProgressCallback, check_cancelled, is_cancelled
 
 CHUNK = 1 << 20
@@ -193,7 +194,11 @@ def list_remote_files(
     if not files:
         where = f"{source.repo}/{prefix}" if prefix else source.repo
         raise DownloadFailed(f"No files at {where} (revision {source.revision})")
-    if not any(f.relative == GENAI_CONFIG for f in files):
+    if source.onnx_file is not None:
+        files = [f for f in files if hub_encoders.wanted(f.relative, source.onnx_file)]
+        if not any(f.relative == source.onnx_file for f in files):
+            raise DownloadFailed(f"{source.repo} has no {source.onnx_file}")
+    elif not any(f.relative == GENAI_CONFIG for f in files):
         raise DownloadFailed(
             f"{source.repo}/{prefix} is not an ONNX GenAI model folder: it has no {GENAI_CONFIG}"
         )
@@ -260,7 +265,8 @@ def _fetch_huggingface(
 ) -> None:
     endpoint, token = hub_settings(endpoint, token)
     sha, files = list_remote_files(source, endpoint, token)
-    state = _start_staging(staging, {"repo": source.repo, "subfolder": source.subfolder, "sha": sha})
+    identity = {"repo": source.repo, "subfolder": source.subfolder, "sha": sha, "file": source.onnx_file}
+    state = _start_staging(staging, identity)
     meter = _Meter(progress, sum(f.size for f in files))
     verified = set(state.get("verified", []))
     for remote in files:
@@ -273,6 +279,10 @@ def _fetch_huggingface(
         state["verified"] = sorted(verified)
         _save_state(staging, state)
     meter.finish()
+    if source.onnx_file is not None:
+        hub_encoders.finish_folder(
+            staging, source.onnx_file, pooling=source.pooling, normalize=source.normalize
+        )
     _finish_staging(staging)
 
 
