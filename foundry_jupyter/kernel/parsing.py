@@ -271,6 +271,7 @@ def _parse_run(line: str, parser: _Parser, expand: Expand = _same) -> argparse.N
         "--format",
         "-f",
     }
+    flags = {"--no-think"}
     rest = ""
     rest_start = len(line)
     seen_model = expecting_value = False
@@ -292,6 +293,8 @@ def _parse_run(line: str, parser: _Parser, expand: Expand = _same) -> argparse.N
             return argparse.Namespace(command="help", topic="run")
         elif token in takes_value:
             expecting_value = True
+        elif token in flags:
+            pass
         elif seen_model:  # the first word after the model that is not an option
             rest, rest_start = line[start:].strip(), start
             break

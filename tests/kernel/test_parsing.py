@@ -107,3 +107,17 @@ def test_expand_rewrites_arguments_but_not_the_run_prompt() -> None:
     assert (run.model, run.max_tokens, run.prompt) == ("tiny", 2, "about {which}")
     assert parse_line("use {which}", expand).model == "tiny"
     assert parse_cell("{which} --new", None, expand).model == "tiny"
+
+
+@pytest.mark.parametrize(
+    ("line", "thinking", "prompt"),
+    [
+        ("run tiny --no-think why?", False, "why?"),
+        ("run --no-think tiny why?", False, "why?"),
+        ("run tiny why --no-think", None, "why --no-think"),
+    ],
+)
+def test_no_think_is_an_option_before_the_prompt(line: str, thinking: bool | None, prompt: str) -> None:
+    args = parse_line(line)
+    assert (args.thinking, args.prompt) == (thinking, prompt)
+    assert parse_cell("tiny --no-think").thinking is False and parse_cell("tiny").thinking is None
