@@ -198,6 +198,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         "model": model.id,
                         "executionProvider": chat.execution_provider,
                         "text": done.text,
+                        **({"reasoning": done.reasoning} if done.reasoning else {}),
                         "finishReason": done.finish_reason,
                         "usage": done.usage.to_dict(),
                     }
@@ -213,12 +214,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _stream_answer(chat: Any, messages: list[dict[str, Any]], params: Any) -> str:
+    """Stream the answer to stdout; a reasoning model's thinking goes to stderr, so stdout stays the
+    answer alone. Returns the answer (what the conversation keeps)."""
     parts = []
+    thinking = False
     for delta in chat.stream_chat(messages, params):
+        if delta.reasoning:
+            sys.stderr.write(("" if thinking else "[thinking]\n") + delta.reasoning)
+            sys.stderr.flush()
+            thinking = True
         if delta.text:
+            if thinking:
+                sys.stderr.write("\n[/thinking]\n")
+                sys.stderr.flush()
+                thinking = False
             sys.stdout.write(delta.text)
             sys.stdout.flush()
             parts.append(delta.text)
+    if thinking:
+        sys.stderr.write("\n[/thinking]\n")
     sys.stdout.write("\n")
     sys.stdout.flush()
     return "".join(parts)

@@ -230,3 +230,16 @@ def test_a_killed_download_resumes_in_the_next_process(env, tmp_path, tiny_model
         resumed_at = int(hub.ranges("model.onnx")[-1].removeprefix("bytes=").rstrip("-"))
         assert resumed_at == kept  # nothing already on disk was fetched again
     assert Path(done["path"], "model.onnx").read_bytes() == (repo / SUB / "model.onnx").read_bytes()
+
+
+def test_model_run_sends_a_reasoning_models_thinking_to_stderr(env, tmp_path, tiny_model_dir):
+    from tests.support.reasoning import OPENS_THINKING, with_template
+
+    folder = with_template(tiny_model_dir, tmp_path / "thinker", OPENS_THINKING)
+    ok(run_cli("model", "register", str(folder), "--alias", "thinker", env=env))
+    args = ("model", "run", "thinker", "why?", "--max-tokens", "8", "--temperature", "0")
+    shown = run_cli(*args, env=env)
+    answer = json.loads(ok(run_cli(*args, "-o", "json", env=env)))
+    assert answer["text"] == "" and answer["reasoning"]  # the budget ran out while it thought
+    assert shown.returncode == 0 and shown.stdout == "\n"
+    assert shown.stderr.startswith(f"[thinking]\n{answer['reasoning']}\n[/thinking]\n")
