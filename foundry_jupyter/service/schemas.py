@@ -228,7 +228,7 @@ class ChatCompletionRequest(_Sampling):
         description='vLLM extra: `{"enable_thinking": false}` turns a reasoning model\'s thinking off '
         "where its chat template can; other keys are ignored.",
     )
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = Field(
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = Field(
         default=None,
         description="`none` turns a reasoning model's thinking off (as `enable_thinking: false`); the "
         "other levels are accepted and leave the thinking on.",

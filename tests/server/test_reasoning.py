@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import openai
 import pytest
 
 from foundry_jupyter.engine.types import GenerationParams, ResponseFormat
@@ -90,6 +91,15 @@ async def test_thinking_off_by_chat_template_kwargs_or_reasoning_effort(client):
         model=SWITCHES, messages=ASK, extra_body={"chat_template_kwargs": {"enable_thinking": True}}, **GREEDY
     )
     assert on.choices[0].message.content == await raw_text(client, SWITCHES, ASKED)
+    high = await client.chat.completions.create(
+        model=SWITCHES, messages=ASK, reasoning_effort="high", **GREEDY
+    )
+    assert high.choices[0].message.content == on.choices[0].message.content  # only "none" changes it
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.chat.completions.create(
+            model=SWITCHES, messages=ASK, extra_body={"reasoning_effort": "extreme"}, **GREEDY
+        )
+    assert "reasoning_effort" in info.value.body["message"]
 
 
 async def test_a_closing_tag_written_by_the_model_crosses_the_runner_split(service):
