@@ -14,8 +14,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import Settings
-from ..engine.folder import chat_template
-from ..engine.reasoning import template_reasons
 from ..errors import InvalidRequest, ModelNotCached, ModelNotFound, ProviderUnavailable
 from . import download as _download
 from .cache import (
@@ -114,7 +112,6 @@ class ModelManager:
                         if (model.path / EMBEDDING_CONFIG).is_file()
                         else "chat-completion",
                         context_length=folder_context_length(model.path),
-                        supports_reasoning=template_reasons(chat_template(model.path)),
                         source=LocalSource(path=str(model.path)),
                     )
                 )

@@ -9,8 +9,11 @@ same shapes, with device "remote", the engine, its health and latency (`remote_*
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from ..engine.folder import chat_template
+from ..engine.reasoning import template_reasons
 from .catalog import CatalogEntry, filter_entries
 from .engines import DEVICE, EngineConfig, EngineListing, public_url
 from .manager import ModelManager
@@ -18,8 +21,21 @@ from .manager import ModelManager
 
 def catalog(manager: ModelManager, expression: str | None = None) -> list[tuple[CatalogEntry, bool]]:
     """(entry, cached) for every variant, best first; `expression` is `model list --filter`'s."""
-    cached = {m.id.lower() for m in manager.list_cached()}
-    return [(e, e.id.lower() in cached) for e in filter_entries(manager.entries(), expression)]
+    cached = {m.id.lower(): m.path for m in manager.list_cached()}
+    entries = _reasoning_from_templates(filter_entries(manager.entries(), expression), cached)
+    return [(e, e.id.lower() in cached) for e in entries]
+
+
+def _reasoning_from_templates(entries: list[CatalogEntry], cached: Mapping[str, Path]) -> list[CatalogEntry]:
+    """Entries whose cached folder's chat template thinks in `<think>` blocks are marked as reasoning,
+    whatever their catalog entry says."""
+    out = []
+    for entry in entries:
+        path = cached.get(entry.id.lower())
+        if not entry.supports_reasoning and path is not None and template_reasons(chat_template(path)):
+            entry = entry.model_copy(update={"supports_reasoning": True})
+        out.append(entry)
+    return out
 
 
 def catalog_rows(manager: ModelManager, expression: str | None = None) -> list[dict[str, Any]]:
@@ -43,7 +59,9 @@ def model_metadata(manager: ModelManager) -> dict[str, dict[str, Any]]:
             "capabilities": e.capabilities,
             "task": e.task,
         }
-        for e in manager.entries()
+        for e in _reasoning_from_templates(
+            manager.entries(), {m.id.lower(): m.path for m in manager.list_cached()}
+        )
     }
 
 
