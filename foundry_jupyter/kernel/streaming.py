@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..engine.types import Delta
-from .results import THINKING, ChatResult, answer_bundle
+from .results import THINKING, ChatResult, answer_bundle, answer_text
 
 
 class MarkdownStream:
@@ -33,10 +33,9 @@ class MarkdownStream:
 
     def update(self, text: str, reasoning: str = "") -> None:
         now = self._clock()
-        data = answer_bundle(text, reasoning)
-        if data["text/plain"] == self._shown or now - self._last < self._interval:
+        if now - self._last < self._interval or answer_text(text, reasoning) == self._shown:
             return
-        self._push(data, {})
+        self._push(answer_bundle(text, reasoning), {})  # Markdown escaping only for what is shown
         self._last = now
 
     def finish(self, result: ChatResult) -> None:
