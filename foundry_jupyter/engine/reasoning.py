@@ -71,10 +71,6 @@ class ThinkingSplitter:
         self._answer_started = False
         self.reasoned = thinking  # whether this output has a thinking part
 
-    @property
-    def in_thinking(self) -> bool:
-        return self._state == _THINKING
-
     def feed(self, piece: str) -> tuple[str, str]:
         self._held += piece
         reasoning, answer = "", ""
