@@ -79,6 +79,18 @@ def _stored_item(item: MessageItem | FunctionCallItem | FunctionCallOutputItem) 
     }
 
 
+def _refuse_duplicate_ids(items: tuple[Item, ...]) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if item["id"] in seen:
+            raise InvalidRequest(
+                f"Duplicate item found with id '{item['id']}': an item already in the conversation of "
+                "previous_response_id must not be sent again. Remove it from input.",
+                param="input",
+            )
+        seen.add(item["id"])
+
+
 def _text_part(kind: str, text: str) -> dict[str, Any]:
     if kind == "output_text":
         return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
@@ -120,6 +132,7 @@ class ResponseRun:
         previous = store.previous(req.previous_response_id) if req.previous_response_id else None
         earlier = previous.conversation() if previous is not None else ()
         self.input_items: tuple[Item, ...] = (*earlier, *(_stored_item(i) for i in req.input_items()))
+        _refuse_duplicate_ids(self.input_items)
         self.model = req.model
         self.output: list[Item] = []
         self.status = "in_progress"

@@ -144,6 +144,13 @@ async def test_function_tool_call_and_its_output_in_the_next_turn(client):
     assert [i.type for i in items.data] == ["message", "function_call", "function_call_output"]
     assert items.data[1].call_id == call.call_id and items.data[2].output == "Sunny, 21 C"
 
+    # items already in the chained conversation may not come again
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.responses.create(
+            **GREEDY, input=[call.model_dump(exclude_none=True), result], previous_response_id=answer.id
+        )
+    assert "Duplicate item" in info.value.message and info.value.param == "input"
+
     # a client keeping the state itself sends the same items back and gets the same answer
     manual = await client.responses.create(
         **GREEDY,
