@@ -283,111 +283,106 @@ async def collect_response(run: ResponseRun, stream: GenerationStream) -> dict[s
 
 async def response_events(run: ResponseRun, stream: GenerationStream) -> AsyncGenerator[list[Item], None]:
     """The typed events of a streamed response, in OpenAI's order; each list goes out in one write."""
-    sequence = 0
-
-    def event(kind: str, **fields: Any) -> Item:
-        nonlocal sequence
-        sequence += 1
-        return {"type": kind, "sequence_number": sequence - 1, **fields}
-
-    yield [
-        event("response.created", response=run.response()),
-        event("response.in_progress", response=run.response()),
-    ]
-    message: Item | None = None
-    message_index = 0
-    text = ""
-
-    def open_message() -> list[Item]:
-        nonlocal message, message_index
-        message = {**_message("", "in_progress"), "content": []}
-        message_index = len(run.output)
-        run.output.append(message)
-        return [
-            event("response.output_item.added", output_index=message_index, item=_copy(message)),
-            event(
-                "response.content_part.added",
-                item_id=message["id"],
-                output_index=message_index,
-                content_index=0,
-                part=_text_part("output_text", ""),
-            ),
-        ]
-
+    events = _Events(run)
+    yield [events.lifecycle("response.created"), events.lifecycle("response.in_progress")]
     try:
         async for piece in stream.pieces():
-            batch = open_message() if message is None else []
-            text += piece
-            batch.append(
-                event(
-                    "response.output_text.delta",
-                    item_id=message["id"],  # type: ignore[index]
-                    output_index=message_index,
-                    content_index=0,
-                    delta=piece,
-                    logprobs=[],
-                )
-            )
-            yield batch
+            yield events.text(piece)
     except FoundryError as exc:
         if stream.cancelled:
             raise
+        closing = events.close_message("incomplete")
         run.fail(exc)
         yield [
-            event("error", code=exc.code, message=exc.message, param=exc.param),
-            event("response.failed", response=run.response()),
+            *closing,
+            events.event("error", code=exc.code, message=exc.message, param=exc.param),
+            events.lifecycle("response.failed"),
         ]
         return
     if stream.cancelled:
         return
-    closing: list[Item] = []
-    if message is None and not stream.tool_calls:
-        closing += open_message()
-    if message is not None:
-        status = "incomplete" if stream.finish_reason == "length" else "completed"
-        part = _text_part("output_text", text)
-        message.update(status=status, content=[part])
-        index = message_index
-        closing += [
-            event(
-                "response.output_text.done",
-                item_id=message["id"],
-                output_index=index,
-                content_index=0,
-                text=text,
-                logprobs=[],
-            ),
-            event(
-                "response.content_part.done",
-                item_id=message["id"],
-                output_index=index,
-                content_index=0,
-                part=_copy(part),
-            ),
-            event("response.output_item.done", output_index=index, item=_copy(message)),
-        ]
-    # The engine knows a call once it is complete: its arguments come in one delta.
+    closing = []
+    if not stream.tool_calls:
+        closing += events.open_message()  # an empty answer is still a message
+    closing += events.close_message("incomplete" if stream.finish_reason == "length" else "completed")
     for call in stream.tool_calls:
-        item = _function_call(call)
-        index = len(run.output)
-        run.output.append(item)
-        common = {"item_id": item["id"], "output_index": index}
-        closing += [
-            event(
-                "response.output_item.added",
-                output_index=index,
-                item={**item, "arguments": "", "status": "in_progress"},
-            ),
-            event("response.function_call_arguments.delta", **common, delta=call.arguments),
-            event(
-                "response.function_call_arguments.done", **common, name=call.name, arguments=call.arguments
-            ),
-            event("response.output_item.done", output_index=index, item=_copy(item)),
-        ]
+        closing += events.function_call(call)
     run.finish(stream)
-    final = "response.incomplete" if run.status == "incomplete" else "response.completed"
-    closing.append(event(final, response=run.response()))
+    closing.append(
+        events.lifecycle("response.incomplete" if run.status == "incomplete" else "response.completed")
+    )
     yield closing
+
+
+class _Events:
+    """Builds one streamed response's events, numbering them, and its output items as they form."""
+
+    def __init__(self, run: ResponseRun) -> None:
+        self.run = run
+        self.sequence = 0
+        self.message: Item | None = None
+        self.message_index = 0
+        self.text_so_far = ""
+
+    def event(self, kind: str, **fields: Any) -> Item:
+        self.sequence += 1
+        return {"type": kind, "sequence_number": self.sequence - 1, **fields}
+
+    def lifecycle(self, kind: str) -> Item:
+        return self.event(kind, response=self.run.response())
+
+    def _where(self) -> dict[str, Any]:
+        assert self.message is not None
+        return {"item_id": self.message["id"], "output_index": self.message_index, "content_index": 0}
+
+    def open_message(self) -> list[Item]:
+        """The answer's message item and its text part, once (before its first text)."""
+        if self.message is not None:
+            return []
+        self.message = {**_message("", "in_progress"), "content": []}
+        self.message_index = len(self.run.output)
+        self.run.output.append(self.message)
+        return [
+            self.event(
+                "response.output_item.added", output_index=self.message_index, item=_copy(self.message)
+            ),
+            self.event("response.content_part.added", **self._where(), part=_text_part("output_text", "")),
+        ]
+
+    def text(self, piece: str) -> list[Item]:
+        batch = self.open_message()
+        self.text_so_far += piece
+        batch.append(self.event("response.output_text.delta", **self._where(), delta=piece, logprobs=[]))
+        return batch
+
+    def close_message(self, status: str) -> list[Item]:
+        if self.message is None:
+            return []
+        part = _text_part("output_text", self.text_so_far)
+        self.message.update(status=status, content=[part])
+        return [
+            self.event("response.output_text.done", **self._where(), text=self.text_so_far, logprobs=[]),
+            self.event("response.content_part.done", **self._where(), part=_copy(part)),
+            self.event(
+                "response.output_item.done", output_index=self.message_index, item=_copy(self.message)
+            ),
+        ]
+
+    def function_call(self, call: ToolCall) -> list[Item]:
+        """A call's events. The engine knows a call once it is whole: its arguments come in one delta."""
+        item = _function_call(call)
+        index = len(self.run.output)
+        self.run.output.append(item)
+        where = {"item_id": item["id"], "output_index": index}
+        opening = {**item, "arguments": "", "status": "in_progress"}
+        return [
+            self.event("response.output_item.added", output_index=index, item=opening),
+            self.event("response.function_call_arguments.delta", **where, delta=call.arguments),
+            self.event(
+                "response.function_call_arguments.done", **where, name=call.name, arguments=call.arguments
+            ),
+            self.event("response.output_item.done", output_index=index, item=_copy(item)),
+        ]
 
 
 def _copy(item: Item) -> Item:

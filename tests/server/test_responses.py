@@ -349,5 +349,9 @@ async def test_a_runner_failure_mid_stream_ends_with_response_failed(http, servi
     assert events[-2]["code"] == "runner_failed"
     failed = events[-1]["response"]
     assert failed["status"] == "failed" and failed["error"]["code"] == "runner_failed"
+    # what came before the failure is kept, as an incomplete message
+    text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    assert text and failed["output"][0]["status"] == "incomplete"
+    assert failed["output"][0]["content"][0]["text"] == text
     stored = (await http.get(f"v1/responses/{failed['id']}")).json()
     assert stored["status"] == "failed"
