@@ -355,3 +355,25 @@ async def test_a_runner_failure_mid_stream_ends_with_response_failed(http, servi
     assert failed["output"][0]["content"][0]["text"] == text
     stored = (await http.get(f"v1/responses/{failed['id']}")).json()
     assert stored["status"] == "failed"
+
+
+@pytest.mark.long_model
+async def test_a_client_that_leaves_stops_the_generation_and_nothing_is_stored(client, service):
+    stream = await client.responses.create(
+        model=LONG, input="hi", max_output_tokens=4000, temperature=0, stream=True
+    )
+    seen = []
+    async for event in stream:
+        seen.append(event)
+        if len(seen) == 5:
+            break
+    await stream.close()
+    for _ in range(200):  # the runner notices the closed connection and stops
+        if service.supervisor.get(LONG).active == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert service.supervisor.get(LONG).active == 0
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(seen[0].response.id)
+    answer = await client.responses.create(model=LONG, input="hi", max_output_tokens=2)
+    assert answer.usage.output_tokens == 2
