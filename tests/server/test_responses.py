@@ -123,6 +123,25 @@ async def test_a_chained_request_continues_the_held_conversation(client, http):
     assert raw["first_id"] == items.data[1].id and raw["last_id"] == items.data[2].id
 
 
+async def test_instructions_are_not_carried_over_and_metadata_is_echoed(client):
+    first = await client.responses.create(
+        **GREEDY, input="Hi.", instructions="Answer in French.", max_output_tokens=3, metadata={"run": "7"}
+    )
+    assert first.metadata == {"run": "7"}
+    second = await client.responses.create(
+        **GREEDY, input="Again.", previous_response_id=first.id, max_output_tokens=3
+    )
+    assert second.instructions is None and second.metadata == {}
+    history = [
+        {"role": "user", "content": "Hi."},
+        {"role": "assistant", "content": first.output_text},
+        {"role": "user", "content": "Again."},
+    ]
+    chat = await client.chat.completions.create(**GREEDY, messages=history, max_tokens=3)
+    assert second.usage.input_tokens == chat.usage.prompt_tokens
+    assert second.output_text == chat.choices[0].message.content
+
+
 async def test_function_tool_call_and_its_output_in_the_next_turn(client):
     ask = [{"role": "user", "content": "What is the weather in Paris?"}]
     answer = await client.responses.create(
