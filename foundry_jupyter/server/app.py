@@ -17,6 +17,7 @@ from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 
 from .. import config
 from ..service.core import FoundryService
+from ..service.response_store import DEFAULT_MAX_AGE_S, DEFAULT_MAX_ENTRIES, ResponseStore
 from ..service.runners import RunnerSupervisor
 from .handlers import ROUTES
 
@@ -97,6 +98,19 @@ class FoundryApp(ExtensionApp):
         "`jupyter foundry engine add` live in engines.json beside the cache folder.",
     ).tag(config=True)
 
+    responses_max_entries = Int(
+        DEFAULT_MAX_ENTRIES,
+        help="At most this many responses of POST v1/responses (store: true) are kept in memory for "
+        "GET v1/responses/{id}, input_items and previous_response_id; storing one more drops the least "
+        "recently used. 0: no limit of this kind.",
+    ).tag(config=True)
+
+    responses_max_age = Float(
+        DEFAULT_MAX_AGE_S,
+        help="Seconds a stored response is kept after it was created; an older one answers 404 (and 400 "
+        "as a previous_response_id). 0: no limit of this kind. Stored responses do not outlive the server.",
+    ).tag(config=True)
+
     export_env = Bool(
         True,
         help="Export FOUNDRY_JUPYTER_URL and FOUNDRY_JUPYTER_TOKEN into this process's environment, so the "
@@ -156,7 +170,8 @@ class FoundryApp(ExtensionApp):
             default_ttl_s=settings.ttl_s,
             transport=self.runner_transport,
         )
-        self.service = FoundryService(settings, supervisor=supervisor)
+        responses = ResponseStore(max_entries=self.responses_max_entries, max_age_s=self.responses_max_age)
+        self.service = FoundryService(settings, supervisor=supervisor, responses=responses)
         self.settings["foundry_service"] = self.service
         self.settings["foundry_prefix"] = url_path_join(self.serverapp.base_url, PREFIX) + "/"
         self._export_env()

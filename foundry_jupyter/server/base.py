@@ -151,16 +151,19 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
             self._cancel_on_close.cancel()
         super().on_connection_close()
 
-    async def send_events(self, events: AsyncGenerator[list[Any], None], *, done: bool = True) -> None:
+    async def send_events(
+        self, events: AsyncGenerator[list[Any], None], *, done: bool = True, named: bool = False
+    ) -> None:
         """Server-sent events: `data: <json>` per item, `data: [DONE]` at the end. Each list of items
         goes out in one write. A failure after the stream started becomes a final
-        `data: {"error": ...}` event."""
+        `data: {"error": ...}` event. `named`: each item also gets an `event: <its type>` line, as
+        the Responses API sends them."""
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
         try:
             async for items in events:
-                self.write("".join(f"data: {json.dumps(item, ensure_ascii=False)}\n\n" for item in items))
+                self.write("".join(_event(item, named) for item in items))
                 await self.flush()
             if done:
                 self.write("data: [DONE]\n\n")  # goes out with the end of the response
@@ -299,6 +302,11 @@ def _is_dir(name: str) -> bool:
         return os.path.isdir(name)
     except (OSError, ValueError):
         return False
+
+
+def _event(item: Any, named: bool) -> str:
+    data = f"data: {json.dumps(item, ensure_ascii=False)}\n\n"
+    return f"event: {item['type']}\n{data}" if named else data
 
 
 def _shape(message: str, type_: str, code: str | None, param: str | None = None) -> dict[str, Any]:

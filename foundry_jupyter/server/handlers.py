@@ -13,9 +13,11 @@ from typing import Any, TypeVar
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from ..errors import InvalidRequest
 from ..models.engines import EngineConfig
-from ..service import embeddings, foundry, openai
+from ..service import embeddings, foundry, openai, responses
 from ..service.openapi import EVENTS, JSON, TEXT, Operation, Param, Route, spec
+from ..service.response_schemas import ResponseCreateRequest
 from ..service.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -122,6 +124,86 @@ class CompletionsHandler(_GenerationHandler):
         answer = await openai.collect_text(stream)
         if not stream.cancelled:
             self.send_json(answer)
+
+
+@route(
+    "v1/responses",
+    post=Operation(
+        "Create a response (OpenAI's Responses API); typed SSE events when `stream` is true.",
+        "A `response` object, or `response.*` events",
+        body=ResponseCreateRequest,
+        media=(JSON, EVENTS),
+    ),
+)
+class ResponsesHandler(FoundryHandler):
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        req = parse(ResponseCreateRequest, self.json_body())
+        self.model_name(req.model)
+        self.ep_name(req.ep)
+        run, stream = await responses.open_response(self.service, self.service.responses, req)
+        self.cancel_on_close(stream)
+        if req.stream:
+            await self.send_events(responses.response_events(run, stream), done=False, named=True)
+            return
+        answer = await responses.collect_response(run, stream)
+        if not stream.cancelled:
+            self.send_json(answer)
+
+
+@route(
+    "v1/responses/{response_id}",
+    get=Operation("A stored response.", "A `response` object"),
+    delete=Operation("Delete a stored response.", "`{id, object: response.deleted, deleted: true}`"),
+)
+class ResponseHandler(FoundryHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, response_id: str) -> None:
+        self.send_json(responses.get_response(self.service.responses, response_id))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, response_id: str) -> None:
+        self.send_json(responses.delete_response(self.service.responses, response_id))
+
+
+@route(
+    "v1/responses/{response_id}/input_items",
+    get=Operation(
+        "The items a stored response read (earlier turns included), newest first by default.",
+        "`{object: list, data, first_id, last_id, has_more}`",
+        query=(
+            Param(
+                "limit",
+                f"Items per page (1-{responses.MAX_LIST_LIMIT}, default 20).",
+                {"type": "integer", "minimum": 1, "maximum": responses.MAX_LIST_LIMIT},
+            ),
+            Param("after", "List the items after this item id."),
+            Param("order", "`asc` or `desc` (default).", {"type": "string", "enum": ["asc", "desc"]}),
+        ),
+    ),
+)
+class ResponseInputItemsHandler(FoundryHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, response_id: str) -> None:
+        limit = self.query_int("limit", minimum=1)
+        if limit is not None and limit > responses.MAX_LIST_LIMIT:
+            raise InvalidRequest(
+                f"Query parameter 'limit' must be at most {responses.MAX_LIST_LIMIT}.", param="limit"
+            )
+        order = self.get_query_argument("order", None) or "desc"
+        if order not in ("asc", "desc"):
+            raise InvalidRequest(
+                f"Query parameter 'order' must be asc or desc, not {order!r}.", param="order"
+            )
+        after = self.get_query_argument("after", None) or None
+        page = responses.list_input_items(
+            self.service.responses, response_id, limit=limit or 20, after=after, order=order
+        )
+        self.send_json(page)
 
 
 @route(

@@ -18,6 +18,7 @@ from ..models import view
 from ..models.engines import EngineFile
 from .downloads import DownloadJobs
 from .remote import RemoteEngines
+from .response_store import ResponseStore
 from .runners import Runner, RunnerSupervisor
 
 log = logging.getLogger("foundry_jupyter.service")
@@ -26,7 +27,13 @@ T = TypeVar("T")
 
 
 class FoundryService:
-    def __init__(self, settings: Settings, *, supervisor: RunnerSupervisor | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        supervisor: RunnerSupervisor | None = None,
+        responses: ResponseStore | None = None,
+    ) -> None:
         self.settings = settings
         self.supervisor = supervisor or RunnerSupervisor(
             max_loaded=settings.max_loaded_models, default_ttl_s=settings.ttl_s
@@ -36,6 +43,7 @@ class FoundryService:
         self.downloads = DownloadJobs(self)
         self.remote = RemoteEngines(settings.remote_engines, EngineFile(settings.engines_file))
         self.started_at = time.time()
+        self.responses = ResponseStore() if responses is None else responses  # v1/responses answers
 
     # ---- the model manager, off the event loop -------------------------------------------
     def warm_up(self) -> None:

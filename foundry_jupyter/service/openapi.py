@@ -48,6 +48,7 @@ PATH_PARAMS = {
         # ids may hold ':' and, for registered models, '/'
         Param("name", "A model alias or full id (`name:version`).", pattern=r"[^/]+(?:/[^/]+)*"),
         Param("job_id", "A background download's id.", pattern=r"[A-Za-z0-9_-]+"),
+        Param("response_id", "A stored response's id (`resp_...`).", pattern=r"[A-Za-z0-9_-]+"),
         Param("rest", pattern=".*"),
     )
 }

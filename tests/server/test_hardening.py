@@ -35,6 +35,9 @@ ROUTES = [
     "loaded",
     "downloads",
     "downloads/dl-nothing",
+    "v1/responses",
+    "v1/responses/resp_nothing",
+    "v1/responses/resp_nothing/input_items",
 ]
 
 
