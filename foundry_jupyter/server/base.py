@@ -30,12 +30,28 @@ _VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 
 class FoundryHandler(ExtensionHandlerMixin, APIHandler):
     auth_resource = AUTH_RESOURCE
+    # The methods whose `Operation` says `changes_state` (set by `handlers.route`): even a GET among
+    # them must pass Jupyter's XSRF check when it carries only the login cookie.
+    state_changing: frozenset[str] = frozenset()
 
     def initialize(self, name: str = "foundry", *args: Any, **kwargs: Any) -> None:
         super().initialize(name, *args, **kwargs)
         self._cancel_on_close: Any = None
         self._client_gone = False
         self._host_refused = False
+        self._xsrf_refused = False
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self.request.method in self.state_changing:
+            self.check_xsrf_cookie()
+
+    def check_xsrf_cookie(self) -> None:
+        try:
+            super().check_xsrf_cookie()
+        except web.HTTPError:
+            self._xsrf_refused = True  # reported as such, not as a bad token
+            raise
 
     def check_host(self) -> bool:
         # Remembered so that the 403 jupyter_server raises for it is not reported as a bad token.
@@ -229,6 +245,15 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
                 "'Authorization: Bearer <token>' (the OpenAI client's api_key).",
                 "authentication_error",
                 "invalid_api_key",
+            )
+        if status == 403 and self._xsrf_refused:
+            return status, _shape(
+                f"{self.request.method} {self.request.path} changes the server's state and carries no token, "
+                "only a login cookie (as a link or page from another site would): send the Jupyter token "
+                "('Authorization: Bearer <token>' or ?token=), or the _xsrf cookie's value as the "
+                "X-XSRFToken header.",
+                "permission_error",
+                "xsrf_check_failed",
             )
         if status == 403:
             return status, _shape("You are not allowed to use this route.", "permission_error", "forbidden")
