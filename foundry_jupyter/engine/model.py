@@ -162,6 +162,11 @@ class ChatModel:
     def encode_chat(self, messages: list[Message], tool_plan: tools.ToolPlan | None = None) -> list[int]:
         return self.encode(self.render_chat(messages, tool_plan))
 
+    def _encode_prompt(self, text: str, param: str) -> list[int]:
+        """A generation prompt's tokens, refused unread when its length alone rules it out."""
+        limits.check_prompt_chars(len(text), self.context_length, param)
+        return self.encode(text)
+
     def count_tokens(self, messages: list[Message]) -> int:
         return len(self.encode_chat(messages))
 
@@ -174,7 +179,7 @@ class ChatModel:
     ) -> DeltaStream:
         params = params or GenerationParams()
         tool_plan = tools.plan(params)
-        ids = self.encode_chat(messages, tool_plan)
+        ids = self._encode_prompt(self.render_chat(messages, tool_plan), "messages")
         forced = tools.guidance(tool_plan)
         try:
             out = self._stream(ids, params, cancel, forced)
@@ -202,6 +207,8 @@ class ChatModel:
         self, prompt: str, params: GenerationParams | None = None, cancel: threading.Event | None = None
     ) -> DeltaStream:
         self._check_open()
+        if isinstance(prompt, str):
+            limits.check_prompt_chars(len(prompt), self.context_length, "prompt")
         return self._stream(self._prompts.encode_text(prompt), params or GenerationParams(), cancel)
 
     def complete_text(

@@ -97,6 +97,12 @@ class FoundryApp(ExtensionApp):
         "`jupyter foundry engine add` live in engines.json beside the cache folder.",
     ).tag(config=True)
 
+    max_body_size = Int(
+        32 * 1024 * 1024,
+        help="Largest request body, in bytes, the routes under foundry/ accept. A larger one is answered "
+        "413 (code request_too_large) as soon as its headers arrive, before any of it is read.",
+    ).tag(config=True)
+
     export_env = Bool(
         True,
         help="Export FOUNDRY_JUPYTER_URL and FOUNDRY_JUPYTER_TOKEN into this process's environment, so the "
@@ -158,6 +164,7 @@ class FoundryApp(ExtensionApp):
         )
         self.service = FoundryService(settings, supervisor=supervisor)
         self.settings["foundry_service"] = self.service
+        self.settings["foundry_max_body_size"] = self.max_body_size
         self.settings["foundry_prefix"] = url_path_join(self.serverapp.base_url, PREFIX) + "/"
         self._export_env()
 

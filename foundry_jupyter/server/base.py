@@ -23,11 +23,21 @@ from tornado.iostream import StreamClosedError
 
 from ..errors import FoundryError, InvalidRequest
 from ..service.core import FoundryService
+from . import limits
 
 AUTH_RESOURCE = "foundry"
+DEFAULT_MAX_BODY_SIZE = 32 * 1024 * 1024
 _VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 
 
+class RequestTooLarge(FoundryError):
+    status = 413
+    code = "request_too_large"
+
+
+# Bodies arrive through `data_received`, after `prepare`: a body over the limit is refused from its
+# Content-Length alone, before it is read, and a chunked one is dropped as it passes the limit.
+@web.stream_request_body
 class FoundryHandler(ExtensionHandlerMixin, APIHandler):
     auth_resource = AUTH_RESOURCE
     # The methods whose `Operation` says `changes_state` (set by `handlers.route`): even a GET among
@@ -40,9 +50,14 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
         self._client_gone = False
         self._host_refused = False
         self._xsrf_refused = False
+        self._body = bytearray()
+        self._body_too_large = False
 
     async def prepare(self) -> None:
         await super().prepare()
+        length = self.request.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > self.max_body_size:
+            self._answer_too_large()
         if self.request.method in self.state_changing:
             self.check_xsrf_cookie()
 
@@ -79,8 +94,46 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
         return f"{self.request.protocol}://{self.request.host}{prefix}".rstrip("/")
 
     # ---- request bodies ----------------------------------------------------------------------
+    @property
+    def max_body_size(self) -> int:
+        return int(self.settings.get("foundry_max_body_size", DEFAULT_MAX_BODY_SIZE))
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._body_too_large:
+            return
+        if len(self._body) + len(chunk) > self.max_body_size:
+            self._body_too_large = True
+            self._body = bytearray()
+            return
+        self._body += chunk
+
+    def _refuse_body(self) -> None:
+        raise RequestTooLarge(
+            f"The request body is larger than this server accepts ({self.max_body_size} bytes, "
+            "FoundryApp.max_body_size).",
+        )
+
+    def _answer_too_large(self) -> None:
+        """The 413, from the headers alone: the body is never read (see `limits`)."""
+        try:
+            self._refuse_body()
+        except RequestTooLarge as exc:
+            error = exc
+        self.log.info(
+            "request %s: %s %s -> 413 (%s bytes announced)",
+            self.request_id,
+            self.request.method,
+            self.request.path,
+            self.request.headers.get("Content-Length"),
+        )
+        limits.answer_and_drain(
+            self.detach(), error.status, error.to_dict(), {"X-Request-Id": self.request_id}
+        )
+
     def json_body(self) -> Any:
-        body = self.request.body or b""
+        if self._body_too_large:
+            self._refuse_body()
+        body = bytes(self._body)
         if not body.strip():
             raise InvalidRequest(
                 "The request body is empty: send a JSON object (Content-Type: application/json)."
