@@ -145,11 +145,16 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
                 "The request body is not valid UTF-8 text: send JSON encoded as UTF-8."
             ) from None
         try:
-            return json.loads(text)
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidRequest(
                 f"The request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
             ) from None
+        except RecursionError:
+            data = None
+        if data is None or _too_deep(data):
+            raise InvalidRequest(f"The request body is nested more than {MAX_JSON_DEPTH} levels deep.")
+        return data
 
     def query_int(self, name: str, *, minimum: int = 0) -> int | None:
         raw = self.get_query_argument(name, None)
@@ -364,6 +369,25 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
     def allowed_methods(cls) -> list[str]:
         base = web.RequestHandler
         return [verb for verb in _VERBS if getattr(cls, verb.lower()) is not getattr(base, verb.lower())]
+
+
+MAX_JSON_DEPTH = 128  # a deeper body would exhaust Python's recursion in validation or encoding
+
+
+def _too_deep(data: Any) -> bool:
+    """Whether `data` nests lists and objects more than MAX_JSON_DEPTH levels (walked without recursion)."""
+    level: list[Any] = [data]
+    for _ in range(MAX_JSON_DEPTH):
+        level = [
+            child
+            for node in level
+            if isinstance(node, (list, dict))
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, (list, dict))
+        ]
+        if not level:
+            return False
+    return True
 
 
 _EP = re.compile(r"[A-Za-z0-9_.-]{1,64}")
