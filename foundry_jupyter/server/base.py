@@ -144,6 +144,7 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
             raise InvalidRequest(
                 "The request body is not valid UTF-8 text: send JSON encoded as UTF-8."
             ) from None
+        too_deep = InvalidRequest(f"The request body is nested more than {MAX_JSON_DEPTH} levels deep.")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -151,9 +152,9 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
                 f"The request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
             ) from None
         except RecursionError:
-            data = None
-        if data is None or _too_deep(data):
-            raise InvalidRequest(f"The request body is nested more than {MAX_JSON_DEPTH} levels deep.")
+            raise too_deep from None
+        if _too_deep(data):
+            raise too_deep
         return data
 
     def query_int(self, name: str, *, minimum: int = 0) -> int | None:

@@ -23,6 +23,12 @@ async def test_deeply_nested_json_is_a_400(http, depth):
     assert "nested" in error["message"]
 
 
+@pytest.mark.parametrize("body", ["null", "[]", '"text"', "5"])
+async def test_a_body_that_is_not_an_object_is_a_400_saying_so(http, body):
+    error = assert_openai_error(await http.post("v1/chat/completions", content=body), 400)
+    assert "JSON object" in error["message"]
+
+
 async def test_nesting_inside_a_tool_schema_is_bounded_too(http):
     schema: dict = {"type": "object"}
     for _ in range(100):  # 200 levels of objects
