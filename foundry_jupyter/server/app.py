@@ -18,6 +18,7 @@ from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 from .. import config
 from ..service.core import FoundryService
 from ..service.runners import RunnerSupervisor
+from . import limits
 from .handlers import ROUTES
 
 PREFIX = "foundry"
@@ -103,6 +104,21 @@ class FoundryApp(ExtensionApp):
         "413 (code request_too_large) as soon as its headers arrive, before any of it is read.",
     ).tag(config=True)
 
+    client_header_timeout = Float(
+        60.0,
+        help="Seconds a connection to the Jupyter server may take to send a request's headers, counted from "
+        "when it opened or from the end of its previous answer, so it also closes idle kept-alive "
+        "connections (nginx's client_header_timeout and keepalive_timeout; tornado keeps one timer for "
+        "both). Applies to the whole server, which otherwise keeps half-open connections for an hour. "
+        "0 leaves tornado's default.",
+    ).tag(config=True)
+
+    client_body_timeout = Float(
+        300.0,
+        help="Seconds a request's body may take to arrive, once its headers have (nginx's "
+        "client_body_timeout, here for the whole body). Applies to the whole server. 0: no limit.",
+    ).tag(config=True)
+
     export_env = Bool(
         True,
         help="Export FOUNDRY_JUPYTER_URL and FOUNDRY_JUPYTER_TOKEN into this process's environment, so the "
@@ -174,6 +190,9 @@ class FoundryApp(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         # The port is bound by now (it may differ from the configured one after port retries).
         self._export_env()
+        limits.apply_connection_timeouts(
+            serverapp, header_timeout_s=self.client_header_timeout, body_timeout_s=self.client_body_timeout
+        )
         self.service.warm_up()
         self.service.supervisor.start()
 

@@ -1,4 +1,6 @@
-"""Answering a body that is too large before reading it, as nginx does with `client_max_body_size`.
+"""Limits on what one connection may hold: time to send headers and bodies, and body size.
+
+Answering a body that is too large before reading it, as nginx does with `client_max_body_size`.
 
 Tornado closes the connection as soon as a handler answers without reading the body, and a client
 that is still sending (httpx, the OpenAI SDK: they read only after sending) then sees a reset instead
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from typing import Any
 
 from tornado.iostream import IOStream, StreamClosedError
@@ -44,3 +47,16 @@ async def _drain(stream: IOStream) -> None:
         pass
     finally:
         stream.close()
+
+
+def apply_connection_timeouts(serverapp: Any, *, header_timeout_s: float, body_timeout_s: float) -> None:
+    """Set the Jupyter server's header and body timeouts (tornado reads them for every new request, so
+    setting them once the server exists covers every connection from then on)."""
+    try:
+        params = serverapp.http_server.conn_params
+    except Exception:  # no HTTP server of its own (embedded, or a test harness's server)
+        logging.getLogger("foundry_jupyter.server").debug("no HTTP server to set timeouts on")
+        return
+    if header_timeout_s > 0:
+        params.header_timeout = header_timeout_s
+    params.body_timeout = body_timeout_s if body_timeout_s > 0 else None
