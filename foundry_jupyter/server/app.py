@@ -84,6 +84,19 @@ class FoundryApp(ExtensionApp):
         120.0, help="Seconds a runner process may take to load its model before the load fails."
     ).tag(config=True)
 
+    runner_first_token_timeout = Float(
+        300.0,
+        help="Seconds a model runner may take to send the first piece of an answer (prompt processing "
+        "included) before it counts as hung: the request answers 504 runner_timeout and the runner is "
+        "killed; the next request starts a fresh one. 0: no limit.",
+    ).tag(config=True)
+
+    runner_token_timeout = Float(
+        60.0,
+        help="Seconds a model runner may stay silent between two pieces of an answer before it counts as "
+        "hung (a streaming client then gets a final error event). 0: no limit.",
+    ).tag(config=True)
+
     runner_stop_timeout = Float(
         5.0, help="Seconds a runner gets to exit after SIGTERM before it is killed."
     ).tag(config=True)
@@ -177,6 +190,8 @@ class FoundryApp(ExtensionApp):
             nice=self.runner_nice,
             default_ttl_s=settings.ttl_s,
             transport=self.runner_transport,
+            first_token_timeout_s=self.runner_first_token_timeout,
+            token_timeout_s=self.runner_token_timeout,
         )
         self.service = FoundryService(settings, supervisor=supervisor)
         self.settings["foundry_service"] = self.service

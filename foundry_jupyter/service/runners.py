@@ -43,6 +43,11 @@ READ_SIZE = 256 * 1024  # one read takes every runner message that is waiting
 Spawn = Callable[[str, Path, str | None], Awaitable[tuple[RunnerProcess, dict[str, Any]]]]
 
 
+class RunnerTimeout(RunnerFailed):
+    status = 504
+    code = "runner_timeout"
+
+
 class ModelBusy(FoundryError):
     status = 409
     code = "model_busy"
@@ -163,6 +168,7 @@ class RunnerCall:
         self.cancelled = False
         self._closed = False
         self._ended = False  # the final message (`done` or `result`) was read
+        self._answered = False  # a first message was read: the time limit is the one between tokens
         self._lines: collections.deque[bytes] = collections.deque()
         self._partial = bytearray()
 
@@ -170,7 +176,12 @@ class RunnerCall:
         """The next protocol message, None once the runner closed the connection after a final one."""
         while not self._lines:
             try:
-                data = await self._reader.read(READ_SIZE)
+                async with asyncio.timeout(self._time_limit()):
+                    data = await self._reader.read(READ_SIZE)
+            except TimeoutError:
+                if self.cancelled:
+                    return None
+                raise self._hung() from None
             except (ConnectionError, OSError, ValueError) as exc:
                 if self.cancelled:
                     return None
@@ -191,7 +202,29 @@ class RunnerCall:
             self.close()
             raise wire.error_from_wire(message["error"])
         self._ended = "done" in message or "result" in message
+        self._answered = True
         return message
+
+    def _time_limit(self) -> float | None:
+        """Seconds the runner has to send its next message (None: no limit)."""
+        limit = self._supervisor.token_timeout_s if self._answered else self._supervisor.first_token_timeout_s
+        return limit if limit and limit > 0 else None
+
+    def _hung(self) -> RunnerTimeout:
+        """The runner is alive but sent nothing in time: kill it (the next request starts a fresh one)."""
+        self.close()
+        setting = "runner_token_timeout" if self._answered else "runner_first_token_timeout"
+        log.warning(
+            "runner for %s (pid %s) sent nothing for %s s; killing it",
+            self.runner.model_id,
+            self.process.pid,
+            self._time_limit(),
+        )
+        self._supervisor.kill_hung(self.runner, self.process)
+        return RunnerTimeout(
+            f"The model runner for '{self.runner.model_id}' sent nothing for {self._time_limit():g} s "
+            f"(FoundryApp.{setting}); it was stopped, and the next request starts a fresh one."
+        )
 
     @property
     def has_next(self) -> bool:
@@ -243,6 +276,8 @@ class RunnerSupervisor:
         default_ttl_s: int = 600,
         spawn: Spawn | None = None,
         transport: str | None = None,
+        first_token_timeout_s: float | None = None,
+        token_timeout_s: float | None = None,
     ) -> None:
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
@@ -252,6 +287,9 @@ class RunnerSupervisor:
         self.default_ttl_s = default_ttl_s
         self.transport = transport  # auto | unix | tcp; None: $FOUNDRY_JUPYTER_RUNNER_TRANSPORT
         self._spawn: Spawn = spawn or self._spawn_runner
+        # a runner alive but silent this long (a first message, then each next one) counts as hung
+        self.first_token_timeout_s = first_token_timeout_s
+        self.token_timeout_s = token_timeout_s
         self.runners: dict[str, Runner] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._reaper: asyncio.Task[None] | None = None
@@ -466,11 +504,21 @@ class RunnerSupervisor:
         await process.stop(self.stop_timeout_s)
         log.info("runner for %s (pid %s) stopped (status %s)", model_id, process.pid, process.poll())
 
-    def _forget_if_dead(self, runner: Runner, process: RunnerProcess | None = None) -> None:
-        """Drop `process` (default: the model's first) if it died; when it is the first, the whole model
-        goes, and `_stop_runner` stops its other processes in the background."""
+    def kill_hung(self, runner: Runner, process: RunnerProcess) -> None:
+        """Kill a process that stopped answering (SIGKILL reaches a stopped process too) and forget it,
+        so the next request starts a fresh one."""
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(process.kill))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+        self._forget_if_dead(runner, process, killed=True)
+
+    def _forget_if_dead(
+        self, runner: Runner, process: RunnerProcess | None = None, killed: bool = False
+    ) -> None:
+        """Drop `process` (default: the model's first) if it died or was `killed` just now; when it is the
+        first, the whole model goes, and `_stop_runner` stops its other processes in the background."""
         process = process or runner.processes[0]
-        if process.alive():
+        if process.alive() and not killed:
             return
         first = process is runner.processes[0]
         if first and self.runners.get(runner.model_id) is runner:
