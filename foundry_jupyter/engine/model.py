@@ -248,7 +248,7 @@ class ChatModel:
         out = DeltaStream()
         if taken is None and claim is None and engine is not None and engine.takes(gen):
             out.backend = ENGINE
-            out.set(engine.start(gen, out, fallback=lambda: self._fallback(gen)))
+            out.set(engine.start(gen, out.label, fallback=lambda: self._fallback(gen)))
             return out
         out.backend = GENERATOR
         try:
