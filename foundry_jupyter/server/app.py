@@ -16,6 +16,7 @@ from jupyter_server.utils import url_path_join
 from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 
 from .. import config
+from ..service import workdirs
 from ..service.core import FoundryService
 from ..service.runners import RunnerSupervisor
 from . import limits
@@ -194,6 +195,7 @@ class FoundryApp(ExtensionApp):
             token_timeout_s=self.runner_token_timeout,
         )
         self.service = FoundryService(settings, supervisor=supervisor)
+        workdirs.remove_dead_workdirs()
         self.settings["foundry_service"] = self.service
         self.settings["foundry_max_body_size"] = self.max_body_size
         self.settings["foundry_prefix"] = url_path_join(self.serverapp.base_url, PREFIX) + "/"

@@ -48,6 +48,10 @@ class RunnerTimeout(RunnerFailed):
     code = "runner_timeout"
 
 
+class ModelUnloaded(RunnerFailed):
+    code = "model_unloaded"
+
+
 class ModelBusy(FoundryError):
     status = 409
     code = "model_busy"
@@ -233,6 +237,11 @@ class RunnerCall:
 
     def _died(self, exc: BaseException | None) -> RunnerFailed:
         self.close()
+        if self.process.unloading:
+            return ModelUnloaded(
+                f"The model '{self.runner.model_id}' was unloaded while this request was running (a forced "
+                "unload, its removal from the cache, or the server stopping). Load it again to continue."
+            )
         rc = self.process.poll()
         how = f"exited with status {rc}" if rc is not None else "closed the connection"
         log.warning(
@@ -492,14 +501,16 @@ class RunnerSupervisor:
             transport_setting=self.transport,
         )
 
-    async def _stop_runner(self, runner: Runner) -> None:
+    async def _stop_runner(self, runner: Runner, unloading: bool = True) -> None:
         if self.runners.get(runner.model_id) is runner:
             del self.runners[runner.model_id]
         for task in list(runner.growing):
             task.cancel()
-        await asyncio.gather(*(self._stop_process(runner.model_id, p) for p in runner.processes))
+        await asyncio.gather(*(self._stop_process(runner.model_id, p, unloading) for p in runner.processes))
 
-    async def _stop_process(self, model_id: str, process: RunnerProcess) -> None:
+    async def _stop_process(self, model_id: str, process: RunnerProcess, unloading: bool = True) -> None:
+        # `unloading`: stopped on purpose, so a request it cuts says the model was unloaded
+        process.unloading = unloading
         process.close_idle()
         await process.stop(self.stop_timeout_s)
         log.info("runner for %s (pid %s) stopped (status %s)", model_id, process.pid, process.poll())
@@ -534,7 +545,10 @@ class RunnerSupervisor:
             process.poll(),
             process.log_tail(),
         )
-        cleanup = self._stop_runner(runner) if first else self._stop_process(runner.model_id, process)
+        if first:
+            cleanup = self._stop_runner(runner, unloading=False)
+        else:
+            cleanup = self._stop_process(runner.model_id, process, unloading=False)
         task = asyncio.get_running_loop().create_task(cleanup)
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)

@@ -380,6 +380,15 @@ async def test_a_runner_silent_between_tokens_times_out_with_the_token_limit():
             await call.next()
 
 
+async def test_a_request_cut_by_a_forced_unload_says_the_model_was_unloaded():
+    async with supervised() as (supervisor, _spawn):
+        runner, _ = await supervisor.ensure("a:1", MODEL)
+        call = await supervisor.open(runner, chat("hi"))
+        await supervisor.unload("a:1", force=True)
+        with pytest.raises(runners.ModelUnloaded, match="was unloaded"):
+            await call.next()
+
+
 async def test_a_dead_extra_process_is_dropped_and_the_model_stays():
     async with supervised(processes=2, max_processes=2) as (supervisor, _spawn):
         runner, _ = await supervisor.ensure("a:1", MODEL)
