@@ -310,8 +310,15 @@ class Soak:
                 with contextlib.suppress(psutil.Error):
                     runner.send_signal(signal.SIGCONT)
             await http.get("openai/unloadall")
-        await asyncio.sleep(3.0)
-        self.final = await asyncio.to_thread(self.sample)
+        # Levels come back once the runners being stopped are gone (a stopped one gets killed after
+        # runner_stop_timeout): wait for that, up to a bound.
+        deadline = time.monotonic() + 15.0
+        while True:
+            await asyncio.sleep(1.0)
+            self.final = await asyncio.to_thread(self.sample)
+            settled = all(self.final[k] <= self.baseline[k] for k in ("children", "temp_dirs"))
+            if settled or time.monotonic() > deadline:
+                break
 
     # ---- verdict -------------------------------------------------------------------------------
     def verdict(self) -> dict[str, Any]:
