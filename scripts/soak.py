@@ -1,9 +1,11 @@
 """Soak test: mixed, hostile traffic against a real `jupyter server` with the extension, for N seconds.
 
-Starts its own server on 127.0.0.1 (a private cache holding the built-in tiny model, a private temp
-folder), then runs `--clients` workers that stream, read whole answers, cancel mid-stream, drop
-connections half-sent, load, unload (forced) and unload everything, while a chaos task SIGKILLs or
-SIGSTOPs a runner every few seconds. Checks that:
+Starts its own server on 127.0.0.1 (a private cache holding the built-in tiny chat and embedding
+models, a private temp folder, a Hugging Face imitation serving one more model, and the server itself
+registered as a remote engine, `loop`), then runs `--clients` workers that stream, read whole answers,
+cancel mid-stream, drop connections half-sent, load, unload (forced) and unload everything, embed,
+send requests through the remote-engine proxy, download from the hub imitation and remove that model
+from the cache, while a chaos task SIGKILLs or SIGSTOPs a runner every few seconds. Checks that:
 
 - every request ends with an answer or an OpenAI-shaped error (a 4xx/5xx JSON body, or a final
   `data: {"error": ...}` event), within the runner time limits plus a margin;
@@ -39,10 +41,19 @@ from typing import Any
 import httpx
 import psutil
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.support.hub, the Hugging Face imitation
+
 MODEL = "tiny"
 MODEL_ID = "tiny-generic-cpu:1"
+EMBED_MODEL = "random-embed"
+HUB_MODEL = "tinyhub"  # served by the hub imitation: downloaded and removed again and again
+HUB_REPO, HUB_SUB = "org/tiny-onnx", "cpu/tiny"
+REMOTE_MODEL = f"loop/{MODEL_ID}"  # the server itself, as a remote engine
 RUNNER_TIMEOUT_S = 3.0  # runner_first_token_timeout and runner_token_timeout of the soaked server
+START_TIMEOUT_S = 20.0  # runner_start_timeout: a runner stopped while loading holds its load this long
 REQUEST_LIMIT_S = 60.0  # no request may take longer than this, whatever the chaos
+SETTLE_S = 30.0  # after the traffic, how long levels may take to come back
 MSG = [{"role": "user", "content": "Tell me about the sea."}]
 
 
@@ -83,14 +94,40 @@ class Soak:
         self.server: subprocess.Popen[bytes] | None = None
         self.samples: list[dict[str, float]] = []
         self.chaos: collections.Counter[str] = collections.Counter()
+        self.hub: Any = None
 
     # ---- the server ----------------------------------------------------------------------------
     def start_server(self) -> None:
         from foundry_jupyter.config import defaults
         from foundry_jupyter.models.manager import ModelManager
+        from tests.support.hub import HubServer
 
         cache = self.workdir / "cache" / "models"
-        ModelManager(defaults({"FOUNDRY_JUPYTER_CACHE": str(cache)})).ensure(MODEL)
+        manager = ModelManager(defaults({"FOUNDRY_JUPYTER_CACHE": str(cache)}))
+        tiny = manager.ensure(MODEL)
+        manager.ensure(EMBED_MODEL)
+        repo = self.workdir / "hub-repo"
+        skip = shutil.ignore_patterns("inference_model.json", ".*")  # the cache's own files
+        shutil.copytree(tiny.path, repo / HUB_SUB, ignore=skip)
+        self.hub = HubServer({HUB_REPO: repo}).start()
+        catalog = self.workdir / "catalog.json"
+        entry = {
+            "name": "tinyhub-generic-cpu",
+            "version": 1,
+            "alias": HUB_MODEL,
+            "publisher": "Test",
+            "runtime": {"deviceType": "CPU", "executionProvider": "CPUExecutionProvider"},
+            "fileSizeMb": 1,
+            "task": "chat-completion",
+            "license": "MIT",
+            "source": {"kind": "huggingface", "repo": HUB_REPO, "subfolder": HUB_SUB},
+        }
+        catalog.write_text(json.dumps({"models": [entry]}))
+        config_dir = self.workdir / "config"
+        config_dir.mkdir()
+        engine = {"name": "loop", "base_url": self.url + "v1", "api_key": self.token}
+        foundry = {"catalog_files": [str(catalog)], "remote_engines": [engine]}
+        (config_dir / "jupyter_server_config.json").write_text(json.dumps({"FoundryApp": foundry}))
         cmd = [
             sys.executable, "-m", "jupyter_server", "--allow-root", "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0", "--ServerApp.open_browser=False",
@@ -98,6 +135,7 @@ class Soak:
             "--ServerApp.jpserver_extensions=foundry_jupyter=True",
             f"--FoundryApp.runner_first_token_timeout={RUNNER_TIMEOUT_S}",
             f"--FoundryApp.runner_token_timeout={RUNNER_TIMEOUT_S}",
+            f"--FoundryApp.runner_start_timeout={START_TIMEOUT_S}",
             "--FoundryApp.runner_stop_timeout=2", "--FoundryApp.client_header_timeout=5",
         ]  # fmt: skip
         env = {
@@ -105,7 +143,10 @@ class Soak:
             "FOUNDRY_JUPYTER_CACHE": str(cache),
             "JUPYTER_RUNTIME_DIR": str(self.workdir / "runtime"),
             "TMPDIR": str(self.tmp),
+            "JUPYTER_CONFIG_DIR": str(config_dir),
+            "HF_ENDPOINT": self.hub.url,
         }
+        env.pop("HF_HUB_OFFLINE", None)
         log = (self.workdir / "server.log").open("wb")
         self.server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 90
@@ -118,6 +159,8 @@ class Soak:
             time.sleep(0.3)
 
     def stop_server(self) -> None:
+        if self.hub is not None:
+            self.hub.stop()
         if self.server is None or self.server.poll() is not None:
             return
         self.server.send_signal(signal.SIGINT)
@@ -169,6 +212,10 @@ class Soak:
             (self.unload, 6),
             (self.unload_all, 2),
             (self.bad_request, 6),
+            (self.embed, 5),
+            (self.remote, 8),
+            (self.download, 3),
+            (self.remove, 2),
         ]
         funcs, weights = zip(*actions, strict=True)
         while time.monotonic() < until:
@@ -204,11 +251,16 @@ class Soak:
         }
 
     async def stream(
-        self, http: httpx.AsyncClient, rng: random.Random, leave_after: int = 0
+        self,
+        http: httpx.AsyncClient,
+        rng: random.Random,
+        leave_after: int = 0,
+        body: dict[str, Any] | None = None,
     ) -> tuple[str, str]:
         events = 0
         last = ""
-        async with http.stream("POST", "v1/chat/completions", json=self._chat(rng, True)) as response:
+        body = body or self._chat(rng, True)
+        async with http.stream("POST", "v1/chat/completions", json=body) as response:
             if response.status_code != 200:
                 await response.aread()
                 return self._answer(response)
@@ -269,6 +321,36 @@ class Soak:
         content = body if isinstance(body, str) else json.dumps(body)
         return self._answer(await http.post("v1/chat/completions", content=content))
 
+    async def embed(self, http: httpx.AsyncClient, rng: random.Random) -> tuple[str, str]:
+        texts = [f"soak text {rng.random()}" * rng.randint(1, 20) for _ in range(rng.randint(1, 8))]
+        return self._answer(await http.post("v1/embeddings", json={"model": EMBED_MODEL, "input": texts}))
+
+    async def remote(self, http: httpx.AsyncClient, rng: random.Random) -> tuple[str, str]:
+        """A request through the remote-engine proxy (to this same server), streamed or not, at
+        times left mid-stream."""
+        body = {**self._chat(rng, rng.random() < 0.6), "model": REMOTE_MODEL}
+        if not body["stream"]:
+            return self._answer(await http.post("v1/chat/completions", json=body))
+        return await self.stream(http, rng, leave_after=rng.choice([0, 0, 2]), body=body)
+
+    async def download(self, http: httpx.AsyncClient, rng: random.Random) -> tuple[str, str]:
+        """Foundry's streamed download from the hub imitation; it must end with its result line."""
+        async with http.stream("POST", "openai/download", json={"model": HUB_MODEL}) as response:
+            if response.status_code != 200:
+                await response.aread()
+                return self._answer(response)
+            lines = [line async for line in response.aiter_lines() if line]
+        try:
+            result = json.loads(lines[-1])
+        except (IndexError, ValueError):
+            return "bad", f"download ended with {lines[-1:]!r}"
+        if result.get("success") is True:
+            return "ok", ""
+        return ("download failed", "") if result.get("errorMessage") else ("bad", f"result {result!r}")
+
+    async def remove(self, http: httpx.AsyncClient, rng: random.Random) -> tuple[str, str]:
+        return self._answer(await http.delete(f"cache/{HUB_MODEL}"))
+
     async def chaos_monkey(self, until: float, rng: random.Random, every_s: float) -> None:
         """SIGKILL or SIGSTOP a runner process now and then (a stopped one must be replaced)."""
         while time.monotonic() + every_s < until:
@@ -305,20 +387,20 @@ class Soak:
             tasks.append(self.chaos_monkey(until, random.Random(rng.random()), chaos_every_s))
             tasks.append(self.sampler(until))
             await asyncio.gather(*tasks)
-            # Quiet again: every model unloaded, every leftover request ended.
-            for runner in self.runner_processes():
-                with contextlib.suppress(psutil.Error):
-                    runner.send_signal(signal.SIGCONT)
-            await http.get("openai/unloadall")
-        # Levels come back once the runners being stopped are gone (a stopped one gets killed after
-        # runner_stop_timeout): wait for that, up to a bound.
-        deadline = time.monotonic() + 15.0
-        while True:
-            await asyncio.sleep(1.0)
-            self.final = await asyncio.to_thread(self.sample)
-            settled = all(self.final[k] <= self.baseline[k] for k in ("children", "temp_dirs"))
-            if settled or time.monotonic() > deadline:
-                break
+            # Quiet again: every model unloaded, every leftover request ended. Levels come back once
+            # the runners being stopped are gone (a stopped one is killed after runner_stop_timeout),
+            # and a load that a client left mid-way may still finish and need unloading: wait, bounded.
+            deadline = time.monotonic() + SETTLE_S
+            while True:
+                for runner in self.runner_processes():
+                    with contextlib.suppress(psutil.Error):
+                        runner.send_signal(signal.SIGCONT)
+                await http.get("openai/unloadall")
+                await asyncio.sleep(1.0)
+                self.final = await asyncio.to_thread(self.sample)
+                settled = all(self.final[k] <= self.baseline[k] for k in ("children", "temp_dirs"))
+                if settled or time.monotonic() > deadline:
+                    break
 
     # ---- verdict -------------------------------------------------------------------------------
     def verdict(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """A one-minute soak (scripts/soak.py): mixed traffic with cancels, half-sent requests, forced
-unloads and runners SIGKILLed or SIGSTOPped; every request ends with an answer or an OpenAI-shaped
-error, and descriptors, memory, processes and temp folders come back to their level."""
+unloads, embeddings, remote-engine requests, downloads and cache removals, and runners SIGKILLed or
+SIGSTOPped; every request ends with an answer or an OpenAI-shaped error, and descriptors, memory,
+processes and temp folders come back to their level. Loopback only."""
 
 from __future__ import annotations
 
@@ -28,4 +29,6 @@ def test_one_minute_soak(tmp_path):
     assert done.returncode == 0 and figures["ok"], json.dumps(figures, indent=1)
     assert figures["requests"] > 50
     assert figures["chaos"], "no runner was killed or stopped"
-    assert any(key.endswith(":ok") for key in figures["outcomes"])
+    answered = {key.partition(":")[0] for key, n in figures["outcomes"].items() if key.endswith(":ok") and n}
+    # Local chat, the remote-engine proxy, embeddings and lifecycle routes all answered at times.
+    assert {"stream", "whole", "remote", "embed", "load"} <= answered, figures["outcomes"]
