@@ -99,3 +99,19 @@ async def test_a_huge_integer_max_tokens_is_bounded_by_the_context(http):
     answer = response.json()
     assert answer["choices"][0]["finish_reason"] in ("length", "stop")
     assert answer["usage"]["total_tokens"] <= 1024
+
+
+@pytest.mark.parametrize(
+    "extra", [{"max_in_flight": "4"}, {"connect_timeout": True}, {"models": 5}, {"name": 7}]
+)
+async def test_an_engine_registration_is_validated_strictly_too(http, extra):
+    body = {"name": "strict", "base_url": "http://127.0.0.1:9/v1", **extra}
+    assert_openai_error(await http.post("openai/register", json=body), 400)
+
+
+async def test_an_engine_registration_in_plain_json_types_is_accepted(http):
+    body = {"name": "plain", "base_url": "http://127.0.0.1:9/v1", "models": ["a", "b"], "connect_timeout": 5}
+    response = await http.post("openai/register", json=body)
+    assert response.status_code == 200, response.text
+    foundry_body = {"TypeName": "foundry", "ModelName": "a,b", "BaseUri": "http://127.0.0.1:9/v1"}
+    assert (await http.post("openai/register", json=foundry_body)).status_code == 200
