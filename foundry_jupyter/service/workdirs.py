@@ -10,6 +10,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import psutil
+
 log = logging.getLogger("foundry_jupyter.service")
 
 PREFIX = "fj-runner-"
@@ -30,7 +32,7 @@ def remove_dead_workdirs(root: Path | None = None) -> list[Path]:
         if match is None or _alive(int(match[1])):
             continue
         try:
-            if path.stat().st_uid != os.getuid() or not path.is_dir() or path.is_symlink():
+            if not path.is_dir() or path.is_symlink() or not _ours(path):
                 continue
         except OSError:
             continue
@@ -42,12 +44,12 @@ def remove_dead_workdirs(root: Path | None = None) -> list[Path]:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # someone else's process
+    # psutil, not os.kill(pid, 0): on Windows os.kill terminates the process whatever the signal
+    return pid == os.getpid() or psutil.pid_exists(pid)
+
+
+def _ours(path: Path) -> bool:
+    """Made by this user (POSIX; on Windows the temp folder is the user's own)."""
+    if hasattr(os, "getuid"):
+        return path.stat().st_uid == os.getuid()
     return True
