@@ -58,6 +58,7 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
         length = self.request.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > self.max_body_size:
             self._answer_too_large()
+            return  # answered and detached: nothing more may touch the request
         if self.request.method in self.state_changing:
             self.check_xsrf_cookie()
 
