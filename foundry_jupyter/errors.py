@@ -49,6 +49,14 @@ class ModelNotCached(FoundryError):
     code = "model_not_cached"
 
 
+class CacheReadOnly(FoundryError):
+    """The model cache (or the part of it a change needs) cannot be written."""
+
+    status = 403
+    type = "permission_error"
+    code = "cache_read_only"
+
+
 class ContextLengthExceeded(FoundryError):
     code = "context_length_exceeded"
 

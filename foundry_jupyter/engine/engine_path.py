@@ -14,7 +14,7 @@ from foundry_jupyter.engine.params import Generation
 from foundry_jupyter.engine.prompts import Prompts
 from foundry_jupyter.engine.scheduler import EngineScheduler, Job
 from foundry_jupyter.engine.stops import StopFilter
-from foundry_jupyter.engine.stream import GENERATOR, DeltaStream
+from foundry_jupyter.engine.stream import GENERATOR, Backend
 from foundry_jupyter.engine.types import Delta, FinishReason, Usage
 
 _POLL_S = 0.05  # how often a waiting caller looks at its cancel event and the engine's health
@@ -56,10 +56,11 @@ class EnginePath:
         return not (scheduler.static and scheduler.batch_running)
 
     def start(
-        self, gen: Generation, out: DeltaStream, fallback: Callable[[], Iterator[Delta]]
+        self, gen: Generation, backend: Backend, fallback: Callable[[], Iterator[Delta]]
     ) -> Iterator[Delta]:
         """Submit the request and wait until the Engine took it, so that a request it refuses fails
-        here. `fallback` answers on og.Generator if the Engine fails before a token streamed."""
+        here. `fallback` answers on og.Generator if the Engine fails before a token streamed, and
+        `backend` then says so."""
         # Room for a follow-up turn, without reserving the whole context for every request.
         session = min(self._context_length, gen.needed + HEADROOM_TOKENS)
         job = Job(
@@ -75,14 +76,14 @@ class EnginePath:
                 break  # the stream reports it
         if job.start_error is not None and is_request_error(job.start_error):
             raise as_foundry_error(job.start_error)
-        return self._deltas(job, gen.stops, gen.cancel, out, fallback)
+        return self._deltas(job, gen.stops, gen.cancel, backend, fallback)
 
     def _deltas(
         self,
         job: Job,
         stops: tuple[str, ...],
         cancel: threading.Event | None,
-        out: DeltaStream,
+        backend: Backend,
         fallback: Callable[[], Iterator[Delta]],
     ) -> Iterator[Delta]:
         stream = self._prompts.create_stream()
@@ -107,7 +108,7 @@ class EnginePath:
                     self._check_open()
                     if count == 0 and not is_request_error(event[1]):
                         # Nothing streamed yet: og.Generator can still answer it.
-                        out.backend = GENERATOR
+                        backend.name = GENERATOR
                         yield from fallback()
                         return
                     raise as_foundry_error(event[1])

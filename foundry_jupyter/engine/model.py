@@ -176,6 +176,11 @@ class ChatModel:
     def encode_chat(self, messages: list[Message], tool_plan: tools.ToolPlan | None = None) -> list[int]:
         return self.encode(self.render_chat(messages, tool_plan))
 
+    def _encode_prompt(self, text: str, param: str) -> list[int]:
+        """A generation prompt's tokens, refused unread when its length alone rules it out."""
+        limits.check_prompt_chars(len(text), self.context_length, param)
+        return self.encode(text)
+
     def count_tokens(self, messages: list[Message]) -> int:
         return len(self.encode_chat(messages))
 
@@ -189,7 +194,7 @@ class ChatModel:
         params = params or GenerationParams()
         tool_plan = tools.plan(params)
         prompt = self.render_chat(messages, tool_plan, params.thinking)
-        ids = self.encode(prompt)
+        ids = self._encode_prompt(prompt, "messages")
         forced = tools.guidance(tool_plan)
         try:
             out = self._stream(ids, params, cancel, forced)
@@ -221,6 +226,8 @@ class ChatModel:
         self, prompt: str, params: GenerationParams | None = None, cancel: threading.Event | None = None
     ) -> DeltaStream:
         self._check_open()
+        if isinstance(prompt, str):
+            limits.check_prompt_chars(len(prompt), self.context_length, "prompt")
         return self._stream(self._prompts.encode_text(prompt), params or GenerationParams(), cancel)
 
     def complete_text(
@@ -260,7 +267,7 @@ class ChatModel:
         out = DeltaStream()
         if taken is None and claim is None and engine is not None and engine.takes(gen):
             out.backend = ENGINE
-            out.set(engine.start(gen, out, fallback=lambda: self._fallback(gen)))
+            out.set(engine.start(gen, out.label, fallback=lambda: self._fallback(gen)))
             return out
         out.backend = GENERATOR
         try:

@@ -18,6 +18,10 @@ from foundry_jupyter.engine.types import GenerationParams
 from foundry_jupyter.errors import ContextLengthExceeded, InvalidRequest
 
 MAX_STOPS = 4
+# No tokenizer turns more than this many characters of ordinary text into one token, so a prompt with
+# more characters than that many times the context cannot fit: it is refused before anything tokenizes
+# it (tokenizing tens of megabytes takes seconds).
+MAX_CHARS_PER_TOKEN = 64
 # Compact JSON: a small model under a grammar that allows free whitespace can spend its whole budget
 # on it. The caller's own "x-guidance" settings win.
 _COMPACT_JSON = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
@@ -180,6 +184,17 @@ def prepare(
         stops=stops(params),
         cancel=cancel,
     )
+
+
+def check_prompt_chars(chars: int, context_length: int | None, param: str = "messages") -> None:
+    """Raise `ContextLengthExceeded` for a prompt of `chars` characters that cannot fit the context
+    whatever its tokens; cheap, so it runs before tokenizing."""
+    if context_length and chars > context_length * MAX_CHARS_PER_TOKEN:
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {context_length} tokens, but the prompt has "
+            f"{chars} characters, far more than that many tokens can hold. Shorten the messages.",
+            param=param,
+        )
 
 
 def max_new_tokens(prompt_len: int, context_length: int, params: GenerationParams) -> int:

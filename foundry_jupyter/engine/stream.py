@@ -14,12 +14,33 @@ def _nothing() -> Iterator[Delta]:
     yield from ()
 
 
+class Backend:
+    """Which og API answers a stream. The generation that may switch it (the Engine handing a request
+    to og.Generator) holds this, never the stream itself: a generation holding its own stream is a
+    reference cycle, and a stream dropped unclosed would then go on generating until the garbage
+    collector happened to run."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+
+
 class DeltaStream(Iterator[Delta]):
-    """The deltas of one generation; `backend` says which og API produced them."""
+    """The deltas of one generation; `backend` says which og API produced them. Dropping the last
+    reference stops the generation, as `close()` does."""
 
     def __init__(self) -> None:
-        self.backend = ""
+        self.label = Backend()
         self._inner: Iterator[Delta] = _nothing()
+
+    @property
+    def backend(self) -> str:
+        return self.label.name
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        self.label.name = name
 
     def set(self, inner: Iterator[Delta]) -> None:
         """`inner` must have `close()` (a generator does)."""

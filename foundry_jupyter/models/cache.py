@@ -8,6 +8,8 @@ and is renamed into place when whole, so a scan never sees half a model.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -19,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidRequest, ModelNotFound
+from ..errors import CacheReadOnly, InvalidRequest, ModelNotFound
 from .providers import long_provider, short_provider
 
 MARKER = "inference_model.json"
@@ -250,7 +252,9 @@ class ModelCache:
         """Record that a model was just used (shown as `last used`)."""
         model = self.find(model_id)
         if model is not None:
-            (model.path / LAST_USED).touch()
+            # A read-only cache (shared, mounted) still serves its models; only the stamp is lost.
+            with contextlib.suppress(OSError):
+                (model.path / LAST_USED).touch()
 
     def remove(self, model_id: str) -> CachedModel:
         """Delete a cached model's folder; never anything outside the cache root."""
@@ -261,7 +265,14 @@ class ModelCache:
         target = model.path.resolve()
         if target == root or not target.is_relative_to(root) or model.path.is_symlink():
             raise InvalidRequest(f"Refusing to delete {model.path}: it is not inside the cache {root}")
-        shutil.rmtree(target)
+        if not os.access(target.parent, os.W_OK | os.X_OK):
+            raise _read_only(target.parent)
+        try:
+            shutil.rmtree(target)
+        except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise _read_only(Path(exc.filename or target.parent)) from None
+            raise
         for leftover in (target.with_name(target.name + STAGING_SUFFIX),):
             shutil.rmtree(leftover, ignore_errors=True)
         parent = target.parent
@@ -286,3 +297,10 @@ class ModelCache:
                 shutil.move(str(child), str(new / child.name))
         self.root = new
         return new
+
+
+def _read_only(place: Path) -> CacheReadOnly:
+    return CacheReadOnly(
+        f"Cannot remove the model: {place} is read-only (a shared or mounted cache?). Remove it where the "
+        "cache is writable, or set FoundryApp.cache_dir to a writable folder."
+    )

@@ -79,7 +79,7 @@ class EngineConfig(BaseModel):
     def _models(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(m.strip() for m in value.split(",") if m.strip())
-        return value
+        return tuple(value) if isinstance(value, list) else value  # JSON's arrays, also when strict
 
     @property
     def api_base(self) -> str:
@@ -117,14 +117,15 @@ class EngineConfig(BaseModel):
         return data
 
 
-def parse_engine(data: Any, *, source: str = "engine") -> EngineConfig:
-    """An `EngineConfig` from a dict (config, file or request body); InvalidRequest says what is wrong."""
+def parse_engine(data: Any, *, source: str = "engine", strict: bool = False) -> EngineConfig:
+    """An `EngineConfig` from a dict (config, file or request body); InvalidRequest says what is wrong.
+    `strict` (request bodies): JSON types as they are, no coercion, as the other routes validate."""
     if isinstance(data, EngineConfig):
         return data
     if not isinstance(data, Mapping):
         raise InvalidRequest(f"{source}: an engine is an object with name and base_url, not {data!r}")
     try:
-        return EngineConfig.model_validate(dict(data))
+        return EngineConfig.model_validate(dict(data), strict=strict)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()

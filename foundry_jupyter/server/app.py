@@ -16,9 +16,11 @@ from jupyter_server.utils import url_path_join
 from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 
 from .. import config
+from ..service import workdirs
 from ..service.core import FoundryService
 from ..service.response_store import DEFAULT_MAX_AGE_S, DEFAULT_MAX_ENTRIES, ResponseStore
 from ..service.runners import RunnerSupervisor
+from . import limits
 from .handlers import ROUTES
 
 PREFIX = "foundry"
@@ -84,6 +86,19 @@ class FoundryApp(ExtensionApp):
         120.0, help="Seconds a runner process may take to load its model before the load fails."
     ).tag(config=True)
 
+    runner_first_token_timeout = Float(
+        300.0,
+        help="Seconds a model runner may take to send the first piece of an answer (prompt processing "
+        "included) before it counts as hung: the request answers 504 runner_timeout and the runner is "
+        "killed; the next request starts a fresh one. 0: no limit.",
+    ).tag(config=True)
+
+    runner_token_timeout = Float(
+        60.0,
+        help="Seconds a model runner may stay silent between two pieces of an answer before it counts as "
+        "hung (a streaming client then gets a final error event). 0: no limit.",
+    ).tag(config=True)
+
     runner_stop_timeout = Float(
         5.0, help="Seconds a runner gets to exit after SIGTERM before it is killed."
     ).tag(config=True)
@@ -109,6 +124,27 @@ class FoundryApp(ExtensionApp):
         DEFAULT_MAX_AGE_S,
         help="Seconds a stored response is kept after it was created; an older one answers 404 (and 400 "
         "as a previous_response_id). 0: no limit of this kind. Stored responses do not outlive the server.",
+    ).tag(config=True)
+
+    max_body_size = Int(
+        32 * 1024 * 1024,
+        help="Largest request body, in bytes, the routes under foundry/ accept. A larger one is answered "
+        "413 (code request_too_large) as soon as its headers arrive, before any of it is read.",
+    ).tag(config=True)
+
+    client_header_timeout = Float(
+        60.0,
+        help="Seconds a connection to the Jupyter server may take to send a request's headers, counted from "
+        "when it opened or from the end of its previous answer, so it also closes idle kept-alive "
+        "connections (nginx's client_header_timeout and keepalive_timeout; tornado keeps one timer for "
+        "both). Applies to the whole server, which otherwise keeps half-open connections for an hour. "
+        "0 leaves tornado's default.",
+    ).tag(config=True)
+
+    client_body_timeout = Float(
+        300.0,
+        help="Seconds a request's body may take to arrive, once its headers have (nginx's "
+        "client_body_timeout, here for the whole body). Applies to the whole server. 0: no limit.",
     ).tag(config=True)
 
     export_env = Bool(
@@ -169,10 +205,14 @@ class FoundryApp(ExtensionApp):
             nice=self.runner_nice,
             default_ttl_s=settings.ttl_s,
             transport=self.runner_transport,
+            first_token_timeout_s=self.runner_first_token_timeout,
+            token_timeout_s=self.runner_token_timeout,
         )
         responses = ResponseStore(max_entries=self.responses_max_entries, max_age_s=self.responses_max_age)
         self.service = FoundryService(settings, supervisor=supervisor, responses=responses)
+        workdirs.remove_dead_workdirs()
         self.settings["foundry_service"] = self.service
+        self.settings["foundry_max_body_size"] = self.max_body_size
         self.settings["foundry_prefix"] = url_path_join(self.serverapp.base_url, PREFIX) + "/"
         self._export_env()
 
@@ -182,6 +222,9 @@ class FoundryApp(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         # The port is bound by now (it may differ from the configured one after port retries).
         self._export_env()
+        limits.apply_connection_timeouts(
+            serverapp, header_timeout_s=self.client_header_timeout, body_timeout_s=self.client_body_timeout
+        )
         self.service.warm_up()
         self.service.supervisor.start()
 

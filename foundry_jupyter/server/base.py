@@ -23,19 +23,51 @@ from tornado.iostream import StreamClosedError
 
 from ..errors import FoundryError, InvalidRequest
 from ..service.core import FoundryService
+from . import limits
 
 AUTH_RESOURCE = "foundry"
+DEFAULT_MAX_BODY_SIZE = 32 * 1024 * 1024
 _VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 
 
+class RequestTooLarge(FoundryError):
+    status = 413
+    code = "request_too_large"
+
+
+# Bodies arrive through `data_received`, after `prepare`: a body over the limit is refused from its
+# Content-Length alone, before it is read, and a chunked one is dropped as it passes the limit.
+@web.stream_request_body
 class FoundryHandler(ExtensionHandlerMixin, APIHandler):
     auth_resource = AUTH_RESOURCE
+    # The methods whose `Operation` says `changes_state` (set by `handlers.route`): even a GET among
+    # them must pass Jupyter's XSRF check when it carries only the login cookie.
+    state_changing: frozenset[str] = frozenset()
 
     def initialize(self, name: str = "foundry", *args: Any, **kwargs: Any) -> None:
         super().initialize(name, *args, **kwargs)
         self._cancel_on_close: Any = None
         self._client_gone = False
         self._host_refused = False
+        self._xsrf_refused = False
+        self._body = bytearray()
+        self._body_too_large = False
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        length = self.request.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > self.max_body_size:
+            self._answer_too_large()
+            return  # answered and detached: nothing more may touch the request
+        if self.request.method in self.state_changing:
+            self.check_xsrf_cookie()
+
+    def check_xsrf_cookie(self) -> None:
+        try:
+            super().check_xsrf_cookie()
+        except web.HTTPError:
+            self._xsrf_refused = True  # reported as such, not as a bad token
+            raise
 
     def check_host(self) -> bool:
         # Remembered so that the 403 jupyter_server raises for it is not reported as a bad token.
@@ -63,8 +95,46 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
         return f"{self.request.protocol}://{self.request.host}{prefix}".rstrip("/")
 
     # ---- request bodies ----------------------------------------------------------------------
+    @property
+    def max_body_size(self) -> int:
+        return int(self.settings.get("foundry_max_body_size", DEFAULT_MAX_BODY_SIZE))
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._body_too_large:
+            return
+        if len(self._body) + len(chunk) > self.max_body_size:
+            self._body_too_large = True
+            self._body = bytearray()
+            return
+        self._body += chunk
+
+    def _refuse_body(self) -> None:
+        raise RequestTooLarge(
+            f"The request body is larger than this server accepts ({self.max_body_size} bytes, "
+            "FoundryApp.max_body_size).",
+        )
+
+    def _answer_too_large(self) -> None:
+        """The 413, from the headers alone: the body is never read (see `limits`)."""
+        try:
+            self._refuse_body()
+        except RequestTooLarge as exc:
+            error = exc
+        self.log.info(
+            "request %s: %s %s -> 413 (%s bytes announced)",
+            self.request_id,
+            self.request.method,
+            self.request.path,
+            self.request.headers.get("Content-Length"),
+        )
+        limits.answer_and_drain(
+            self.detach(), error.status, error.to_dict(), {"X-Request-Id": self.request_id}
+        )
+
     def json_body(self) -> Any:
-        body = self.request.body or b""
+        if self._body_too_large:
+            self._refuse_body()
+        body = bytes(self._body)
         if not body.strip():
             raise InvalidRequest(
                 "The request body is empty: send a JSON object (Content-Type: application/json)."
@@ -75,12 +145,18 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
             raise InvalidRequest(
                 "The request body is not valid UTF-8 text: send JSON encoded as UTF-8."
             ) from None
+        too_deep = InvalidRequest(f"The request body is nested more than {MAX_JSON_DEPTH} levels deep.")
         try:
-            return json.loads(text)
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidRequest(
                 f"The request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
             ) from None
+        except RecursionError:
+            raise too_deep from None
+        if _too_deep(data):
+            raise too_deep
+        return data
 
     def query_int(self, name: str, *, minimum: int = 0) -> int | None:
         raw = self.get_query_argument(name, None)
@@ -233,6 +309,15 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
                 "authentication_error",
                 "invalid_api_key",
             )
+        if status == 403 and self._xsrf_refused:
+            return status, _shape(
+                f"{self.request.method} {self.request.path} changes the server's state and carries no token, "
+                "only a login cookie (as a link or page from another site would): send the Jupyter token "
+                "('Authorization: Bearer <token>' or ?token=), or the _xsrf cookie's value as the "
+                "X-XSRFToken header.",
+                "permission_error",
+                "xsrf_check_failed",
+            )
         if status == 403:
             return status, _shape("You are not allowed to use this route.", "permission_error", "forbidden")
         if status == 404:
@@ -289,6 +374,25 @@ class FoundryHandler(ExtensionHandlerMixin, APIHandler):
     def allowed_methods(cls) -> list[str]:
         base = web.RequestHandler
         return [verb for verb in _VERBS if getattr(cls, verb.lower()) is not getattr(base, verb.lower())]
+
+
+MAX_JSON_DEPTH = 128  # a deeper body would exhaust Python's recursion in validation or encoding
+
+
+def _too_deep(data: Any) -> bool:
+    """Whether `data` nests lists and objects more than MAX_JSON_DEPTH levels (walked without recursion)."""
+    level: list[Any] = [data]
+    for _ in range(MAX_JSON_DEPTH):
+        level = [
+            child
+            for node in level
+            if isinstance(node, (list, dict))
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, (list, dict))
+        ]
+        if not level:
+            return False
+    return True
 
 
 _EP = re.compile(r"[A-Za-z0-9_.-]{1,64}")

@@ -42,6 +42,7 @@ def route(path: str, **operations: Operation) -> Callable[[H], H]:
 
     def declare(handler: H) -> H:
         ROUTES.append(Route(path, handler, operations))
+        handler.state_changing = frozenset(m.upper() for m, op in operations.items() if op.changes_state)
         return handler
 
     return declare
@@ -320,6 +321,7 @@ class DownloadHandler(FoundryHandler):
             ),
             Param("ep", "Execution provider."),
         ),
+        changes_state=True,
     ),
 )
 class LoadHandler(FoundryHandler):
@@ -341,6 +343,7 @@ class LoadHandler(FoundryHandler):
         "Unload a model.",
         "`{status: unloaded|not_loaded, id}`",
         query=(Param("force", "Stop it even while it serves requests.", {"type": "boolean"}),),
+        changes_state=True,
     ),
 )
 class UnloadHandler(FoundryHandler):
@@ -351,7 +354,7 @@ class UnloadHandler(FoundryHandler):
         self.send_json(await foundry.unload(self.service, self.model_name(name), force=force))
 
 
-@route("openai/unloadall", get=Operation("Unload every model.", "`{status, models}`"))
+@route("openai/unloadall", get=Operation("Unload every model.", "`{status, models}`", changes_state=True))
 class UnloadAllHandler(FoundryHandler):
     @web.authenticated
     @authorized

@@ -19,6 +19,7 @@ from ..errors import FoundryError, ModelNotFound
 from ..models import view
 from . import wire
 from .core import FoundryService
+from .prompt_size import refuse_oversized_prompt
 from .runners import RunnerCall
 from .schemas import ChatCompletionRequest, CompletionRequest, TokenCountRequest
 
@@ -39,6 +40,7 @@ class GenerationStream:
         cls, service: FoundryService, name: str, request: dict[str, Any], **load: Any
     ) -> GenerationStream:
         runner = await service.runner_for(name, **load)
+        refuse_oversized_prompt(request, runner.context_length)
         call = await service.supervisor.open(runner, request)
         try:
             first = await call.next()

@@ -65,6 +65,10 @@ class Operation:
     query: tuple[Param, ...] = ()
     status: int = 200
     media: tuple[str, ...] = (JSON,)
+    # Loads, unloads or downloads. Foundry's clients send such requests as GET with the token, but a
+    # browser sends its login cookie with any top-level navigation, from any site: a request that
+    # carries only the cookie must then pass Jupyter's XSRF check, as POSTs do.
+    changes_state: bool = False
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 import psutil
 
 from ..errors import FoundryError, RunnerFailed
-from . import transport, wire
+from . import transport, wire, workdirs
 from .transport import Address, Kind
 
 log = logging.getLogger("foundry_jupyter.service")
@@ -42,6 +41,7 @@ class RunnerProcess(abc.ABC):
     def __init__(self) -> None:
         self.active = 0
         self.idle: list[Streams] = []
+        self.unloading = False  # stopped on purpose (unload, cache removal, TTL), not crashed
 
     @property
     @abc.abstractmethod
@@ -222,7 +222,7 @@ async def spawn_runner(
     returns it and its `info` answer. A load failure raises the runner's own error.
     `transport_setting`: "auto", "unix" or "tcp" (None: $FOUNDRY_JUPYTER_RUNNER_TRANSPORT, else auto)."""
     kind = transport.choose(transport_setting)
-    workdir = tempfile.mkdtemp(prefix="fj-runner-")  # only this user may open it
+    workdir = workdirs.make_workdir()  # only this user may open it
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop(transport.SECRET_ENV, None)
     secret = ""

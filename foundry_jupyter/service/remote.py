@@ -112,7 +112,7 @@ class RemoteEngines:
     def register(self, body: Any) -> dict[str, Any]:
         """`POST openai/register`: Foundry's `{TypeName, ModelName, BaseUri}` or an engine object.
         Saved to the engines file without its key; a key in the body is kept in memory only."""
-        engine = parse_engine(body, source="register")
+        engine = parse_engine(body, source="register", strict=True)
         if any(e.name.lower() == engine.name.lower() for e in self._configured):
             raise InvalidRequest(
                 f"Engine {engine.name!r} is set in the Jupyter config (FoundryApp.remote_engines); "

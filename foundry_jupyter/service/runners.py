@@ -43,6 +43,15 @@ READ_SIZE = 256 * 1024  # one read takes every runner message that is waiting
 Spawn = Callable[[str, Path, str | None], Awaitable[tuple[RunnerProcess, dict[str, Any]]]]
 
 
+class RunnerTimeout(RunnerFailed):
+    status = 504
+    code = "runner_timeout"
+
+
+class ModelUnloaded(RunnerFailed):
+    code = "model_unloaded"
+
+
 class ModelBusy(FoundryError):
     status = 409
     code = "model_busy"
@@ -163,6 +172,7 @@ class RunnerCall:
         self.cancelled = False
         self._closed = False
         self._ended = False  # the final message (`done` or `result`) was read
+        self._answered = False  # a first message was read: the time limit is the one between tokens
         self._lines: collections.deque[bytes] = collections.deque()
         self._partial = bytearray()
 
@@ -170,7 +180,12 @@ class RunnerCall:
         """The next protocol message, None once the runner closed the connection after a final one."""
         while not self._lines:
             try:
-                data = await self._reader.read(READ_SIZE)
+                async with asyncio.timeout(self._time_limit()):
+                    data = await self._reader.read(READ_SIZE)
+            except TimeoutError:
+                if self.cancelled:
+                    return None
+                raise self._hung() from None
             except (ConnectionError, OSError, ValueError) as exc:
                 if self.cancelled:
                     return None
@@ -191,7 +206,29 @@ class RunnerCall:
             self.close()
             raise wire.error_from_wire(message["error"])
         self._ended = "done" in message or "result" in message
+        self._answered = True
         return message
+
+    def _time_limit(self) -> float | None:
+        """Seconds the runner has to send its next message (None: no limit)."""
+        limit = self._supervisor.token_timeout_s if self._answered else self._supervisor.first_token_timeout_s
+        return limit if limit and limit > 0 else None
+
+    def _hung(self) -> RunnerTimeout:
+        """The runner is alive but sent nothing in time: kill it (the next request starts a fresh one)."""
+        self.close()
+        setting = "runner_token_timeout" if self._answered else "runner_first_token_timeout"
+        log.warning(
+            "runner for %s (pid %s) sent nothing for %s s; killing it",
+            self.runner.model_id,
+            self.process.pid,
+            self._time_limit(),
+        )
+        self._supervisor.kill_hung(self.runner, self.process)
+        return RunnerTimeout(
+            f"The model runner for '{self.runner.model_id}' sent nothing for {self._time_limit():g} s "
+            f"(FoundryApp.{setting}); it was stopped, and the next request starts a fresh one."
+        )
 
     @property
     def has_next(self) -> bool:
@@ -200,6 +237,11 @@ class RunnerCall:
 
     def _died(self, exc: BaseException | None) -> RunnerFailed:
         self.close()
+        if self.process.unloading:
+            return ModelUnloaded(
+                f"The model '{self.runner.model_id}' was unloaded while this request was running (a forced "
+                "unload, its removal from the cache, or the server stopping). Load it again to continue."
+            )
         rc = self.process.poll()
         how = f"exited with status {rc}" if rc is not None else "closed the connection"
         log.warning(
@@ -243,6 +285,8 @@ class RunnerSupervisor:
         default_ttl_s: int = 600,
         spawn: Spawn | None = None,
         transport: str | None = None,
+        first_token_timeout_s: float | None = None,
+        token_timeout_s: float | None = None,
     ) -> None:
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
@@ -252,6 +296,9 @@ class RunnerSupervisor:
         self.default_ttl_s = default_ttl_s
         self.transport = transport  # auto | unix | tcp; None: $FOUNDRY_JUPYTER_RUNNER_TRANSPORT
         self._spawn: Spawn = spawn or self._spawn_runner
+        # a runner alive but silent this long (a first message, then each next one) counts as hung
+        self.first_token_timeout_s = first_token_timeout_s
+        self.token_timeout_s = token_timeout_s
         self.runners: dict[str, Runner] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._reaper: asyncio.Task[None] | None = None
@@ -454,23 +501,35 @@ class RunnerSupervisor:
             transport_setting=self.transport,
         )
 
-    async def _stop_runner(self, runner: Runner) -> None:
+    async def _stop_runner(self, runner: Runner, unloading: bool = True) -> None:
         if self.runners.get(runner.model_id) is runner:
             del self.runners[runner.model_id]
         for task in list(runner.growing):
             task.cancel()
-        await asyncio.gather(*(self._stop_process(runner.model_id, p) for p in runner.processes))
+        await asyncio.gather(*(self._stop_process(runner.model_id, p, unloading) for p in runner.processes))
 
-    async def _stop_process(self, model_id: str, process: RunnerProcess) -> None:
+    async def _stop_process(self, model_id: str, process: RunnerProcess, unloading: bool = True) -> None:
+        # `unloading`: stopped on purpose, so a request it cuts says the model was unloaded
+        process.unloading = unloading
         process.close_idle()
         await process.stop(self.stop_timeout_s)
         log.info("runner for %s (pid %s) stopped (status %s)", model_id, process.pid, process.poll())
 
-    def _forget_if_dead(self, runner: Runner, process: RunnerProcess | None = None) -> None:
-        """Drop `process` (default: the model's first) if it died; when it is the first, the whole model
-        goes, and `_stop_runner` stops its other processes in the background."""
+    def kill_hung(self, runner: Runner, process: RunnerProcess) -> None:
+        """Kill a process that stopped answering (SIGKILL reaches a stopped process too) and forget it,
+        so the next request starts a fresh one."""
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(process.kill))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+        self._forget_if_dead(runner, process, killed=True)
+
+    def _forget_if_dead(
+        self, runner: Runner, process: RunnerProcess | None = None, killed: bool = False
+    ) -> None:
+        """Drop `process` (default: the model's first) if it died or was `killed` just now; when it is the
+        first, the whole model goes, and `_stop_runner` stops its other processes in the background."""
         process = process or runner.processes[0]
-        if process.alive():
+        if process.alive() and not killed:
             return
         first = process is runner.processes[0]
         if first and self.runners.get(runner.model_id) is runner:
@@ -486,7 +545,10 @@ class RunnerSupervisor:
             process.poll(),
             process.log_tail(),
         )
-        cleanup = self._stop_runner(runner) if first else self._stop_process(runner.model_id, process)
+        if first:
+            cleanup = self._stop_runner(runner, unloading=False)
+        else:
+            cleanup = self._stop_process(runner.model_id, process, unloading=False)
         task = asyncio.get_running_loop().create_task(cleanup)
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)

@@ -28,7 +28,8 @@ Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    # strict: JSON types as OpenAI checks them ("stream": "yes" or "max_tokens": "5" is a 400, not coerced)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
 
 
 class TextPart(_Body):
@@ -64,6 +65,17 @@ class ChatMessage(_Body):
         default=None, description="The calls an assistant message made."
     )
     tool_call_id: str | None = Field(default=None, description="The call a `tool` message answers.")
+
+    @model_validator(mode="after")
+    def _role_fields(self) -> ChatMessage:
+        """The fields OpenAI requires or allows for each role."""
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs the tool_call_id of the call it answers")
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError(f"a {self.role} message needs content (an assistant one: content or tool_calls)")
+        if self.tool_calls is not None and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        return self
 
     def as_engine(self) -> dict[str, Any]:
         """The message dict the engine renders: role and content, with tool calls when there are."""

@@ -103,6 +103,22 @@ def test_max_tokens_and_context_limits(model: ChatModel) -> None:
         model.complete_chat(HELLO, GenerationParams(max_tokens=0))
 
 
+def test_a_prompt_far_over_the_context_is_refused_before_tokenizing(
+    model: ChatModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(text: str) -> list[int]:
+        raise AssertionError("tokenized")
+
+    monkeypatch.setattr(model._prompts, "encode", never)
+    huge = "word " * (model.context_length * 13)  # more characters than any tokenization could fit
+    with pytest.raises(ContextLengthExceeded, match="characters") as info:
+        model.stream_chat([{"role": "user", "content": huge}], GREEDY)
+    assert info.value.param == "messages"
+    with pytest.raises(ContextLengthExceeded, match="characters") as info:
+        model.stream_text(huge, GREEDY)
+    assert info.value.param == "prompt"
+
+
 def test_json_schema_output_parses_and_validates(model: ChatModel) -> None:
     schema = {
         "type": "object",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,3 +142,24 @@ def test_the_wait_for_company_follows_the_models_speed(tiny_model_dir: Path) -> 
         assert s.solo_wait() == SOLO_WAIT_S
         s.solo_wait_s = 0.02  # a fixed wait overrides the measured one
         assert s.solo_wait() == 0.02
+
+
+def test_an_abandoned_engine_stream_is_released_and_stops_without_the_garbage_collector(
+    model: ChatModel,
+) -> None:
+    """A stream dropped unclosed (a client that left, a loop that broke off) must stop generating as
+    soon as the last reference goes, not when the cycle collector next runs."""
+    lone = model.stream_chat(ask("keeps the generator busy"), GenerationParams(max_tokens=400))
+    gc.disable()
+    try:
+        stream = model.stream_chat(ask("abandoned"), GenerationParams(max_tokens=400))
+        assert stream.backend == "og.Engine"
+        next(stream)
+        released, generation = weakref.ref(stream), weakref.ref(stream.inner)
+        del stream
+        assert released() is None and generation() is None
+    finally:
+        gc.enable()
+        lone.close()
+    # Its job was cancelled and drained: the model is idle again.
+    assert model.complete_chat(ask("after"), GREEDY).extra["backend"] == "og.Generator"

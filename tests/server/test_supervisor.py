@@ -357,6 +357,38 @@ async def test_a_crash_mid_request_fails_the_request_and_unloads_the_model():
         assert supervisor.get("a:1") is None and runner.active == 0
 
 
+async def test_a_silent_runner_times_out_is_killed_and_replaced():
+    async with supervised(first_token_timeout_s=0.1, token_timeout_s=0.1) as (supervisor, spawn):
+        runner, _ = await supervisor.ensure("a:1", MODEL)
+        call = await supervisor.open(runner, chat("hi"))
+        with pytest.raises(runners.RunnerTimeout, match="runner_first_token_timeout") as info:
+            await call.next()
+        assert info.value.status == 504 and info.value.code == "runner_timeout"
+        await settle(supervisor)
+        assert supervisor.get("a:1") is None and spawn.started[0].exit_code == -9 and runner.active == 0
+        fresh, started = await supervisor.ensure("a:1", MODEL)
+        assert started and fresh.pid == spawn.started[1].pid
+
+
+async def test_a_runner_silent_between_tokens_times_out_with_the_token_limit():
+    async with supervised(first_token_timeout_s=5, token_timeout_s=0.1) as (supervisor, spawn):
+        runner, _ = await supervisor.ensure("a:1", MODEL)
+        call = await supervisor.open(runner, chat("hi"))
+        spawn.started[0].generating[0].feed_data(wire.encode({"t": "a"}))
+        assert (await call.next())["t"] == "a"
+        with pytest.raises(runners.RunnerTimeout, match="runner_token_timeout"):
+            await call.next()
+
+
+async def test_a_request_cut_by_a_forced_unload_says_the_model_was_unloaded():
+    async with supervised() as (supervisor, _spawn):
+        runner, _ = await supervisor.ensure("a:1", MODEL)
+        call = await supervisor.open(runner, chat("hi"))
+        await supervisor.unload("a:1", force=True)
+        with pytest.raises(runners.ModelUnloaded, match="was unloaded"):
+            await call.next()
+
+
 async def test_a_dead_extra_process_is_dropped_and_the_model_stays():
     async with supervised(processes=2, max_processes=2) as (supervisor, _spawn):
         runner, _ = await supervisor.ensure("a:1", MODEL)

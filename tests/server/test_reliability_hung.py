@@ -1,0 +1,84 @@
+"""A runner that is alive but answers nothing (SIGSTOP here; a deadlock or swapping in life) must not
+hold its clients forever: past `runner_first_token_timeout` / `runner_token_timeout` the client gets
+an OpenAI-shaped error (an error event when streaming), the hung process is killed, and the next
+request starts a fresh runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from .conftest import LONG, TINY
+from .test_errors import assert_openai_error
+
+MSG = [{"role": "user", "content": "Hello"}]
+LIMIT_S = 2.0
+
+
+@pytest.fixture
+def foundry_config() -> dict:
+    return {"runner_first_token_timeout": LIMIT_S, "runner_token_timeout": LIMIT_S, "max_runner_processes": 1}
+
+
+def _gone(pid: int, timeout: float = 10.0) -> bool:
+    try:
+        psutil.Process(pid).wait(timeout=timeout)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        return False
+    return True
+
+
+async def test_a_stopped_runner_answers_an_error_in_time_and_is_replaced(http, service):
+    assert (await http.get(f"openai/load/{TINY}")).status_code == 200
+    pid = service.supervisor.get(TINY).pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        body = {"model": TINY, "messages": MSG, "max_tokens": 3}
+        response = await http.post("v1/chat/completions", json=body)
+        elapsed = time.monotonic() - started
+        error = assert_openai_error(response, 504, code="runner_timeout")
+        assert "runner_first_token_timeout" in error["message"]
+        assert LIMIT_S <= elapsed < LIMIT_S + 3, elapsed
+        assert _gone(pid), "the hung runner was not killed"
+    finally:
+        if psutil.pid_exists(pid):
+            os.kill(pid, signal.SIGKILL)
+    response = await http.post("v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    assert service.supervisor.get(TINY).pid != pid
+
+
+@pytest.mark.long_model
+async def test_a_runner_stopped_mid_stream_ends_the_stream_with_an_error_event(http, service):
+    body = {"model": LONG, "messages": MSG, "max_tokens": 4000, "temperature": 0, "stream": True}
+    events: list[str] = []
+    pid = 0
+    async with http.stream("POST", "v1/chat/completions", json=body) as response:
+        async for line in response.aiter_lines():
+            if not line:
+                continue
+            events.append(line)
+            if len(events) == 2:
+                pid = service.supervisor.get(LONG).pid
+                os.kill(pid, signal.SIGSTOP)
+                stopped_at = time.monotonic()
+    elapsed = time.monotonic() - stopped_at
+    try:
+        last = json.loads(events[-1].removeprefix("data: "))
+        assert last["error"]["code"] == "runner_timeout", events[-3:]
+        assert "runner_token_timeout" in last["error"]["message"]
+        assert elapsed < LIMIT_S + 3, elapsed
+        assert _gone(pid), "the hung runner was not killed"
+    finally:
+        if psutil.pid_exists(pid):
+            os.kill(pid, signal.SIGKILL)
+    response = await http.post("v1/chat/completions", json={**body, "stream": False, "max_tokens": 2})
+    assert response.status_code == 200, response.text
