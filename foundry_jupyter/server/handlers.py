@@ -387,6 +387,20 @@ class EnginesHandler(FoundryHandler):
 
 
 @route(
+    "engines/{engine}",
+    delete=Operation(
+        "Forget a registered engine (one set in the Jupyter config answers 400 engine_configured).",
+        "`{status: removed, engine}`",
+    ),
+)
+class EngineHandler(FoundryHandler):
+    @web.authenticated
+    @authorized
+    async def delete(self, engine: str) -> None:
+        self.send_json(await foundry.remove_engine(self.service, engine))
+
+
+@route(
     "zip-logs",
     get=Operation("A diagnostics zip, tokens and keys removed.", "A zip file", media=("application/zip",)),
 )

@@ -168,3 +168,8 @@ async def engines(service: FoundryService) -> dict[str, Any]:
 async def register_engine(service: FoundryService, body: Any) -> dict[str, Any]:
     """`POST openai/register`: Foundry's `{TypeName, ModelName, BaseUri}`, or an engine object."""
     return service.remote.register(body)  # a small file write; the listing is asked for later
+
+
+async def remove_engine(service: FoundryService, name: str) -> dict[str, Any]:
+    """`DELETE engines/{name}`: `{status: removed, engine}`; a configured engine is a 400."""
+    return service.remote.remove(name)

@@ -131,8 +131,17 @@ class RemoteEngines:
         return {"status": "registered", "engine": view.engine_row(engine, EngineListing(engine.name))}
 
     def remove(self, name: str) -> dict[str, Any]:
-        if self._file is None:
-            raise InvalidRequest("This service has no engines file.")
+        """`DELETE engines/{name}`: forget a saved engine. One set in the Jupyter config stays: the
+        config is the administrator's, and the next start would bring it back."""
+        if any(e.name.lower() == name.lower() for e in self._configured):
+            raise InvalidRequest(
+                f"Engine {name!r} is set in the Jupyter config (FoundryApp.remote_engines); "
+                "remove it there and restart the server.",
+                param="name",
+                code="engine_configured",
+            )
+        if self._file is None or not any(e.name.lower() == name.lower() for e in self.engines()):
+            raise ModelNotFound(f"No remote engine named {name!r}.", param="name", code="engine_not_found")
         removed = self._file.remove(name)
         self._keys.pop(removed.name.lower(), None)
         self._forget(removed.name)

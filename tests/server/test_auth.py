@@ -11,7 +11,7 @@ from foundry_jupyter.server.base import FoundryHandler
 from foundry_jupyter.server.handlers import ROUTES
 
 VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-SAMPLE = {"name": "tiny", "job_id": "dl-000000", "rest": "anything/at/all"}
+SAMPLE = {"name": "tiny", "job_id": "dl-000000", "engine": "gpu", "rest": "anything/at/all"}
 
 
 def foundry_routes(server) -> list[tuple[str, type]]:

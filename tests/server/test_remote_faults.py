@@ -436,3 +436,33 @@ async def test_the_kernels_service_backend_runs_a_remote_model_through_the_serve
     assert (info.id, info.execution_provider) == ("fake/echo", "remote")
     assert "".join(d.text for d in deltas) == "Hello" and deltas[-1].usage.completion_tokens == 2
     assert catalog["fake/echo"]["health"] == "ok"
+
+
+async def test_delete_forgets_a_registered_engine_but_not_a_configured_one(
+    http, anon, base_url, token, foundry_cache, fake_engine
+):
+    url = f"http://127.0.0.1:{fake_engine.port}/v1"
+    body = {"name": "gone", "base_url": url, "api_key_env": KEY_ENV}
+    assert (await http.post("openai/register", json=body)).status_code == 200
+    assert "gone/echo" in {m["id"] for m in (await http.get("v1/models")).json()["data"]}
+
+    # A browser session (login cookie, no XSRF token) may not delete; the token in a header may.
+    login = await anon.get(base_url.replace("/foundry/", "/api/status"), params={"token": token})
+    assert login.status_code == 200 and anon.cookies
+    refused = await anon.delete("engines/gone")
+    assert refused.status_code == 403
+    assert "gone" in (foundry_cache.parent / "engines.json").read_text()
+
+    answer = await http.delete("engines/gone")
+    assert answer.status_code == 200 and answer.json() == {"status": "removed", "engine": "gone"}
+    assert "gone" not in (foundry_cache.parent / "engines.json").read_text()
+    assert "gone/echo" not in {m["id"] for m in (await http.get("v1/models")).json()["data"]}
+    assert "gone" not in {e["name"] for e in (await http.get("engines")).json()["engines"]}
+
+    again = await http.delete("engines/gone")
+    assert again.status_code == 404 and again.json()["error"]["code"] == "engine_not_found"
+    configured = await http.delete("engines/fake")
+    assert configured.status_code == 400
+    error = configured.json()["error"]
+    assert error["code"] == "engine_configured" and "FoundryApp.remote_engines" in error["message"]
+    assert "fake" in {e["name"] for e in (await http.get("engines")).json()["engines"]}
