@@ -136,7 +136,11 @@ class EmbeddingsHandler(FoundryHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        req = parse(EmbeddingRequest, self.json_body())
+        body = self.json_body()
+        if proxy.is_remote(self, body):
+            await proxy.send_proxied(self, "embeddings", body)
+            return
+        req = parse(EmbeddingRequest, body)
         self.model_name(req.model)
         self.send_json(await embeddings.create_embeddings(self.service, req))
 

@@ -1,5 +1,5 @@
 """Remote engines in the service: their model lists (cached, refreshed, with a timeout) and the proxy
-that streams chat and text completions to them.
+that streams chat and text completions (and passes embeddings) to them.
 
 The runner client's counterpart over HTTP: a request for `ENGINE/MODEL` goes to the engine's
 `/v1/...` with the model renamed, and its answer comes back event by event, as the engine sends it,

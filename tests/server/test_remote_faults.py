@@ -148,6 +148,22 @@ class Completions(_Base):
                      "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})  # fmt: skip
 
 
+class Embeddings(_Base):
+    async def post(self) -> None:
+        body = json.loads(self.request.body)
+        self.fake.requests.append(body)
+        if body["model"] == "rate-limited":
+            self.set_status(429)
+            self.set_header("Retry-After", "7")
+            self.finish({"error": {"message": "Slow down", "type": "rate_limit_error", "code": None}})
+            return
+        if body["model"] == "slow-first":
+            await asyncio.sleep(3)
+        self.finish({"object": "list", "model": body["model"],
+                     "data": [{"object": "embedding", "index": 0, "embedding": [0.6, 0.8]}],
+                     "usage": {"prompt_tokens": 2, "total_tokens": 2}})  # fmt: skip
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -162,6 +178,7 @@ def fake_engine(jp_asyncio_loop) -> FakeEngine:
             (r"/v1/models", ModelsList, {"fake": fake}),
             (r"/v1/chat/completions", Chat, {"fake": fake}),
             (r"/v1/completions", Completions, {"fake": fake}),
+            (r"/v1/embeddings", Embeddings, {"fake": fake}),
         ]
     )
     sockets = bind_sockets(0, "127.0.0.1")
@@ -466,3 +483,19 @@ async def test_delete_forgets_a_registered_engine_but_not_a_configured_one(
     error = configured.json()["error"]
     assert error["code"] == "engine_configured" and "FoundryApp.remote_engines" in error["message"]
     assert "fake" in {e["name"] for e in (await http.get("engines")).json()["engines"]}
+
+
+async def test_embeddings_go_to_the_engine_with_the_same_limits_as_chat(http, client, fake_engine):
+    answer = await client.embeddings.create(model="fake/echo", input="hi", encoding_format="float")
+    assert answer.model == "fake/echo" and answer.data[0].embedding == [0.6, 0.8]
+    assert answer.usage.total_tokens == 2
+    assert fake_engine.requests[-1]["model"] == "echo" and fake_engine.auth[-1] == f"Bearer {KEY}"
+
+    down = await http.post("v1/embeddings", json={"model": "down/e", "input": "hi"})
+    assert down.status_code == 503 and "'down'" in down.json()["error"]["message"]
+    slow = await http.post("v1/embeddings", json={"model": "impatient/slow-first", "input": "hi"})
+    assert slow.status_code == 504 and slow.json()["error"]["code"] == "engine_timeout"
+    limited = await http.post("v1/embeddings", json={"model": "fake/rate-limited", "input": "hi"})
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "7"
+    refused = await http.post("v1/embeddings", json={"model": "wrongkey/echo", "input": "hi"})
+    assert refused.status_code == 502 and refused.json()["error"]["code"] == "engine_auth_failed"
