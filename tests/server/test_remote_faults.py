@@ -13,6 +13,7 @@ import time
 
 import openai
 import pytest
+from pydantic import SecretStr
 from tornado import httpserver, web
 from tornado.iostream import StreamClosedError
 from tornado.netutil import bind_sockets
@@ -201,7 +202,7 @@ def foundry_config(fake_engine: FakeEngine, monkeypatch) -> dict:
     url = f"http://127.0.0.1:{fake_engine.port}"
     return {
         "remote_engines": [
-            {"name": "fake", "base_url": url + "/v1", "api_key_env": KEY_ENV},
+            {"name": "fake", "base_url": url + "/v1", "api_key_env": KEY_ENV, "aliases": {"echoes": "echo"}},
             {
                 "name": "impatient",
                 "base_url": url,
@@ -209,7 +210,8 @@ def foundry_config(fake_engine: FakeEngine, monkeypatch) -> dict:
                 "first_byte_timeout": 0.5,
                 "idle_timeout": 0.5,
             },
-            {"name": "wrongkey", "base_url": url, "api_key": "sk-wrong"},
+            {"name": "wrongkey", "base_url": url, "api_key": SecretStr("sk-wrong")},
+            {"name": "plainkey", "base_url": url, "api_key": "sk-plain"},  # left out: Jupyter would print it
             {"name": "narrow", "base_url": url, "api_key_env": KEY_ENV, "max_in_flight": 1},
             {"name": "down", "base_url": f"http://127.0.0.1:{_closed_port()}/v1", "list_timeout": 1},
         ]
@@ -228,6 +230,7 @@ async def test_models_are_listed_with_engine_health_and_latency(http, client):
     assert engines["fake"]["health"] == "ok" and engines["fake"]["modelCount"] == len(MODELS)
     assert engines["wrongkey"]["health"] == "unauthorized"
     assert engines["down"]["health"] == "down" and engines["down"]["latencyMs"] is None
+    assert "plainkey" not in engines  # its key was plain text in the config
     cache = {m["id"]: m for m in (await http.get("cache")).json()["models"]}
     assert cache["fake/echo"]["device"] == "remote" and cache["fake/echo"]["path"] is None
     resolved = (await http.get("foundry/resolve/fake/echo")).json()
@@ -445,6 +448,9 @@ async def test_the_kernels_service_backend_runs_a_remote_model_through_the_serve
             stream = backend.stream_chat("fake/echo", MSG, GenerationParams(max_tokens=5), threading.Event())
             deltas = list(stream.deltas)
             catalog = {row["id"]: row for row in backend.catalog()}
+            by_alias = backend.load("echoes")
+            aliased = list(backend.stream_chat("echoes", MSG, GenerationParams(), threading.Event()).deltas)
+            assert (by_alias.id, "".join(d.text for d in aliased)) == ("fake/echo", "Hello")
             return info, deltas, catalog
         finally:
             backend.close()
@@ -499,3 +505,56 @@ async def test_embeddings_go_to_the_engine_with_the_same_limits_as_chat(http, cl
     assert limited.status_code == 429 and limited.headers["Retry-After"] == "7"
     refused = await http.post("v1/embeddings", json={"model": "wrongkey/echo", "input": "hi"})
     assert refused.status_code == 502 and refused.json()["error"]["code"] == "engine_auth_failed"
+
+
+async def test_an_engine_alias_stands_for_its_model_everywhere(http, client, fake_engine):
+    answer = await client.chat.completions.create(model="echoes", messages=MSG)
+    assert answer.model == "echoes" and answer.choices[0].message.content == "Hello there"
+    assert fake_engine.requests[-1]["model"] == "echo"
+    stream = await client.chat.completions.create(model="ECHOES", messages=MSG, stream=True)
+    assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == "Hello"
+    assert fake_engine.requests[-1]["model"] == "echo"
+    vectors = await client.embeddings.create(model="echoes", input="hi", encoding_format="float")
+    assert vectors.model == "echoes" and fake_engine.requests[-1]["model"] == "echo"
+
+    listed = {m["id"]: m for m in (await http.get("v1/models")).json()["data"]}
+    assert listed["fake/echo"]["alias"] == "echoes" and listed["fake/cut"]["alias"] == "fake/cut"
+    catalog = {row["id"]: row for row in (await http.get("foundry/list")).json()}
+    assert catalog["fake/echo"]["alias"] == "echoes"
+    assert (await http.get("foundry/resolve/echoes")).json()["id"] == "fake/echo"
+    one = (await http.get("v1/models/echoes")).json()
+    assert (one["id"], one["alias"]) == ("fake/echo", "echoes")
+    assert (await http.get("openai/load/echoes")).json()["status"] == "remote"
+    engines = {e["name"]: e for e in (await http.get("engines")).json()["engines"]}
+    assert engines["fake"]["aliases"] == {"echoes": "echo"}
+
+
+async def test_an_alias_a_local_model_answers_to_is_refused(http, client, foundry_cache, fake_engine):
+    url = f"http://127.0.0.1:{fake_engine.port}/v1"
+    for taken in ("tiny", "echoes"):  # a local alias; another engine's alias
+        body = {"name": "clash", "base_url": url, "api_key_env": KEY_ENV, "aliases": {taken: "echo"}}
+        answer = await http.post("openai/register", json=body)
+        assert answer.status_code == 409, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "alias_conflict" and repr(taken) in error["message"]
+    bad = await http.post("openai/register", json={"name": "b", "base_url": url, "aliases": {"a/b": "x"}})
+    assert bad.status_code == 400 and "bad alias" in bad.json()["error"]["message"]
+
+    # An engines file edited by hand (or a catalog that gained the alias later): neither side wins.
+    saved = {
+        "engines": [{"name": "clash", "base_url": url, "api_key_env": KEY_ENV, "aliases": {"tiny": "echo"}}]
+    }
+    (foundry_cache.parent / "engines.json").write_text(json.dumps(saved))
+    for answer in (
+        await http.post("v1/chat/completions", json={"model": "tiny", "messages": MSG}),
+        await http.get("openai/load/tiny"),
+        await http.get("foundry/resolve/tiny"),
+    ):
+        assert answer.status_code == 409 and answer.json()["error"]["code"] == "alias_conflict", answer.text
+        assert (
+            "'tiny'" in answer.json()["error"]["message"] and "'clash'" in answer.json()["error"]["message"]
+        )
+    local = await client.chat.completions.create(model="tiny-generic-cpu:1", messages=MSG, max_tokens=2)
+    assert local.model == "tiny-generic-cpu:1"
+    remote = await client.chat.completions.create(model="clash/echo", messages=MSG)
+    assert remote.model == "clash/echo"

@@ -37,7 +37,11 @@ def _free_port() -> int:
 class SecondServer:
     """`jupyter server` with the extension in its own process, serving a copy of the tiny cache."""
 
-    def __init__(self, workdir: Path, cache: Path) -> None:
+    def __init__(
+        self, workdir: Path, cache: Path, extra_args: tuple[str, ...] = (), enable_in_config: bool = False
+    ) -> None:
+        self.extra_args = extra_args
+        self.enable_in_config = enable_in_config  # else on the command line
         self.port = _free_port()
         self.token = secrets.token_hex(16)
         self.workdir = workdir
@@ -63,10 +67,9 @@ class SecondServer:
             "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={self.token}",
         ]
-        cmd += [
-            "--ServerApp.jpserver_extensions={'foundry_jupyter': True}",
-            f"--ServerApp.root_dir={self.workdir}",
-        ]
+        if not self.enable_in_config:
+            cmd.append("--ServerApp.jpserver_extensions={'foundry_jupyter': True}")
+        cmd += [f"--ServerApp.root_dir={self.workdir}", *self.extra_args]
         log = (self.workdir / "server.log").open("wb")
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
