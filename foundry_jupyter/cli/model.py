@@ -256,23 +256,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.temperature is not None and args.temperature < 0:
         raise InvalidRequest("--temperature must be 0 or more")
     m = manager()
-    if (hit := remote_model(m, args.model)) is not None:
-        raise InvalidRequest(
-            f"{args.model} is served by the remote engine '{hit.engine.name}': chat with it through a "
-            "Jupyter server (%foundry run, or the REST API); `model run` runs local models."
-        )
-    entry = m.resolve(args.model)
-    cached = m.is_cached(entry)
-    if not cached:
-        verb = "Building" if entry.source.kind == "builtin" else "Downloading"
-        print(f"{verb} {entry.id} ...", file=sys.stderr)
-    bar = model_bars(entry, args, cached=cached)
-    try:
-        model = loading.fetch(m, args.model, progress=bar)
-    finally:
-        bar.close()
     params = GenerationParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
-    chat = loading.open_model(m, model, args.ep)
+    chat: Any
+    if (hit := remote_model(m, args.model)) is not None:  # the engine answers; nothing to fetch
+        from .remote import RemoteChat
+
+        chat, model_id = RemoteChat(hit.engine, hit.model), args.model
+    else:
+        entry = m.resolve(args.model)
+        cached = m.is_cached(entry)
+        if not cached:
+            verb = "Building" if entry.source.kind == "builtin" else "Downloading"
+            print(f"{verb} {entry.id} ...", file=sys.stderr)
+        bar = model_bars(entry, args, cached=cached)
+        try:
+            model = loading.fetch(m, args.model, progress=bar)
+        finally:
+            bar.close()
+        chat, model_id = loading.open_model(m, model, args.ep), model.id
     try:
         messages: list[dict[str, Any]] = []
         if args.system:
@@ -283,7 +284,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 done = chat.complete_chat(messages, params)
                 print_json(
                     {
-                        "model": model.id,
+                        "model": model_id,
                         "executionProvider": chat.execution_provider,
                         "text": done.text,
                         "finishReason": done.finish_reason,
@@ -295,7 +296,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0
         if wants_json(args):
             raise InvalidRequest("--output json needs a prompt: jupyter foundry model run <model> <prompt>")
-        return _interactive(chat, messages, params, model.id)
+        return _interactive(chat, messages, params, model_id)
     finally:
         chat.close()
 

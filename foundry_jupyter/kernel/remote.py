@@ -13,7 +13,6 @@ from typing import Any
 
 from ..config import Settings
 from ..engine.types import Delta, Message
-from ..errors import FoundryError, error_from_body
 from ..models import view
 from ..models.engines import (
     EngineConfig,
@@ -21,11 +20,11 @@ from ..models.engines import (
     EngineListing,
     RemoteModel,
     alias_conflict,
+    engine_error,
     fetch_listings,
     find_model,
     merge_engines,
     parse_engine,
-    public_url,
 )
 
 
@@ -103,22 +102,3 @@ class RemoteModels:
         for client in self._clients.values():
             client.close()
         self._clients.clear()
-
-
-def engine_error(engine: EngineConfig, err: Exception) -> FoundryError:
-    """An openai client error as a FoundryError naming the engine (never its key)."""
-    import openai
-
-    if isinstance(err, FoundryError):
-        return err
-    if isinstance(err, openai.APIConnectionError):
-        return FoundryError(
-            f"engine '{engine.name}' at {public_url(engine.api_base)} does not answer ({type(err).__name__})",
-            status=503,
-            code="engine_unavailable",
-        )
-    if isinstance(err, openai.APIStatusError):
-        found = error_from_body(err.status_code, err.body, err.message)
-        found.message = f"engine '{engine.name}': {found.message}"
-        return found
-    return FoundryError(f"engine '{engine.name}' failed: {type(err).__name__}")

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from ..errors import FoundryError, InvalidRequest
+from ..errors import FoundryError, InvalidRequest, error_from_body
 
 if TYPE_CHECKING:
     import httpx
@@ -410,3 +410,22 @@ def describe_failure(engine: EngineConfig, exc: BaseException) -> str:
     """One line naming the engine and what went wrong, without the key."""
     detail = f"{type(exc).__name__}: {exc or 'no detail'}"
     return f"engine '{engine.name}' at {public_url(engine.api_base)} did not answer ({detail})"
+
+
+def engine_error(engine: EngineConfig, err: Exception) -> FoundryError:
+    """An openai client error as a FoundryError naming the engine (never its key)."""
+    import openai
+
+    if isinstance(err, FoundryError):
+        return err
+    if isinstance(err, openai.APIConnectionError):
+        return FoundryError(
+            f"engine '{engine.name}' at {public_url(engine.api_base)} does not answer ({type(err).__name__})",
+            status=503,
+            code="engine_unavailable",
+        )
+    if isinstance(err, openai.APIStatusError):
+        found = error_from_body(err.status_code, err.body, err.message)
+        found.message = f"engine '{engine.name}': {found.message}"
+        return found
+    return FoundryError(f"engine '{engine.name}' failed: {type(err).__name__}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -15,12 +16,49 @@ KEY = "sk-cli-SECRET-42"
 
 
 class _Models(BaseHTTPRequestHandler):
+    chats: ClassVar[list[dict]] = []
+
     def do_GET(self) -> None:
         ok = self.headers.get("Authorization") == f"Bearer {KEY}" and self.path == "/v1/models"
         body = json.dumps({"data": [{"id": "m1"}, {"id": "org/m2"}]} if ok else {"error": {"message": "no"}})
         self.send_response(200 if ok else 401)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.headers.get("Authorization") != f"Bearer {KEY}":
+            self._send(401, "application/json", json.dumps({"error": {"message": "bad key", "code": None}}))
+            return
+        _Models.chats.append(body)
+        base = {"id": "c", "created": 1, "model": body["model"]}
+        if not body.get("stream"):
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Remote answer"},
+                "finish_reason": "stop",
+            }
+            usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+            answer = {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
+            self._send(200, "application/json", json.dumps(answer))
+            return
+        events = [
+            {**base, "object": "chat.completion.chunk",
+             "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+            for text in ("Remote", " answer")
+        ]  # fmt: skip
+        self._send(
+            200,
+            "text/event-stream",
+            "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n",
+        )
+
+    def _send(self, status: int, content_type: str, body: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body.encode())))
         self.end_headers()
         self.wfile.write(body.encode())
 
@@ -136,8 +174,21 @@ def test_model_list_and_info_show_an_engines_models_beside_local_ones(home, engi
     assert code == 0 and json.loads(out)["id"] == "gpu/m1" and json.loads(out)["engine"] == "gpu"
     code, out, _ = run(capsys, "model", "info", "gpu/org/m2")
     assert code == 0 and "remote" in out and "gpu at " in out
+    code, out, err = run(capsys, "model", "run", "small", "hi", "--max-tokens", "5")
+    assert code == 0 and out == "Remote answer\n", err
+    assert _Models.chats[-1] == {"model": "m1", "messages": [{"role": "user", "content": "hi"}],
+                                 "stream": True, "max_tokens": 5}  # fmt: skip
+    code, out, _ = run(capsys, "model", "run", "gpu/org/m2", "hi", "-o", "json")
+    answer = json.loads(out)
+    assert (answer["model"], answer["text"], answer["usage"]["completion_tokens"]) == (
+        "gpu/org/m2",
+        "Remote answer",
+        2,
+    )
+    assert _Models.chats[-1]["model"] == "org/m2"
+    monkeypatch.setenv("CLI_ENGINE_KEY", "sk-wrong")
     code, _, err = run(capsys, "model", "run", "small", "hi")
-    assert code == 1 and "remote engine 'gpu'" in err
+    assert code == 1 and err.startswith("Error: engine 'gpu'") and len(err.strip().splitlines()) == 1
 
 
 def test_an_alias_a_local_model_has_is_refused(home, engine_url, capsys) -> None:
