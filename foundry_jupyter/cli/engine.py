@@ -7,12 +7,11 @@ Keys are never written: `--api-key-env` names the environment variable the serve
 from __future__ import annotations
 
 import argparse
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..config import defaults
 from ..models import view
-from ..models.engines import EngineFile, EngineListing, fetch_listing, parse_engine
+from ..models.engines import EngineFile, EngineListing, check_new_aliases, fetch_listings, parse_engine
 from . import add_output_option
 from .output import print_json, print_table, wants_json
 
@@ -25,6 +24,12 @@ def register(groups: dict[str, Any]) -> None:
     p.add_argument("--base-url", required=True, help="its OpenAI root, e.g. http://gpu1:8000/v1")
     p.add_argument("--api-key-env", help="the environment variable holding its API key (on the server)")
     p.add_argument("--models", help="comma-separated model ids (default: the engine's GET /v1/models)")
+    p.add_argument(
+        "--alias",
+        action="append",
+        metavar="ALIAS=MODEL",
+        help="a short name for one of its models (repeatable), e.g. llama=meta-llama/Llama-3.1-8B-Instruct",
+    )
     p.add_argument("--max-in-flight", type=int, help="at most this many requests at once (default 16)")
     add_output_option(p)
     p.set_defaults(func=cmd_add)
@@ -50,9 +55,14 @@ def cmd_add(args: argparse.Namespace) -> int:
         data["api_key_env"] = args.api_key_env
     if args.models:
         data["models"] = args.models
+    if args.alias:
+        data["aliases"] = args.alias
     if args.max_in_flight is not None:
         data["max_in_flight"] = args.max_in_flight
-    engine = engine_file().add(parse_engine(data, source="engine add"))
+    engine = parse_engine(data, source="engine add")
+    if engine.aliases:
+        check_new_aliases(engine, engine_file().load(), _is_local)
+    engine = engine_file().add(engine)
     if wants_json(args):
         print_json(engine.public())
     else:
@@ -62,13 +72,25 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_local(name: str) -> bool:
+    from ..errors import FoundryError, ModelNotFound
+    from ..models.manager import ModelManager
+
+    try:
+        ModelManager(defaults()).resolve(name)
+    except ModelNotFound:
+        return False
+    except FoundryError:
+        return True  # known here, but not usable as asked
+    return True
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     engines = engine_file().load()
     if args.no_check:
         listings = [EngineListing(e.name, [{"id": m} for m in e.models]) for e in engines]
     else:
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(engines)))) as pool:
-            listings = list(pool.map(fetch_listing, engines))
+        listings = fetch_listings(engines)
     rows = [
         view.engine_row(e, listing) | {"models": listing.model_ids()}
         for e, listing in zip(engines, listings, strict=True)
@@ -88,7 +110,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 f"${r['apiKeyEnv']}" + ("" if r["hasKey"] else " (unset)") if r["apiKeyEnv"] else "",
                 r["health"],
                 f"{r['latencyMs']:.0f} ms" if r["latencyMs"] is not None else "",
-                ", ".join(r["models"]),
+                ", ".join(_with_alias(m, r["aliases"]) for m in r["models"]),
             ]
             for r in rows
         ],
@@ -103,3 +125,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
     else:
         print(f"Removed engine '{removed.name}'.")
     return 0
+
+
+def _with_alias(model: str, aliases: dict[str, str]) -> str:
+    alias = next((a for a, m in aliases.items() if m == model), None)
+    return f"{model} ({alias})" if alias else model

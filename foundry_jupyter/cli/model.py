@@ -64,8 +64,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     from ..models import view
 
     listing = view.catalog(manager(), args.filter)
+    remote = [row for row in remote_catalog_rows() if view.remote_matches(row, args.filter)]
     if wants_json(args):
-        print_json({"models": [entry.to_foundry(cached=cached) for entry, cached in listing]})
+        print_json({"models": [entry.to_foundry(cached=cached) for entry, cached in listing] + remote})
         return 0
     rows = []
     previous = None
@@ -84,15 +85,97 @@ def cmd_list(args: argparse.Namespace) -> int:
             ]
         )
         previous = e.alias
+    headers = ["Alias", "Device", "Task", "File Size", "License", "Cached", "Model ID"]
+    if remote:  # an engine's model: no file, no licence here; its engine, health and latency instead
+        headers += ["Engine", "Health"]
+        rows = [[*row, "", ""] for row in rows]
+        rows += [
+            [
+                r["alias"],
+                r["runtime"]["deviceType"],
+                r["task"].removesuffix("-completion"),
+                "",
+                "",
+                "remote",
+                r["id"],
+                r["engine"],
+                _health(r),
+            ]
+            for r in remote
+        ]
     if not rows:
         print("No models match." if args.filter else "The catalog is empty.")
         return 0
-    print_table(["Alias", "Device", "Task", "File Size", "License", "Cached", "Model ID"], rows)
+    print_table(headers, rows)
+    return 0
+
+
+def remote_catalog_rows() -> list[dict[str, Any]]:
+    """Catalog rows of the engines in engines.json, each engine asked for its models now."""
+    from ..config import defaults
+    from ..models import view
+    from ..models.engines import EngineFile, fetch_listings
+
+    engines = EngineFile(defaults().engines_file).load()
+    listings = fetch_listings(engines)
+    return [
+        row for e, found in zip(engines, listings, strict=True) for row in view.remote_catalog_rows(e, found)
+    ]
+
+
+def _health(row: dict[str, Any]) -> str:
+    latency = row.get("latencyMs")
+    return row["health"] + (f", {latency:.0f} ms" if latency is not None else "")
+
+
+def remote_model(m: Any, name: str) -> Any:
+    """The engine model `name` means (`ENGINE/MODEL` or an engine alias), None for other names; an
+    engine alias a local model also answers to is refused, as the server does."""
+    from ..config import defaults
+    from ..errors import FoundryError, ModelNotFound
+    from ..models.engines import EngineFile, alias_conflict, find_model
+
+    hit = find_model(name, EngineFile(defaults().engines_file).load())
+    if hit is not None and hit.alias:
+        try:
+            m.resolve(hit.alias)
+        except ModelNotFound:
+            return hit
+        except FoundryError:
+            pass
+        raise alias_conflict(hit.alias, hit.engine.name, "a local model")
+    return hit
+
+
+def _remote_info(args: argparse.Namespace, hit: Any) -> int:
+    from ..models import view
+    from ..models.engines import fetch_listing
+
+    listing = fetch_listing(hit.engine)
+    known = next((m for m in listing.models if m.get("id") == hit.model), {"id": hit.model})
+    listing.models = [known]
+    row = view.remote_catalog_rows(hit.engine, listing)[0]
+    if wants_json(args):
+        print_json(row)
+        return 0
+    rows = [
+        ("Model ID", row["id"]),
+        ("Alias", row["alias"]),
+        ("Device", row["runtime"]["deviceType"]),
+        ("Engine", f"{row['engine']} at {row['uri']}"),
+        ("Health", _health(row)),
+        ("Context length", row["contextLength"] or "unknown"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key.ljust(width)}  {value}")
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     m = manager()
+    if (hit := remote_model(m, args.model)) is not None:
+        return _remote_info(args, hit)
     entry = m.resolve(args.model)
     path = m.local_path(entry.id)
     if args.license:
@@ -173,18 +256,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.temperature is not None and args.temperature < 0:
         raise InvalidRequest("--temperature must be 0 or more")
     m = manager()
-    entry = m.resolve(args.model)
-    cached = m.is_cached(entry)
-    if not cached:
-        verb = "Building" if entry.source.kind == "builtin" else "Downloading"
-        print(f"{verb} {entry.id} ...", file=sys.stderr)
-    bar = model_bars(entry, args, cached=cached)
-    try:
-        model = loading.fetch(m, args.model, progress=bar)
-    finally:
-        bar.close()
     params = GenerationParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
-    chat = loading.open_model(m, model, args.ep)
+    chat: Any
+    if (hit := remote_model(m, args.model)) is not None:  # the engine answers; nothing to fetch
+        from .remote import RemoteChat
+
+        chat, model_id = RemoteChat(hit.engine, hit.model), args.model
+    else:
+        entry = m.resolve(args.model)
+        cached = m.is_cached(entry)
+        if not cached:
+            verb = "Building" if entry.source.kind == "builtin" else "Downloading"
+            print(f"{verb} {entry.id} ...", file=sys.stderr)
+        bar = model_bars(entry, args, cached=cached)
+        try:
+            model = loading.fetch(m, args.model, progress=bar)
+        finally:
+            bar.close()
+        chat, model_id = loading.open_model(m, model, args.ep), model.id
     try:
         messages: list[dict[str, Any]] = []
         if args.system:
@@ -195,7 +284,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 done = chat.complete_chat(messages, params)
                 print_json(
                     {
-                        "model": model.id,
+                        "model": model_id,
                         "executionProvider": chat.execution_provider,
                         "text": done.text,
                         **({"reasoning": done.reasoning} if done.reasoning else {}),
@@ -208,7 +297,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0
         if wants_json(args):
             raise InvalidRequest("--output json needs a prompt: jupyter foundry model run <model> <prompt>")
-        return _interactive(chat, messages, params, model.id)
+        return _interactive(chat, messages, params, model_id)
     finally:
         chat.close()
 

@@ -141,7 +141,7 @@ class KernelBackend(Backend):
         self._models: dict[str, Any] = {}  # id -> ChatModel
         self._aliases: dict[str, str] = {}  # id -> alias, of the loaded models
         self._lock = threading.RLock()
-        self.remote = RemoteModels(self.settings)  # ENGINE/MODEL, asked directly
+        self.remote = RemoteModels(self.settings, self._is_local)  # ENGINE/MODEL, asked directly
 
     @property
     def manager(self) -> Any:
@@ -153,6 +153,15 @@ class KernelBackend(Backend):
 
     def _cache_manager(self) -> Any:
         return self.manager
+
+    def _is_local(self, name: str) -> bool:
+        try:
+            self.manager.resolve(name)
+        except ModelNotFound:
+            return False
+        except FoundryError:
+            return True  # known here, but not usable as asked
+        return True
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -233,7 +242,9 @@ class KernelBackend(Backend):
         self, model: str, messages: list[Message], params: GenerationParams, cancel: threading.Event
     ) -> ChatStream:
         if (hit := self.remote.split(model)) is not None:
-            deltas = self.remote.stream_chat(*hit, messages, _openai_params(params), cancel, _openai_deltas)
+            deltas = self.remote.stream_chat(
+                hit.engine, hit.model, messages, _openai_params(params), cancel, _openai_deltas
+            )
             return ChatStream(ModelInfo(model, model, view.DEVICE), deltas)
         with self._lock:
             found = self._find_loaded(model)
@@ -416,7 +427,7 @@ class ServiceBackend(Backend):
         found = self._find_loaded(name)
         if found is not None and (ep is None or _same_provider(found["executionProvider"], ep)):
             return _loaded_info(found)
-        if "/" in name and (remote := self._remote_row(name)) is not None:
+        if (remote := self._remote_row(name)) is not None:
             return ModelInfo(remote["id"], remote["alias"], view.DEVICE)  # the server proxies it
         cached = self.download(name, progress)
         params = {"ep": ep} if ep else {}
@@ -469,10 +480,13 @@ class ServiceBackend(Backend):
             self._openai.close()
 
     def _remote_row(self, name: str) -> dict[str, Any] | None:
-        """The server's row for a remote engine's model (`ENGINE/MODEL`), None for other names."""
+        """The server's row for a remote engine's model (`ENGINE/MODEL` or an engine alias), None for
+        other names. An alias that clashes with a local one is the server's 409, raised here."""
         try:
             row = self.resolve(name)
-        except FoundryError:
+        except FoundryError as exc:
+            if exc.code == "alias_conflict":
+                raise
             return None
         return row if row.get("remote") else None
 

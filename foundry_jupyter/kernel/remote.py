@@ -9,47 +9,49 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..config import Settings
 from ..engine.types import Delta, Message
-from ..errors import FoundryError, error_from_body
 from ..models import view
 from ..models.engines import (
     EngineConfig,
     EngineFile,
     EngineListing,
-    fetch_listing,
+    RemoteModel,
+    alias_conflict,
+    engine_error,
+    fetch_listings,
+    find_model,
     merge_engines,
     parse_engine,
-    public_url,
-    split_name,
 )
 
 
 class RemoteModels:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, is_local: Callable[[str], bool] | None = None) -> None:
         self.settings = settings
+        self._is_local = is_local  # whether a local model answers to a name (engine aliases must not clash)
         self._clients: dict[str, Any] = {}
 
     def engines(self) -> list[EngineConfig]:
         configured = [parse_engine(e, source="remote_engines") for e in self.settings.remote_engines]
         return merge_engines(configured, EngineFile(self.settings.engines_file).load())
 
-    def split(self, name: str) -> tuple[EngineConfig, str] | None:
-        if "/" not in name:
-            return None
-        engines = self.engines()
-        found = split_name(name, [e.name for e in engines])
-        return None if found is None else (next(e for e in engines if e.name == found[0]), found[1])
+    def split(self, name: str) -> RemoteModel | None:
+        """The engine model `name` means (`ENGINE/MODEL` or an engine alias); an alias a local model
+        also answers to is a 409 `alias_conflict`, as on the server."""
+        hit = find_model(name, self.engines())
+        if hit is not None and hit.alias and self._is_local is not None and self._is_local(hit.alias):
+            raise alias_conflict(hit.alias, hit.engine.name, "a local model")
+        return hit
 
     def row(self, name: str) -> dict[str, Any] | None:
-        """The catalog row of `ENGINE/MODEL` without asking the engine (health unknown)."""
+        """The catalog row of `ENGINE/MODEL` (or an engine alias) without asking the engine."""
         hit = self.split(name)
         if hit is None:
             return None
-        return view.remote_catalog_rows(hit[0], EngineListing(hit[0].name, [{"id": hit[1]}]))[0]
+        return view.remote_catalog_rows(hit.engine, EngineListing(hit.engine.name, [{"id": hit.model}]))[0]
 
     def catalog_rows(self) -> list[dict[str, Any]]:
         return [row for e, listing in self._listings() for row in view.remote_catalog_rows(e, listing)]
@@ -57,12 +59,9 @@ class RemoteModels:
     def cache_rows(self) -> list[dict[str, Any]]:
         return [row for e, listing in self._listings() for row in view.remote_cache_rows(e, listing)]
 
-    def _listings(self) -> list[tuple[EngineConfig, Any]]:
+    def _listings(self) -> list[tuple[EngineConfig, EngineListing]]:
         engines = self.engines()
-        if not engines:
-            return []
-        with ThreadPoolExecutor(max_workers=min(8, len(engines))) as pool:
-            return list(zip(engines, pool.map(fetch_listing, engines), strict=True))
+        return list(zip(engines, fetch_listings(engines), strict=True))
 
     def stream_chat(
         self,
@@ -103,22 +102,3 @@ class RemoteModels:
         for client in self._clients.values():
             client.close()
         self._clients.clear()
-
-
-def engine_error(engine: EngineConfig, err: Exception) -> FoundryError:
-    """An openai client error as a FoundryError naming the engine (never its key)."""
-    import openai
-
-    if isinstance(err, FoundryError):
-        return err
-    if isinstance(err, openai.APIConnectionError):
-        return FoundryError(
-            f"engine '{engine.name}' at {public_url(engine.api_base)} does not answer ({type(err).__name__})",
-            status=503,
-            code="engine_unavailable",
-        )
-    if isinstance(err, openai.APIStatusError):
-        found = error_from_body(err.status_code, err.body, err.message)
-        found.message = f"engine '{engine.name}': {found.message}"
-        return found
-    return FoundryError(f"engine '{engine.name}' failed: {type(err).__name__}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -291,26 +291,41 @@ class Catalog:
         return filter_entries(self.sorted(usable), expression)
 
 
+FILTER_KEYS = ("device", "provider", "task", "alias")
+
+
 def filter_entries(entries: Sequence[CatalogEntry], expression: str | None) -> list[CatalogEntry]:
     """Foundry's `--filter key=value`: keys device, provider, task, alias; `!` negates; `*` globs."""
     if not expression:
         return list(entries)
+    matches = filter_predicate(expression)
+    return [
+        e
+        for e in entries
+        if matches(
+            {
+                "device": [e.device],
+                "provider": [e.execution_provider, e.provider],
+                "task": [e.task, *e.task.split("-")],
+                "alias": [e.alias],
+            }
+        )
+    ]
+
+
+def filter_predicate(expression: str) -> Callable[[Mapping[str, Sequence[str]]], bool]:
+    """`--filter key=value` as a test of `{key: [values]}` (any value matching is a match)."""
     key, sep, value = expression.partition("=")
     key, value = key.strip().lower(), value.strip()
     if not sep or not value:
         raise InvalidRequest(f"Bad filter {expression!r}: expected key=value, e.g. device=GPU")
     negate = value.startswith("!")
     pattern = value[1:].lower() if negate else value.lower()
-    fields = {
-        "device": lambda e: [e.device],
-        "provider": lambda e: [e.execution_provider, e.provider],
-        "task": lambda e: [e.task, *e.task.split("-")],
-        "alias": lambda e: [e.alias],
-    }
-    if key not in fields:
+    if key not in FILTER_KEYS:
         raise InvalidRequest(f"Unknown filter key {key!r}: use one of device, provider, task, alias")
 
-    def matches(entry: CatalogEntry) -> bool:
-        return any(fnmatch.fnmatchcase(v.lower(), pattern) for v in fields[key](entry))
+    def matches(values: Mapping[str, Sequence[str]]) -> bool:
+        found = any(fnmatch.fnmatchcase(str(v).lower(), pattern) for v in values.get(key, ()) if v)
+        return found != negate
 
-    return [e for e in entries if matches(e) != negate]
+    return matches

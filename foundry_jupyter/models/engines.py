@@ -11,19 +11,20 @@ with the engine's health and latency.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from ..errors import FoundryError, InvalidRequest
+from ..errors import FoundryError, InvalidRequest, error_from_body
 
 if TYPE_CHECKING:
     import httpx
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 ENGINES_FILE = "engines.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # as local aliases (registry.ALIAS_PATTERN)
 DEVICE = "remote"  # the device column of an engine's models
 
 
@@ -46,9 +48,15 @@ class EngineConfig(BaseModel):
     name: str = Field(validation_alias=_choices("name", "TypeName", "typeName"))
     base_url: str = Field(validation_alias=_choices("base_url", "baseUrl", "BaseUri", "baseUri"))
     api_key_env: str | None = Field(None, validation_alias=_choices("api_key_env", "apiKeyEnv"))
-    # A key given in Jupyter config (or a register body); held in memory, never saved nor shown.
-    api_key: str | None = Field(None, repr=False, validation_alias=_choices("api_key", "apiKey", "ApiKey"))
+    # A key given in Jupyter config (as a `SecretStr`, see `plain_config_keys`) or in a register body:
+    # held in memory, never saved nor shown; its repr is masked wherever it is printed.
+    api_key: SecretStr | None = Field(
+        None, repr=False, validation_alias=_choices("api_key", "apiKey", "ApiKey")
+    )
     models: tuple[str, ...] = Field((), validation_alias=_choices("models", "ModelName", "modelName"))
+    # Short names for the engine's models (`llama` -> `meta-llama/Llama-3.1-8B-Instruct`), used like
+    # local aliases; one a local model already answers to is refused.
+    aliases: dict[str, str] = Field(default_factory=dict, validation_alias=_choices("aliases", "Aliases"))
     max_in_flight: int = Field(16, ge=1, validation_alias=_choices("max_in_flight", "maxInFlight"))
     connect_timeout: float = Field(5.0, gt=0, validation_alias=_choices("connect_timeout", "connectTimeout"))
     first_byte_timeout: float = Field(
@@ -81,6 +89,43 @@ class EngineConfig(BaseModel):
             return tuple(m.strip() for m in value.split(",") if m.strip())
         return tuple(value) if isinstance(value, list) else value  # JSON's arrays, also when strict
 
+    @field_validator("aliases", mode="before")
+    @classmethod
+    def _aliases_in(cls, value: Any) -> Any:
+        """`{alias: model}`, or `alias=model` pairs (a list, or one comma-separated string)."""
+        if isinstance(value, str):
+            value = [pair for pair in value.split(",") if pair.strip()]
+        if isinstance(value, (list, tuple)):
+            pairs = {}
+            for pair in value:
+                alias, sep, model = str(pair).partition("=")
+                if not sep:
+                    raise ValueError(f"{pair!r} is not ALIAS=MODEL")
+                pairs[alias.strip()] = model.strip()
+            return pairs
+        return value
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases(cls, value: dict[str, str]) -> dict[str, str]:
+        for alias, model in value.items():
+            if not ALIAS_PATTERN.match(alias):
+                raise ValueError(f"bad alias {alias!r}: use letters, digits, '.', '_' and '-' (no '/')")
+            if not model:
+                raise ValueError(f"the alias {alias!r} names no model")
+        lowered = [a.lower() for a in value]
+        if len(set(lowered)) != len(lowered):
+            raise ValueError("two aliases differ only in case")
+        return value
+
+    def alias_of(self, model: str) -> str | None:
+        """The alias this engine gives `model`, if any."""
+        return next((a for a, m in self.aliases.items() if m == model), None)
+
+    def display_name(self, model: str) -> str:
+        """What a model of this engine answers to first: its alias, else `ENGINE/MODEL`."""
+        return self.alias_of(model) or f"{self.name}/{model}"
+
     @property
     def api_base(self) -> str:
         """The OpenAI root (`.../v1`): the base URL when it ends in `/v1`, else the base URL + `/v1`."""
@@ -91,7 +136,9 @@ class EngineConfig(BaseModel):
         env = os.environ if env is None else env
         if self.api_key_env and env.get(self.api_key_env):
             return env[self.api_key_env]
-        return self.api_key or None
+        if self.api_key is None:
+            return None
+        return self.api_key.get_secret_value() or None
 
     def headers(self) -> dict[str, str]:
         key = self.key()
@@ -105,6 +152,7 @@ class EngineConfig(BaseModel):
             "apiKeyEnv": self.api_key_env,
             "hasKey": self.key() is not None,
             "models": list(self.models),
+            "aliases": dict(self.aliases),
             "maxInFlight": self.max_in_flight,
         }
 
@@ -133,6 +181,17 @@ def parse_engine(data: Any, *, source: str = "engine", strict: bool = False) -> 
         raise InvalidRequest(f"{source}: {problems}") from None
 
 
+KEY_FIELDS = ("api_key", "apiKey", "ApiKey")
+
+
+def plain_config_keys(item: Any) -> bool:
+    """Whether an engine from Jupyter config holds its key as plain text. Jupyter logs the whole config
+    it loads at DEBUG (traitlets' `Application._config_changed`, "Config changed: ...") before any
+    extension is imported, and prints it for `--show-config`: only a value whose repr is masked, such as
+    pydantic's `SecretStr`, stays out of those."""
+    return isinstance(item, Mapping) and any(isinstance(item.get(k), str) and item.get(k) for k in KEY_FIELDS)
+
+
 def public_url(url: str) -> str:
     """`url` without user:password, which some people put into base URLs."""
     parts = urlsplit(url)
@@ -149,6 +208,68 @@ def split_name(name: str, engines: Iterable[str]) -> tuple[str, str] | None:
     known = {e.lower(): e for e in engines}
     found = known.get(engine.lower())
     return None if found is None else (found, model)
+
+
+class RemoteModel(NamedTuple):
+    """A name that means an engine's model: the engine, the model's id there, and the alias used (if any)."""
+
+    engine: EngineConfig
+    model: str
+    alias: str | None = None
+
+
+def find_model(name: str | None, engines: Sequence[EngineConfig]) -> RemoteModel | None:
+    """The engine model `name` means: `ENGINE/MODEL` for a known engine, or an engine's alias."""
+    if not isinstance(name, str) or not engines:
+        return None
+    found = split_name(name, [e.name for e in engines])
+    if found is not None:
+        return RemoteModel(next(e for e in engines if e.name == found[0]), found[1])
+    wanted = name.strip().lower()
+    for engine in engines:
+        for alias, model in engine.aliases.items():
+            if alias.lower() == wanted:
+                return RemoteModel(engine, model, alias)
+    return None
+
+
+def alias_conflict(alias: str, engine: str, where: str) -> InvalidRequest:
+    """The error for an engine alias that another model already answers to."""
+    return InvalidRequest(
+        f"The alias {alias!r} of engine '{engine}' is taken by {where}: pick another alias, or use the "
+        "full name (ENGINE/MODEL, or the local model's id).",
+        param="aliases",
+        code="alias_conflict",
+        status=409,
+    )
+
+
+def check_new_aliases(
+    engine: EngineConfig, others: Iterable[EngineConfig], is_local: Callable[[str], bool]
+) -> None:
+    """Refuse `engine` when one of its aliases is another engine's, or one a local model answers to."""
+    for alias in engine.aliases:
+        for other in others:
+            if other.name.lower() != engine.name.lower() and alias.lower() in {
+                a.lower() for a in other.aliases
+            }:
+                raise alias_conflict(alias, engine.name, f"engine '{other.name}'")
+        if is_local(alias):
+            raise alias_conflict(alias, engine.name, "a local model")
+
+
+def engine_aliases(settings_engines: Iterable[Any], file: EngineFile) -> dict[str, str]:
+    """`{alias (lower case): engine name}` over configured and saved engines (bad entries skipped)."""
+    found: dict[str, str] = {}
+    engines: list[EngineConfig] = []
+    for item in settings_engines:
+        with contextlib.suppress(FoundryError):
+            engines.append(parse_engine(item))
+    with contextlib.suppress(FoundryError):
+        engines.extend(file.load())
+    for engine in engines:
+        found.update({a.lower(): engine.name for a in engine.aliases})
+    return found
 
 
 # ---- the engines file -----------------------------------------------------------------------
@@ -266,6 +387,16 @@ def fetch_listing(engine: EngineConfig) -> EngineListing:
     return listing_from_response(engine, answer, started)
 
 
+def fetch_listings(engines: Sequence[EngineConfig]) -> list[EngineListing]:
+    """`fetch_listing` of every engine at once, in threads (the kernel and the CLI)."""
+    if not engines:
+        return []
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(engines))) as pool:
+        return list(pool.map(fetch_listing, engines))
+
+
 def listing_from_response(engine: EngineConfig, answer: httpx.Response, started: float) -> EngineListing:
     """An engine's listing from its `GET /models` answer, timed from `started` (perf_counter)."""
     latency = (time.perf_counter() - started) * 1000
@@ -280,3 +411,22 @@ def describe_failure(engine: EngineConfig, exc: BaseException) -> str:
     """One line naming the engine and what went wrong, without the key."""
     detail = f"{type(exc).__name__}: {exc or 'no detail'}"
     return f"engine '{engine.name}' at {public_url(engine.api_base)} did not answer ({detail})"
+
+
+def engine_error(engine: EngineConfig, err: Exception) -> FoundryError:
+    """An openai client error as a FoundryError naming the engine (never its key)."""
+    import openai
+
+    if isinstance(err, FoundryError):
+        return err
+    if isinstance(err, openai.APIConnectionError):
+        return FoundryError(
+            f"engine '{engine.name}' at {public_url(engine.api_base)} does not answer ({type(err).__name__})",
+            status=503,
+            code="engine_unavailable",
+        )
+    if isinstance(err, openai.APIStatusError):
+        found = error_from_body(err.status_code, err.body, err.message)
+        found.message = f"engine '{engine.name}': {found.message}"
+        return found
+    return FoundryError(f"engine '{engine.name}' failed: {type(err).__name__}")

@@ -29,6 +29,7 @@ from .cache import (
     read_runtime,
 )
 from .catalog import EMBEDDINGS_TASK, Catalog, CatalogEntry, LocalSource, Runtime, priority_key
+from .engines import EngineFile, engine_aliases
 from .location import effective_cache_dir, save_cache_dir
 from .progress import Cancel, ProgressCallback, StageCallback
 from .providers import short_provider, usable_providers
@@ -372,6 +373,13 @@ class ModelManager:
         if clash:
             raise InvalidRequest(
                 f"The alias {alias!r} belongs to the catalog model {clash[0].id}", param="alias"
+            )
+        engine = engine_aliases(self.settings.remote_engines, EngineFile(self.settings.engines_file))
+        if alias.lower() in engine:
+            raise InvalidRequest(
+                f"The alias {alias!r} belongs to a model of the remote engine '{engine[alias.lower()]}'",
+                param="alias",
+                code="alias_conflict",
             )
 
     def remove(self, name: str) -> CachedModel:

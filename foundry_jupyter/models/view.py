@@ -14,7 +14,7 @@ from typing import Any
 
 from ..engine.folder import chat_template
 from ..engine.reasoning import template_reasons
-from .catalog import CatalogEntry, filter_entries
+from .catalog import CatalogEntry, filter_entries, filter_predicate
 from .engines import DEVICE, EngineConfig, EngineListing, public_url
 from .manager import ModelManager
 
@@ -140,7 +140,7 @@ def remote_catalog_rows(engine: EngineConfig, listing: EngineListing) -> list[di
                 "task": "chat-completion",
                 "runtime": {"deviceType": DEVICE, "executionProvider": engine.name},
                 "fileSizeMb": None,
-                "alias": model_id,
+                "alias": engine.display_name(str(model["id"])),
                 "supportsToolCalling": None,
                 "license": None,
                 "maxOutputTokens": None,
@@ -157,7 +157,7 @@ def remote_cache_rows(engine: EngineConfig, listing: EngineListing) -> list[dict
     return [
         {
             "id": f"{engine.name}/{model['id']}",
-            "alias": f"{engine.name}/{model['id']}",
+            "alias": engine.display_name(str(model["id"])),
             "device": DEVICE,
             "executionProvider": engine.name,
             "sizeBytes": None,
@@ -179,12 +179,27 @@ def remote_model_objects(engine: EngineConfig, listing: EngineListing, created: 
             "object": "model",
             "created": int(model.get("created") or created),
             "owned_by": engine.name,
-            "alias": f"{engine.name}/{model['id']}",
+            "alias": engine.display_name(str(model["id"])),
             "loaded": False,
             **_remote_fields(listing),
         }
         for model in listing.models
     ]
+
+
+def remote_matches(row: Mapping[str, Any], expression: str | None) -> bool:
+    """Whether a remote catalog row passes `model list --filter` (device is "remote", provider the
+    engine's name, alias its alias or `ENGINE/MODEL`)."""
+    if not expression:
+        return True
+    return filter_predicate(expression)(
+        {
+            "device": [DEVICE],
+            "provider": [row["engine"]],
+            "task": [row["task"], *row["task"].split("-")],
+            "alias": [row["alias"], row["id"]],
+        }
+    )
 
 
 def engine_row(engine: EngineConfig, listing: EngineListing) -> dict[str, Any]:

@@ -108,7 +108,9 @@ class FoundryApp(ExtensionApp):
         help="Remote OpenAI-compatible engines (vLLM, Ray Serve LLM, SGLang, Ollama, another "
         "foundry-jupyter) whose models are served as ENGINE/MODEL beside the local ones. Each: "
         "{'name': 'vllm-a', 'base_url': 'http://gpu1:8000/v1', 'api_key_env': 'VLLM_KEY' (or "
-        "'api_key': '...'), 'models': [...] (default: the engine's GET /v1/models), 'max_in_flight': 16, "
+        "'api_key': SecretStr('...') from pydantic: Jupyter prints its config at DEBUG, and an engine "
+        "whose key is plain text here is left out), 'models': [...] (default: the engine's GET "
+        "/v1/models), 'aliases': {'llama': 'meta-llama/Llama-3.1-8B-Instruct'}, 'max_in_flight': 16, "
         "'connect_timeout': 5, 'first_byte_timeout': 120, 'idle_timeout': 60}. Engines added with "
         "`jupyter foundry engine add` live in engines.json beside the cache folder.",
     ).tag(config=True)

@@ -219,7 +219,11 @@ class EmbeddingsHandler(FoundryHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        req = parse(EmbeddingRequest, self.json_body())
+        body = self.json_body()
+        if proxy.is_remote(self, body):
+            await proxy.send_proxied(self, "embeddings", body)
+            return
+        req = parse(EmbeddingRequest, body)
         self.model_name(req.model)
         self.send_json(await embeddings.create_embeddings(self.service, req))
 
@@ -469,6 +473,20 @@ class EnginesHandler(FoundryHandler):
     @authorized
     async def get(self) -> None:
         self.send_json(await foundry.engines(self.service))
+
+
+@route(
+    "engines/{engine}",
+    delete=Operation(
+        "Forget a registered engine (one set in the Jupyter config answers 400 engine_configured).",
+        "`{status: removed, engine}`",
+    ),
+)
+class EngineHandler(FoundryHandler):
+    @web.authenticated
+    @authorized
+    async def delete(self, engine: str) -> None:
+        self.send_json(await foundry.remove_engine(self.service, engine))
 
 
 @route(

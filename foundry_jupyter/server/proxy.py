@@ -1,4 +1,5 @@
-"""Generation requests for a remote engine's model (`ENGINE/MODEL`): proxied by `service.remote`.
+"""Requests for a remote engine's model (`ENGINE/MODEL`): chat, completions and embeddings, proxied by
+`service.remote`.
 
 The body goes to the engine as the caller sent it (only `model` renamed, our `ttl`/`ep` dropped): the
 engine validates what it accepts. Errors that arrive before the answer starts get their own status and

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import Settings
-from ..errors import InvalidRequest, ModelNotCached
+from ..errors import FoundryError, InvalidRequest, ModelNotCached, ModelNotFound
 from ..models import view
 from ..models.engines import EngineFile
 from .downloads import DownloadJobs
@@ -41,7 +41,9 @@ class FoundryService:
         self._manager: Any = None
         self._manager_future: asyncio.Future[Any] | None = None
         self.downloads = DownloadJobs(self)
-        self.remote = RemoteEngines(settings.remote_engines, EngineFile(settings.engines_file))
+        self.remote = RemoteEngines(
+            settings.remote_engines, EngineFile(settings.engines_file), is_local=self.is_local
+        )
         self.started_at = time.time()
         self.responses = ResponseStore() if responses is None else responses  # v1/responses answers
 
@@ -78,8 +80,18 @@ class FoundryService:
 
     async def resolve(self, name: str) -> Any:
         """The catalog entry for an alias or id; raises ModelNotFound (404)."""
-        self.refuse_remote(name)
+        await self.refuse_remote(name)
         return await self.run("resolve", name)
+
+    async def is_local(self, name: str) -> bool:
+        """Whether a local model (catalog, cache or registered folder) answers to `name`."""
+        try:
+            await self.run("resolve", name)
+        except ModelNotFound:
+            return False
+        except FoundryError:
+            return True  # known here, but not usable as asked (its provider, say)
+        return True
 
     async def cached(self, name: str) -> tuple[Any, Path]:
         """(entry, model folder) of a model that is in the cache; raises when it is not."""
@@ -107,13 +119,14 @@ class FoundryService:
         )
         return runner
 
-    def refuse_remote(self, name: str) -> None:
+    async def refuse_remote(self, name: str) -> None:
         """A remote engine's model has no files and no runner here: say so instead of 'not found'."""
-        hit = self.remote.split(name)
+        hit = await self.remote.find(name)
         if hit is not None:
             raise InvalidRequest(
-                f"{name} is a model of the remote engine '{hit[0].name}': it has no files or runner here, "
-                "so there is nothing to download, load or count with; chat and completions go to the engine.",
+                f"{name} is a model of the remote engine '{hit.engine.name}': it has no files or runner "
+                "here, so there is nothing to download, load or count with; chat and completions go to the "
+                "engine.",
                 param="model",
                 code="remote_model",
             )

@@ -55,7 +55,7 @@ async def cached_ids(service: FoundryService) -> list[str]:
 
 async def load(service: FoundryService, name: str, *, ttl: int | None, ep: str | None) -> dict[str, Any]:
     """`GET openai/load/{name}`: start the model's runner (or refresh its TTL)."""
-    if (answer := service.remote.lifecycle_answer(name, "load")) is not None:
+    if (answer := await service.remote.lifecycle_answer(name, "load")) is not None:
         return answer
     entry, path = await service.cached(name)
     runner, started = await service.supervisor.ensure(
@@ -71,7 +71,7 @@ async def load(service: FoundryService, name: str, *, ttl: int | None, ep: str |
 
 async def unload(service: FoundryService, name: str, *, force: bool) -> dict[str, Any]:
     """`GET openai/unload/{name}`: `not_loaded` for a known model that is not loaded, 404 if unknown."""
-    if (answer := service.remote.lifecycle_answer(name, "unload")) is not None:
+    if (answer := await service.remote.lifecycle_answer(name, "unload")) is not None:
         return answer
     runner = service.loaded_runner(name)
     if runner is None:
@@ -143,7 +143,7 @@ async def cache_remove(service: FoundryService, name: str) -> dict[str, Any]:
     """`DELETE cache/{name}`: unload (forcefully) and delete a cached model."""
     if not name.strip():
         raise InvalidRequest("Name the model to remove.", param="name")
-    service.refuse_remote(name)
+    await service.refuse_remote(name)
     entry_id = name
     runner = service.loaded_runner(name)
     if runner is not None:
@@ -167,4 +167,9 @@ async def engines(service: FoundryService) -> dict[str, Any]:
 
 async def register_engine(service: FoundryService, body: Any) -> dict[str, Any]:
     """`POST openai/register`: Foundry's `{TypeName, ModelName, BaseUri}`, or an engine object."""
-    return service.remote.register(body)  # a small file write; the listing is asked for later
+    return await service.remote.register(body)  # a small file write; the listing is asked for later
+
+
+async def remove_engine(service: FoundryService, name: str) -> dict[str, Any]:
+    """`DELETE engines/{name}`: `{status: removed, engine}`; a configured engine is a 400."""
+    return service.remote.remove(name)

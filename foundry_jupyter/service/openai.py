@@ -145,7 +145,7 @@ async def get_model(service: FoundryService, name: str) -> dict[str, Any]:
 
 async def _remote_object(service: FoundryService, row: dict[str, Any]) -> list[dict[str, Any]]:
     return [
-        _model_object(row["id"], int(service.started_at), row["engine"], alias=row["id"], loaded=False)
+        _model_object(row["id"], int(service.started_at), row["engine"], alias=row["alias"], loaded=False)
         | {k: row[k] for k in ("remote", "engine", "health", "latencyMs")}
     ]
 

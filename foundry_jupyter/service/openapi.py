@@ -49,6 +49,7 @@ PATH_PARAMS = {
         Param("name", "A model alias or full id (`name:version`).", pattern=r"[^/]+(?:/[^/]+)*"),
         Param("job_id", "A background download's id.", pattern=r"[A-Za-z0-9_-]+"),
         Param("response_id", "A stored response's id (`resp_...`).", pattern=r"[A-Za-z0-9_-]+"),
+        Param("engine", "A remote engine's name.", pattern=r"[A-Za-z0-9][A-Za-z0-9._-]*"),
         Param("rest", pattern=".*"),
     )
 }

@@ -1,5 +1,5 @@
 """Remote engines in the service: their model lists (cached, refreshed, with a timeout) and the proxy
-that streams chat and text completions to them.
+that streams chat and text completions (and passes embeddings) to them.
 
 The runner client's counterpart over HTTP: a request for `ENGINE/MODEL` goes to the engine's
 `/v1/...` with the model renamed, and its answer comes back event by event, as the engine sends it,
@@ -17,10 +17,11 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
+from pydantic import SecretStr
 
 from ..errors import Cancelled, FoundryError, InvalidRequest, ModelNotFound
 from ..models import view
@@ -28,13 +29,17 @@ from ..models.engines import (
     EngineConfig,
     EngineFile,
     EngineListing,
+    RemoteModel,
+    alias_conflict,
+    check_new_aliases,
     describe_failure,
+    find_model,
     listing_from_answer,
     listing_from_response,
     merge_engines,
     parse_engine,
+    plain_config_keys,
     public_url,
-    split_name,
 )
 
 log = logging.getLogger("foundry_jupyter.service.remote")
@@ -60,9 +65,15 @@ class RemoteEngines:
     engines file (re-read when it changes, so `jupyter foundry engine add` reaches a running server),
     and registered through `POST openai/register`."""
 
-    def __init__(self, configured: Sequence[Any] = (), file: EngineFile | None = None) -> None:
+    def __init__(
+        self,
+        configured: Sequence[Any] = (),
+        file: EngineFile | None = None,
+        is_local: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> None:
         self._configured = _valid_engines(configured)
         self._file = file
+        self._is_local = is_local  # whether a local model answers to a name (engine aliases must not clash)
         self._file_mtime: float | None = None
         self._saved: list[EngineConfig] = []
         self._keys: dict[str, str] = {}  # keys given in register bodies, in memory only
@@ -85,7 +96,7 @@ class RemoteEngines:
                 self._file_mtime = mtime
         engines = merge_engines(self._configured, self._saved)
         return [
-            e.model_copy(update={"api_key": self._keys[e.name.lower()]})
+            e.model_copy(update={"api_key": SecretStr(self._keys[e.name.lower()])})
             if e.name.lower() in self._keys and not e.api_key
             else e
             for e in engines
@@ -97,22 +108,28 @@ class RemoteEngines:
                 return engine
         raise ModelNotFound(f"No remote engine named {name!r}.", param="engine", code="engine_not_found")
 
-    def split(self, name: str | None) -> tuple[EngineConfig, str] | None:
-        """(engine, the engine's model id) when `name` is `ENGINE/MODEL` for a known engine."""
-        if not isinstance(name, str):
-            return None
-        engines = self.engines()
-        if not engines:
-            return None
-        found = split_name(name, [e.name for e in engines])
-        if found is None:
-            return None
-        return next(e for e in engines if e.name == found[0]), found[1]
+    def split(self, name: str | None) -> RemoteModel | None:
+        """(engine, the engine's model id, alias) when `name` is `ENGINE/MODEL` for a known engine or
+        an engine's alias. No clash check: `find` is the one that decides."""
+        return find_model(name, self.engines())
 
-    def register(self, body: Any) -> dict[str, Any]:
+    async def find(self, name: str | None) -> RemoteModel | None:
+        """As `split`, but an engine alias a local model also answers to is a 409 `alias_conflict`:
+        neither side silently wins."""
+        hit = self.split(name)
+        if hit is not None and hit.alias and await self._local(hit.alias):
+            raise alias_conflict(hit.alias, hit.engine.name, "a local model")
+        return hit
+
+    async def _local(self, name: str) -> bool:
+        return self._is_local is not None and await self._is_local(name)
+
+    async def register(self, body: Any) -> dict[str, Any]:
         """`POST openai/register`: Foundry's `{TypeName, ModelName, BaseUri}` or an engine object.
         Saved to the engines file without its key; a key in the body is kept in memory only."""
         engine = parse_engine(body, source="register", strict=True)
+        local = {alias: await self._local(alias) for alias in engine.aliases}
+        check_new_aliases(engine, self.engines(), local.__getitem__)
         if any(e.name.lower() == engine.name.lower() for e in self._configured):
             raise InvalidRequest(
                 f"Engine {engine.name!r} is set in the Jupyter config (FoundryApp.remote_engines); "
@@ -122,8 +139,8 @@ class RemoteEngines:
             )
         if self._file is None:
             raise InvalidRequest("This service has no engines file to save a registration in.")
-        if engine.api_key:
-            self._keys[engine.name.lower()] = engine.api_key
+        if (key := engine.key({})) is not None:  # the body's own key, not one from the environment
+            self._keys[engine.name.lower()] = key
         else:
             self._keys.pop(engine.name.lower(), None)
         self._file.add(engine)
@@ -131,8 +148,17 @@ class RemoteEngines:
         return {"status": "registered", "engine": view.engine_row(engine, EngineListing(engine.name))}
 
     def remove(self, name: str) -> dict[str, Any]:
-        if self._file is None:
-            raise InvalidRequest("This service has no engines file.")
+        """`DELETE engines/{name}`: forget a saved engine. One set in the Jupyter config stays: the
+        config is the administrator's, and the next start would bring it back."""
+        if any(e.name.lower() == name.lower() for e in self._configured):
+            raise InvalidRequest(
+                f"Engine {name!r} is set in the Jupyter config (FoundryApp.remote_engines); "
+                "remove it there and restart the server.",
+                param="name",
+                code="engine_configured",
+            )
+        if self._file is None or not any(e.name.lower() == name.lower() for e in self.engines()):
+            raise ModelNotFound(f"No remote engine named {name!r}.", param="name", code="engine_not_found")
         removed = self._file.remove(name)
         self._keys.pop(removed.name.lower(), None)
         self._forget(removed.name)
@@ -189,23 +215,24 @@ class RemoteEngines:
         return [view.engine_row(e, listing) for e, listing in await self.listings()]
 
     async def row(self, name: str) -> dict[str, Any] | None:
-        """The catalog row `ENGINE/MODEL` stands for, None when `name` names no engine. A model the
-        engine does not list still gets a row: the engine decides what it serves."""
-        hit = self.split(name)
+        """The catalog row `ENGINE/MODEL` (or an engine alias) stands for, None when `name` names no
+        engine's model. A model the engine does not list still gets a row: the engine decides what it
+        serves."""
+        hit = await self.find(name)
         if hit is None:
             return None
-        engine, model = hit
+        engine, model, _alias = hit
         listing = await self.listing(engine)
         known = next((m for m in listing.models if m.get("id") == model), {"id": model})
         shown = EngineListing(listing.engine, [known], listing.health, listing.latency_ms, listing.error)
         return view.remote_catalog_rows(engine, shown)[0]
 
-    def lifecycle_answer(self, name: str, action: str) -> dict[str, Any] | None:
+    async def lifecycle_answer(self, name: str, action: str) -> dict[str, Any] | None:
         """Load, unload and TTL on a remote model: nothing to do, said plainly."""
-        hit = self.split(name)
+        hit = await self.find(name)
         if hit is None:
             return None
-        engine = hit[0]
+        engine = hit.engine
         status = "remote" if action == "load" else "not_loaded"
         return {
             "status": status,
@@ -230,10 +257,10 @@ class RemoteEngines:
     async def open(self, path: str, body: dict[str, Any]) -> ProxyCall:
         """Send `body` (an OpenAI request naming `ENGINE/MODEL`) to the engine's `/v1/{path}`; returns
         once the engine's answer has started. Raises the engine's error when it answers one."""
-        hit = self.split(body.get("model"))
+        hit = await self.find(body.get("model"))
         if hit is None:
             raise ModelNotFound(f"{body.get('model')!r} names no remote engine.", param="model")
-        engine, model = hit
+        engine, model, _alias = hit
         key = engine.name.lower()
         if self._in_flight.get(key, 0) >= engine.max_in_flight:
             raise EngineError(
@@ -475,6 +502,16 @@ def _valid_engines(configured: Sequence[Any]) -> list[EngineConfig]:
     """The configured engines that parse; a bad one is logged and left out, the server still starts."""
     engines = []
     for item in configured:
+        if plain_config_keys(item):
+            name = item.get("name") or item.get("TypeName") or "?"
+            log.error(
+                "remote engine %r left out: its api_key is plain text in the Jupyter config, which Jupyter "
+                "prints in its DEBUG log and --show-config. Use 'api_key_env': 'VARIABLE' (the key in the "
+                "server's environment), or 'api_key': SecretStr('...') (from pydantic import SecretStr) in "
+                "jupyter_server_config.py. Rotate a key that was set as plain text with --debug on.",
+                name,
+            )
+            continue
         try:
             engines.append(parse_engine(item, source="FoundryApp.remote_engines"))
         except FoundryError as exc:

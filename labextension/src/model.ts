@@ -274,9 +274,13 @@ export interface ICatalogGroup {
   others: ICatalogVariant[];
 }
 
-/** Whether `entry`'s execution provider is among `usable` (short names); null: not known yet. */
+/**
+ * Whether `entry`'s execution provider is among `usable` (short names); null: not known yet. A remote
+ * engine's model (device `remote`, its provider the engine's name) runs on its engine, whatever this
+ * machine has.
+ */
 export function canRun(entry: ICatalogEntry, usable: readonly string[] | null): boolean {
-  if (usable === null || entry.executionProvider === '') {
+  if (usable === null || entry.executionProvider === '' || entry.deviceType.toLowerCase() === 'remote') {
     return true;
   }
   const provider = shortProvider(entry.executionProvider).toLowerCase();

@@ -303,4 +303,10 @@ describe('groupCatalog', () => {
     // Before the hardware report arrives nothing is marked.
     assert.equal(groupCatalog(gpuOnly, null, new Set())[0].chosen.runnable, true);
   });
+
+  it('never marks a remote engine\'s model: it runs on its engine', () => {
+    const remote = { ...entry('gpu/meta-llama/Llama-3.1-8B-Instruct', 'llama-8b', 'remote', 'chat-completion') };
+    remote.executionProvider = 'gpu';
+    assert.equal(groupCatalog([remote], ['cpu'], new Set())[0].chosen.runnable, true);
+  });
 });

@@ -1,9 +1,14 @@
-"""The sidebar shows a registered engine's models beside the cached ones, with the engine and its health."""
+"""The sidebar shows a registered engine's models beside the cached ones, with the engine and its health.
+
+The screenshot goes to docs/img/remote.png (shown in the README and docs/deploy.md) as well as
+test-artifacts/.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,6 +20,7 @@ from .test_sidebar import open_panel
 
 pytestmark = pytest.mark.timeout(240)
 BUILT = Path(__file__).resolve().parents[2] / "foundry_jupyter" / "labextension"
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 
 class _Models(BaseHTTPRequestHandler):
@@ -58,7 +64,8 @@ def engine():
 
 
 def test_remote_models_show_next_to_local_ones(browser, lab: Lab, engine: str, artifacts: Path) -> None:
-    registered = lab.api("foundry/openai/register", "POST", {"name": "gpu", "base_url": engine})
+    body = {"name": "gpu", "base_url": engine, "aliases": {"llama-8b": "meta-llama/Llama-3.1-8B-Instruct"}}
+    registered = lab.api("foundry/openai/register", "POST", body)
     assert registered.status_code == 200, registered.text
     context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")
     context.set_default_timeout(60_000)
@@ -70,10 +77,15 @@ def test_remote_models_show_next_to_local_ones(browser, lab: Lab, engine: str, a
         ).first
         remote.wait_for(state="visible")
         text = remote.inner_text()
-        assert "remote" in text and "gpu" in text and "ok" in text
+        assert "remote" in text and "gpu" in text and "ok" in text and "llama-8b" in text
+        rows = page.locator('.jp-FoundryPanel-row[data-model-id="gpu/meta-llama/Llama-3.1-8B-Instruct"]')
+        assert rows.count() == 2  # cached models and catalog
+        assert "cannot run here" not in rows.last.inner_text()  # it runs on its engine
         page.locator('.jp-FoundryPanel-row[data-model-id="tiny-generic-cpu:1"]').first.wait_for(
             state="visible"
         )
-        page.locator(".jp-FoundryPanel").screenshot(path=str(artifacts / "sidebar-remote.png"))
+        page.locator(".jp-FoundryPanel").screenshot(path=str(artifacts / "remote.png"))
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(artifacts / "remote.png", DOCS_IMG / "remote.png")
     finally:
         context.close()

@@ -70,8 +70,9 @@ def engine(cache_copy, monkeypatch):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Engine)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("KERNEL_ENGINE_KEY", KEY)
-    saved = {"engines": [{"name": "gpu", "base_url": f"http://127.0.0.1:{server.server_address[1]}",
-                          "api_key_env": "KERNEL_ENGINE_KEY"}]}  # fmt: skip
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    gpu = {"name": "gpu", "base_url": url, "api_key_env": "KERNEL_ENGINE_KEY"}
+    saved = {"engines": [{**gpu, "aliases": {"chatty": "org/chat-model"}}]}
     (cache_copy.parent / "engines.json").write_text(json.dumps(saved))
     _Engine.seen = []
     yield server
@@ -113,3 +114,20 @@ def test_a_wrong_key_is_one_line_naming_the_engine(shell: Any, engine: Any, monk
     with pytest.raises(FoundryCellError) as info:
         shell.run_line_magic("foundry", "run gpu/org/chat-model Hello")
     assert str(info.value) == "engine 'gpu': bad key"
+
+
+def test_an_engine_alias_runs_and_lists_like_a_local_one(shell: Any, engine: Any, cache_copy) -> None:
+    from foundry_jupyter.kernel.magics import FoundryCellError
+
+    shell.run_line_magic("foundry", "run chatty Hello there")
+    assert "Remote answer" in "".join(shell.display_pub.texts())
+    assert _Engine.seen[-1]["model"] == "org/chat-model"
+    catalog = shell.run_line_magic("foundry", "list").set_index("id")
+    assert catalog.loc["gpu/org/chat-model"]["alias"] == "chatty"
+
+    saved = json.loads((cache_copy.parent / "engines.json").read_text())
+    saved["engines"][0]["aliases"] = {"tiny": "org/chat-model"}  # the local tiny model's alias
+    (cache_copy.parent / "engines.json").write_text(json.dumps(saved))
+    with pytest.raises(FoundryCellError) as info:
+        shell.run_line_magic("foundry", "run tiny Hello")
+    assert "'tiny'" in str(info.value) and "'gpu'" in str(info.value) and "local model" in str(info.value)

@@ -98,3 +98,21 @@ def test_listings_say_health_and_keep_configured_models() -> None:
     assert row["id"] == "e/b" and row["runtime"] == {"deviceType": "remote", "executionProvider": "e"}
     assert (row["contextLength"], row["health"], row["engine"], row["cached"]) == (8, "ok", "e", True)
     assert view.remote_cache_rows(engine, ok)[0]["device"] == "remote"
+
+
+def test_aliases_parse_from_pairs_and_resolve_without_case() -> None:
+    from foundry_jupyter.models.engines import find_model
+
+    engine = parse_engine({"name": "gpu", "base_url": "http://x", "aliases": "llama=meta/Llama-3, q=qwen"})
+    same = parse_engine({"name": "gpu", "base_url": "http://x", "aliases": ["llama=meta/Llama-3", "q=qwen"]})
+    assert engine.aliases == same.aliases == {"llama": "meta/Llama-3", "q": "qwen"}
+    assert engine.to_file()["aliases"] == engine.aliases and engine.public()["aliases"] == engine.aliases
+    hit = find_model("LLAMA", [engine])
+    assert hit is not None and (hit.engine.name, hit.model, hit.alias) == ("gpu", "meta/Llama-3", "llama")
+    assert find_model("gpu/meta/Llama-3", [engine]).alias is None
+    assert find_model("other", [engine]) is None
+    row = view.remote_catalog_rows(engine, EngineListing("gpu", [{"id": "meta/Llama-3"}, {"id": "x"}]))
+    assert [(r["id"], r["alias"]) for r in row] == [("gpu/meta/Llama-3", "llama"), ("gpu/x", "gpu/x")]
+    for bad in ({"a/b": "m"}, {"a": ""}, ["nopair"], {"A": "m", "a": "n"}):
+        with pytest.raises(InvalidRequest):
+            parse_engine({"name": "gpu", "base_url": "http://x", "aliases": bad})

@@ -11,7 +11,13 @@ from foundry_jupyter.server.base import FoundryHandler
 from foundry_jupyter.server.handlers import ROUTES
 
 VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-SAMPLE = {"name": "tiny", "job_id": "dl-000000", "response_id": "resp_0", "rest": "anything/at/all"}
+SAMPLE = {
+    "name": "tiny",
+    "job_id": "dl-000000",
+    "response_id": "resp_0",
+    "engine": "gpu",
+    "rest": "anything/at/all",
+}
 
 
 def foundry_routes(server) -> list[tuple[str, type]]:

@@ -13,6 +13,7 @@ import time
 
 import openai
 import pytest
+from pydantic import SecretStr
 from tornado import httpserver, web
 from tornado.iostream import StreamClosedError
 from tornado.netutil import bind_sockets
@@ -148,6 +149,22 @@ class Completions(_Base):
                      "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})  # fmt: skip
 
 
+class Embeddings(_Base):
+    async def post(self) -> None:
+        body = json.loads(self.request.body)
+        self.fake.requests.append(body)
+        if body["model"] == "rate-limited":
+            self.set_status(429)
+            self.set_header("Retry-After", "7")
+            self.finish({"error": {"message": "Slow down", "type": "rate_limit_error", "code": None}})
+            return
+        if body["model"] == "slow-first":
+            await asyncio.sleep(3)
+        self.finish({"object": "list", "model": body["model"],
+                     "data": [{"object": "embedding", "index": 0, "embedding": [0.6, 0.8]}],
+                     "usage": {"prompt_tokens": 2, "total_tokens": 2}})  # fmt: skip
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -162,6 +179,7 @@ def fake_engine(jp_asyncio_loop) -> FakeEngine:
             (r"/v1/models", ModelsList, {"fake": fake}),
             (r"/v1/chat/completions", Chat, {"fake": fake}),
             (r"/v1/completions", Completions, {"fake": fake}),
+            (r"/v1/embeddings", Embeddings, {"fake": fake}),
         ]
     )
     sockets = bind_sockets(0, "127.0.0.1")
@@ -184,7 +202,7 @@ def foundry_config(fake_engine: FakeEngine, monkeypatch) -> dict:
     url = f"http://127.0.0.1:{fake_engine.port}"
     return {
         "remote_engines": [
-            {"name": "fake", "base_url": url + "/v1", "api_key_env": KEY_ENV},
+            {"name": "fake", "base_url": url + "/v1", "api_key_env": KEY_ENV, "aliases": {"echoes": "echo"}},
             {
                 "name": "impatient",
                 "base_url": url,
@@ -192,7 +210,8 @@ def foundry_config(fake_engine: FakeEngine, monkeypatch) -> dict:
                 "first_byte_timeout": 0.5,
                 "idle_timeout": 0.5,
             },
-            {"name": "wrongkey", "base_url": url, "api_key": "sk-wrong"},
+            {"name": "wrongkey", "base_url": url, "api_key": SecretStr("sk-wrong")},
+            {"name": "plainkey", "base_url": url, "api_key": "sk-plain"},  # left out: Jupyter would print it
             {"name": "narrow", "base_url": url, "api_key_env": KEY_ENV, "max_in_flight": 1},
             {"name": "down", "base_url": f"http://127.0.0.1:{_closed_port()}/v1", "list_timeout": 1},
         ]
@@ -211,6 +230,7 @@ async def test_models_are_listed_with_engine_health_and_latency(http, client):
     assert engines["fake"]["health"] == "ok" and engines["fake"]["modelCount"] == len(MODELS)
     assert engines["wrongkey"]["health"] == "unauthorized"
     assert engines["down"]["health"] == "down" and engines["down"]["latencyMs"] is None
+    assert "plainkey" not in engines  # its key was plain text in the config
     cache = {m["id"]: m for m in (await http.get("cache")).json()["models"]}
     assert cache["fake/echo"]["device"] == "remote" and cache["fake/echo"]["path"] is None
     resolved = (await http.get("foundry/resolve/fake/echo")).json()
@@ -428,6 +448,9 @@ async def test_the_kernels_service_backend_runs_a_remote_model_through_the_serve
             stream = backend.stream_chat("fake/echo", MSG, GenerationParams(max_tokens=5), threading.Event())
             deltas = list(stream.deltas)
             catalog = {row["id"]: row for row in backend.catalog()}
+            by_alias = backend.load("echoes")
+            aliased = list(backend.stream_chat("echoes", MSG, GenerationParams(), threading.Event()).deltas)
+            assert (by_alias.id, "".join(d.text for d in aliased)) == ("fake/echo", "Hello")
             return info, deltas, catalog
         finally:
             backend.close()
@@ -436,3 +459,102 @@ async def test_the_kernels_service_backend_runs_a_remote_model_through_the_serve
     assert (info.id, info.execution_provider) == ("fake/echo", "remote")
     assert "".join(d.text for d in deltas) == "Hello" and deltas[-1].usage.completion_tokens == 2
     assert catalog["fake/echo"]["health"] == "ok"
+
+
+async def test_delete_forgets_a_registered_engine_but_not_a_configured_one(
+    http, anon, base_url, token, foundry_cache, fake_engine
+):
+    url = f"http://127.0.0.1:{fake_engine.port}/v1"
+    body = {"name": "gone", "base_url": url, "api_key_env": KEY_ENV}
+    assert (await http.post("openai/register", json=body)).status_code == 200
+    assert "gone/echo" in {m["id"] for m in (await http.get("v1/models")).json()["data"]}
+
+    # A browser session (login cookie, no XSRF token) may not delete; the token in a header may.
+    login = await anon.get(base_url.replace("/foundry/", "/api/status"), params={"token": token})
+    assert login.status_code == 200 and anon.cookies
+    refused = await anon.delete("engines/gone")
+    assert refused.status_code == 403
+    assert "gone" in (foundry_cache.parent / "engines.json").read_text()
+
+    answer = await http.delete("engines/gone")
+    assert answer.status_code == 200 and answer.json() == {"status": "removed", "engine": "gone"}
+    assert "gone" not in (foundry_cache.parent / "engines.json").read_text()
+    assert "gone/echo" not in {m["id"] for m in (await http.get("v1/models")).json()["data"]}
+    assert "gone" not in {e["name"] for e in (await http.get("engines")).json()["engines"]}
+
+    again = await http.delete("engines/gone")
+    assert again.status_code == 404 and again.json()["error"]["code"] == "engine_not_found"
+    configured = await http.delete("engines/fake")
+    assert configured.status_code == 400
+    error = configured.json()["error"]
+    assert error["code"] == "engine_configured" and "FoundryApp.remote_engines" in error["message"]
+    assert "fake" in {e["name"] for e in (await http.get("engines")).json()["engines"]}
+
+
+async def test_embeddings_go_to_the_engine_with_the_same_limits_as_chat(http, client, fake_engine):
+    answer = await client.embeddings.create(model="fake/echo", input="hi", encoding_format="float")
+    assert answer.model == "fake/echo" and answer.data[0].embedding == [0.6, 0.8]
+    assert answer.usage.total_tokens == 2
+    assert fake_engine.requests[-1]["model"] == "echo" and fake_engine.auth[-1] == f"Bearer {KEY}"
+
+    down = await http.post("v1/embeddings", json={"model": "down/e", "input": "hi"})
+    assert down.status_code == 503 and "'down'" in down.json()["error"]["message"]
+    slow = await http.post("v1/embeddings", json={"model": "impatient/slow-first", "input": "hi"})
+    assert slow.status_code == 504 and slow.json()["error"]["code"] == "engine_timeout"
+    limited = await http.post("v1/embeddings", json={"model": "fake/rate-limited", "input": "hi"})
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "7"
+    refused = await http.post("v1/embeddings", json={"model": "wrongkey/echo", "input": "hi"})
+    assert refused.status_code == 502 and refused.json()["error"]["code"] == "engine_auth_failed"
+
+
+async def test_an_engine_alias_stands_for_its_model_everywhere(http, client, fake_engine):
+    answer = await client.chat.completions.create(model="echoes", messages=MSG)
+    assert answer.model == "echoes" and answer.choices[0].message.content == "Hello there"
+    assert fake_engine.requests[-1]["model"] == "echo"
+    stream = await client.chat.completions.create(model="ECHOES", messages=MSG, stream=True)
+    assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == "Hello"
+    assert fake_engine.requests[-1]["model"] == "echo"
+    vectors = await client.embeddings.create(model="echoes", input="hi", encoding_format="float")
+    assert vectors.model == "echoes" and fake_engine.requests[-1]["model"] == "echo"
+
+    listed = {m["id"]: m for m in (await http.get("v1/models")).json()["data"]}
+    assert listed["fake/echo"]["alias"] == "echoes" and listed["fake/cut"]["alias"] == "fake/cut"
+    catalog = {row["id"]: row for row in (await http.get("foundry/list")).json()}
+    assert catalog["fake/echo"]["alias"] == "echoes"
+    assert (await http.get("foundry/resolve/echoes")).json()["id"] == "fake/echo"
+    one = (await http.get("v1/models/echoes")).json()
+    assert (one["id"], one["alias"]) == ("fake/echo", "echoes")
+    assert (await http.get("openai/load/echoes")).json()["status"] == "remote"
+    engines = {e["name"]: e for e in (await http.get("engines")).json()["engines"]}
+    assert engines["fake"]["aliases"] == {"echoes": "echo"}
+
+
+async def test_an_alias_a_local_model_answers_to_is_refused(http, client, foundry_cache, fake_engine):
+    url = f"http://127.0.0.1:{fake_engine.port}/v1"
+    for taken in ("tiny", "echoes"):  # a local alias; another engine's alias
+        body = {"name": "clash", "base_url": url, "api_key_env": KEY_ENV, "aliases": {taken: "echo"}}
+        answer = await http.post("openai/register", json=body)
+        assert answer.status_code == 409, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "alias_conflict" and repr(taken) in error["message"]
+    bad = await http.post("openai/register", json={"name": "b", "base_url": url, "aliases": {"a/b": "x"}})
+    assert bad.status_code == 400 and "bad alias" in bad.json()["error"]["message"]
+
+    # An engines file edited by hand (or a catalog that gained the alias later): neither side wins.
+    saved = {
+        "engines": [{"name": "clash", "base_url": url, "api_key_env": KEY_ENV, "aliases": {"tiny": "echo"}}]
+    }
+    (foundry_cache.parent / "engines.json").write_text(json.dumps(saved))
+    for answer in (
+        await http.post("v1/chat/completions", json={"model": "tiny", "messages": MSG}),
+        await http.get("openai/load/tiny"),
+        await http.get("foundry/resolve/tiny"),
+    ):
+        assert answer.status_code == 409 and answer.json()["error"]["code"] == "alias_conflict", answer.text
+        assert (
+            "'tiny'" in answer.json()["error"]["message"] and "'clash'" in answer.json()["error"]["message"]
+        )
+    local = await client.chat.completions.create(model="tiny-generic-cpu:1", messages=MSG, max_tokens=2)
+    assert local.model == "tiny-generic-cpu:1"
+    remote = await client.chat.completions.create(model="clash/echo", messages=MSG)
+    assert remote.model == "clash/echo"

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import openai
 import psutil
 import pytest
@@ -36,7 +37,11 @@ def _free_port() -> int:
 class SecondServer:
     """`jupyter server` with the extension in its own process, serving a copy of the tiny cache."""
 
-    def __init__(self, workdir: Path, cache: Path) -> None:
+    def __init__(
+        self, workdir: Path, cache: Path, extra_args: tuple[str, ...] = (), enable_in_config: bool = False
+    ) -> None:
+        self.extra_args = extra_args
+        self.enable_in_config = enable_in_config  # else on the command line
         self.port = _free_port()
         self.token = secrets.token_hex(16)
         self.workdir = workdir
@@ -62,10 +67,9 @@ class SecondServer:
             "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={self.token}",
         ]
-        cmd += [
-            "--ServerApp.jpserver_extensions={'foundry_jupyter': True}",
-            f"--ServerApp.root_dir={self.workdir}",
-        ]
+        if not self.enable_in_config:
+            cmd.append("--ServerApp.jpserver_extensions={'foundry_jupyter': True}")
+        cmd += [f"--ServerApp.root_dir={self.workdir}", *self.extra_args]
         log = (self.workdir / "server.log").open("wb")
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
@@ -139,6 +143,45 @@ async def test_a_second_foundry_jupyter_server_as_an_engine(http, client, second
     with pytest.raises(openai.NotFoundError) as info:  # the engine's 404, passed on
         await client.chat.completions.create(model="lab2/nope-model:1", **PARAMS)
     assert info.value.body["code"] == "model_not_found" and "'lab2'" in info.value.body["message"]
+
+
+@pytest.fixture
+def embedding_server(tmp_path: Path, tiny_cache_dir: Path):
+    """A second server whose cache also holds the built-in random BERT, `random-embed`."""
+    from foundry_jupyter.config import defaults
+    from foundry_jupyter.models.manager import ModelManager
+
+    cache = tmp_path / "second" / "cache" / "models"
+    shutil.copytree(tiny_cache_dir, cache)
+    ModelManager(defaults({"FOUNDRY_JUPYTER_CACHE": str(cache)})).ensure("random-embed")
+    server = SecondServer(tmp_path / "second", cache).start()
+    yield server
+    server.stop()
+
+
+async def test_embeddings_from_a_second_server(http, client, embedding_server, monkeypatch):
+    monkeypatch.setenv("SECOND_SERVER_TOKEN", embedding_server.token)
+    body = {"name": "lab2", "baseUrl": embedding_server.url, "apiKeyEnv": "SECOND_SERVER_TOKEN"}
+    assert (await http.post("openai/register", json=body)).status_code == 200
+    texts = ["hello world", "the cat and the dog went to the river"]
+
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {embedding_server.token}"}) as direct:
+        answer = await direct.post(f"{embedding_server.url}/embeddings", json={"model": "random-embed",
+                                                                               "input": texts})  # fmt: skip
+    expected = answer.json()
+    # Left out, the openai client asks for base64 and decodes it itself.
+    for encoding in ({"encoding_format": "float"}, {}):
+        through = await client.embeddings.create(model="lab2/random-embed", input=texts, **encoding)
+        assert through.model == "lab2/random-embed"
+        np.testing.assert_allclose(
+            [d.embedding for d in through.data], [d["embedding"] for d in expected["data"]], atol=1e-6
+        )
+        assert through.usage.prompt_tokens == expected["usage"]["prompt_tokens"]
+
+    chat_model = await http.post("v1/embeddings", json={"model": f"lab2/{TINY}", "input": "hi"})
+    assert chat_model.status_code == 400 and "'lab2'" in chat_model.json()["error"]["message"]
+    with pytest.raises(openai.NotFoundError):
+        await client.embeddings.create(model="lab2/no-such-model:1", input="hi")
 
 
 PEER_MISSING = peer.peer_available()
