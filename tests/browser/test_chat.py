@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -161,6 +163,54 @@ def test_server_errors_show_in_the_chat(page, lab: Lab) -> None:
     error = answer.get_by_role("alert")
     error.wait_for()
     assert "context" in error.inner_text().lower(), error.inner_text()
+    assert answer.get_attribute("data-state") == "error"
+
+
+class _Engine(BaseHTTPRequestHandler):
+    """A remote engine that lists one model and is out of capacity for chats."""
+
+    def _send(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._send(200, {"object": "list", "data": [{"id": "big-model"}]})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        error = {"message": "no free GPU right now", "type": "server_error", "code": "overloaded"}
+        self._send(503, {"error": error})
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def engine(lab: Lab):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Engine)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    registered = lab.api("foundry/openai/register", "POST", {"name": "gpu", "base_url": url})
+    assert registered.status_code == 200, registered.text
+    yield "gpu/big-model"
+    server.shutdown()
+    server.server_close()
+
+
+def test_remote_models_are_offered_and_their_errors_shown(page, lab: Lab, engine: str) -> None:
+    chat = open_chat(page, lab)
+    remote = chat.locator('optgroup[label="Remote engines"]').locator(f'option[value="{engine}"]')
+    remote.wait_for(state="attached")
+    chat.locator('optgroup[label="Local"]').locator(f'option[value="{TINY}"]').wait_for(state="attached")
+    answer = ask(chat, engine, "Hello")
+    error = answer.get_by_role("alert")
+    error.wait_for()
+    # The engine's own message, relayed by the server in OpenAI's error shape.
+    assert "no free GPU right now" in error.inner_text(), error.inner_text()
     assert answer.get_attribute("data-state") == "error"
 
 
