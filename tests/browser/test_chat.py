@@ -277,6 +277,10 @@ def test_code_from_an_answer_goes_below_the_active_cell(
     assert "def " in code and "return" in code, code
     assert "```" not in answer_text(answer)  # rendered, not shown as raw Markdown
 
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab.url.rstrip("/"))
+    block.get_by_role("button", name="Copy").click()
+    assert page.evaluate("navigator.clipboard.readText()") == code
+
     block.get_by_role("button", name="Insert below").click()
     page.wait_for_function("() => document.querySelectorAll('.jp-NotebookPanel .jp-Cell').length === 3")
     assert [text.strip() for text in notebook_cells(page)] == ["x = 1", code.strip(), "y = 2"]
