@@ -19,9 +19,9 @@ import {
 import { Widget } from '@lumino/widgets';
 import * as React from 'react';
 
-import { ChatSession, chatCompletionsUrl, codeOf, defaultModel, IChatMessage } from './chatModel';
+import { ChatSession, chatCompletionsUrl, chatModels, codeOf, defaultModel, IChatMessage } from './chatModel';
 import { escapeDollars } from './markdown';
-import { ICachedModel } from './model';
+import { ICachedModel, ICatalogEntry } from './model';
 
 /** What the chat tab needs from JupyterLab: the conversation, a Markdown renderer, the notebooks. */
 export class FoundryChat {
@@ -61,11 +61,14 @@ export class FoundryChat {
 interface IChatViewProps {
   chat: FoundryChat;
   /** The models the panel lists (cached local models and remote engines' models); null while loading. */
-  models: readonly ICachedModel[] | null;
+  listed: readonly ICachedModel[] | null;
+  /** The catalog, which says which models are not for chat (embedding models). */
+  catalog: readonly ICatalogEntry[] | null;
   loaded: readonly string[];
 }
 
-export function ChatView({ chat, models, loaded }: IChatViewProps): JSX.Element {
+export function ChatView({ chat, listed, catalog, loaded }: IChatViewProps): JSX.Element {
+  const models = React.useMemo(() => chatModels(listed, catalog), [listed, catalog]);
   const session = chat.session;
   const subscribe = React.useCallback((listener: () => void) => session.subscribe(listener), [session]);
   const state = React.useSyncExternalStore(subscribe, () => session.state);

@@ -3,7 +3,7 @@
  * turns, the model and the stream in flight. No JupyterLab imports, so this is unit-tested in Node.
  */
 import { describeError, FoundryApiError, readResponse } from './http';
-import { errorMessage } from './model';
+import { errorMessage, ICachedModel, ICatalogEntry } from './model';
 
 /**
  * Splits a `text/event-stream` body into the data of its events, fed in pieces as they arrive. Comment
@@ -287,6 +287,24 @@ export class ChatSession {
 /** The OpenAI chat route of this server: `{baseUrl}foundry/v1/chat/completions`. */
 export function chatCompletionsUrl(baseUrl: string): string {
   return `${baseUrl.replace(/\/+$/, '')}/foundry/v1/chat/completions`;
+}
+
+/**
+ * The models a chat can go to: those listed, less the ones the catalog says do something else
+ * (embedding models). A model the catalog does not know (a remote one, a registered folder) stays.
+ */
+export function chatModels(
+  models: readonly ICachedModel[] | null,
+  catalog: readonly ICatalogEntry[] | null
+): ICachedModel[] | null {
+  if (models === null) {
+    return null;
+  }
+  const tasks = new Map((catalog ?? []).map(e => [e.name, e.task.toLowerCase()]));
+  return models.filter(m => {
+    const task = tasks.get(m.id);
+    return !task || /chat|completion/.test(task);
+  });
 }
 
 /** The model to offer first: the chosen one while it is still listed, else a loaded one, else the first. */

@@ -160,7 +160,8 @@ function PanelView({ panel, state }: IViewProps): JSX.Element {
       {chat ? (
         <ChatView
           chat={chat}
-          models={state.cache?.models ?? null}
+          listed={state.cache?.models ?? null}
+          catalog={state.catalog}
           loaded={(state.loaded ?? []).map(m => m.id)}
         />
       ) : (

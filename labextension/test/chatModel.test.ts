@@ -6,6 +6,7 @@ import {
   ChatSession,
   ChatStreamError,
   chatCompletionsUrl,
+  chatModels,
   defaultModel,
   IChatTurn,
   parseChunk,
@@ -295,6 +296,37 @@ describe('ChatSession', () => {
 });
 
 describe('helpers', () => {
+  it('offers the models that chat: not the embedding ones the catalog names', () => {
+    const model = (id: string, device = 'CPU') => ({
+      id,
+      alias: '',
+      device,
+      executionProvider: '',
+      sizeBytes: null,
+      path: '',
+      lastUsed: null
+    });
+    const entry = (name: string, task: string) => ({
+      name,
+      alias: '',
+      version: '1',
+      deviceType: 'CPU',
+      executionProvider: '',
+      fileSizeMb: null,
+      task,
+      license: ''
+    });
+    const listed = [model('tiny:1'), model('minilm:1'), model('own:1'), model('gpu/llama', 'remote')];
+    const catalog = [entry('tiny:1', 'chat-completion'), entry('minilm:1', 'embeddings')];
+    assert.deepEqual(
+      chatModels(listed, catalog)?.map(m => m.id),
+      ['tiny:1', 'own:1', 'gpu/llama']
+    );
+    assert.deepEqual(chatModels(listed, null)?.length, 4);
+    assert.equal(chatModels(null, catalog), null);
+  });
+
+
   it('builds the chat URL under the base URL', () => {
     assert.equal(chatCompletionsUrl('http://h:8888/lab-base/'), 'http://h:8888/lab-base/foundry/v1/chat/completions');
   });
