@@ -77,12 +77,22 @@ export function ChatView({ chat, listed, catalog, loaded }: IChatViewProps): JSX
   React.useEffect(() => session.setModel(choice), [session, choice]);
 
   const list = React.useRef<HTMLDivElement>(null);
+  const content = React.useRef<HTMLDivElement>(null);
   const stuck = React.useRef(true); // follow the answer while the user has not scrolled up
   React.useEffect(() => {
-    if (list.current && stuck.current) {
-      list.current.scrollTop = list.current.scrollHeight;
+    // Answers render after React's update, so follow the content's size rather than the state.
+    const [outer, inner] = [list.current, content.current];
+    if (!outer || !inner) {
+      return;
     }
-  });
+    const follow = new ResizeObserver(() => {
+      if (stuck.current) {
+        outer.scrollTop = outer.scrollHeight;
+      }
+    });
+    follow.observe(inner);
+    return () => follow.disconnect();
+  }, []);
   const onScroll = (): void => {
     const node = list.current;
     if (node) {
@@ -113,17 +123,21 @@ export function ChatView({ chat, listed, catalog, loaded }: IChatViewProps): JSX
           New chat
         </Button>
       </div>
-      <div className="jp-FoundryChat-messages" ref={list} onScroll={onScroll} aria-live="polite">
-        {state.messages.length === 0 && (
-          <div className="jp-FoundryPanel-empty">
-            {ids.length === 0
-              ? 'No model to chat with: download one from the catalog, or register a remote engine.'
-              : 'Ask a question. Code in answers can be copied or inserted below the active notebook cell.'}
-          </div>
-        )}
-        {state.messages.map(m => (
-          <MessageView key={m.id} message={m} chat={chat} />
-        ))}
+      <div className="jp-FoundryChat-messages" ref={list} onScroll={onScroll}>
+        <div ref={content}>
+          {state.messages.length === 0 && (
+            <div className="jp-FoundryPanel-empty">
+              {models === null
+                ? 'Loading models…'
+                : ids.length === 0
+                  ? 'No model to chat with: download one from the catalog, or register a remote engine.'
+                  : 'Ask a question. Code in answers can be copied or inserted below the active notebook cell.'}
+            </div>
+          )}
+          {state.messages.map(m => (
+            <MessageView key={m.id} message={m} chat={chat} />
+          ))}
+        </div>
       </div>
       <Composer chat={chat} streaming={state.streaming} disabled={!state.model} />
     </div>

@@ -145,6 +145,11 @@ def test_chat_streams_stops_and_keeps_history(page, lab: Lab, long_model: str) -
     chat.get_by_role("button", name="Stop").click()
     wait_state(second, "stopped")
     second.get_by_text("Stopped.").wait_for()
+    # The conversation followed the answer down to its end.
+    page.wait_for_function(
+        "el => el.scrollHeight - el.scrollTop - el.clientHeight < 30",
+        arg=chat.locator(".jp-FoundryChat-messages").element_handle(),
+    )
     deadline = time.monotonic() + 10
     while active_requests(lab, long_model) != 0 and time.monotonic() < deadline:
         time.sleep(0.1)
