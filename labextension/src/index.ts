@@ -3,9 +3,12 @@
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, InputDialog } from '@jupyterlab/apputils';
+import { INotebookTracker } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { FoundryClient } from './api';
+import { FoundryChat } from './chat';
 import { foundryIcon } from './icon';
 import { openaiBaseUrl } from './model';
 import { FoundryPanel } from './panel';
@@ -19,13 +22,20 @@ namespace CommandIDs {
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'foundry-jupyter:sidebar',
-  description: 'Local models in a sidebar: service, hardware, loaded, cached, downloads and catalog.',
+  description: 'Local models in a sidebar: service, hardware, loaded, cached, downloads, catalog and a chat.',
   autoStart: true,
-  optional: [ILayoutRestorer, ICommandPalette],
-  activate: (app: JupyterFrontEnd, restorer: ILayoutRestorer | null, palette: ICommandPalette | null) => {
+  optional: [ILayoutRestorer, ICommandPalette, IRenderMimeRegistry, INotebookTracker],
+  activate: (
+    app: JupyterFrontEnd,
+    restorer: ILayoutRestorer | null,
+    palette: ICommandPalette | null,
+    rendermime: IRenderMimeRegistry | null,
+    notebooks: INotebookTracker | null
+  ) => {
     const settings = ServerConnection.makeSettings();
     const store = new FoundryStore(new FoundryClient(settings));
-    const panel = new FoundryPanel(store, openaiBaseUrl(settings.baseUrl));
+    const chat = FoundryChat.create(settings, rendermime, notebooks);
+    const panel = new FoundryPanel(store, openaiBaseUrl(settings.baseUrl), chat);
     app.shell.add(panel, 'left', { rank: 850 });
     if (restorer) {
       restorer.add(panel, 'foundry-jupyter-panel');

