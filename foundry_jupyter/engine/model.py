@@ -22,6 +22,7 @@ from typing import Any
 from foundry_jupyter.engine import params as limits
 from foundry_jupyter.engine import tools
 from foundry_jupyter.engine.engine_path import EnginePath
+from foundry_jupyter.engine.fim import read_fim_tokens
 from foundry_jupyter.engine.folder import FolderSettings, engine_threads, open_folder, set_engine_threads
 from foundry_jupyter.engine.generator_path import GeneratorPath, Taken
 from foundry_jupyter.engine.lifetime import close_at_exit
@@ -60,7 +61,9 @@ class ChatModel:
         settings = FolderSettings.read(path, config)
         self.context_length: int = settings.context_length
         self._settings = settings
-        self._prompts = Prompts(tokenizer, has_template=settings.has_template, text_bos=settings.text_bos)
+        fim = read_fim_tokens(path)
+        bos = settings.text_bos
+        self._prompts = Prompts(tokenizer, has_template=settings.has_template, text_bos=bos, fim=fim)
         self._generators = GeneratorPath(
             og_model,
             self._prompts,
@@ -198,16 +201,35 @@ class ChatModel:
     ) -> Completion:
         return collect(self.stream_chat(messages, params, cancel), self.model_id, self.execution_provider)
 
+    @property
+    def fills_middle(self) -> bool:
+        """Whether text prompts may carry a suffix (the tokenizer has fill-in-the-middle tokens)."""
+        return self._prompts.fills_middle
+
     def stream_text(
-        self, prompt: str, params: GenerationParams | None = None, cancel: threading.Event | None = None
+        self,
+        prompt: str,
+        params: GenerationParams | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        suffix: str | None = None,
     ) -> DeltaStream:
+        """Continue `prompt`; with a non-empty `suffix`, write what goes between the two (FIM), or raise
+        InvalidRequest for a model without FIM tokens."""
         self._check_open()
-        return self._stream(self._prompts.encode_text(prompt), params or GenerationParams(), cancel)
+        ids = self._prompts.encode_fill(prompt, suffix) if suffix else self._prompts.encode_text(prompt)
+        return self._stream(ids, params or GenerationParams(), cancel)
 
     def complete_text(
-        self, prompt: str, params: GenerationParams | None = None, cancel: threading.Event | None = None
+        self,
+        prompt: str,
+        params: GenerationParams | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        suffix: str | None = None,
     ) -> Completion:
-        return collect(self.stream_text(prompt, params, cancel), self.model_id, self.execution_provider)
+        deltas = self.stream_text(prompt, params, cancel, suffix=suffix)
+        return collect(deltas, self.model_id, self.execution_provider)
 
     def _stream(
         self,
