@@ -7,6 +7,7 @@ import { ServerConnection } from '@jupyterlab/services';
 
 import { FoundryClient } from './api';
 import { foundryIcon } from './icon';
+import { inlineCompletionPlugin } from './inline';
 import { openaiBaseUrl } from './model';
 import { FoundryPanel } from './panel';
 import { FoundryStore } from './store';
@@ -67,4 +68,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, inlineCompletionPlugin];
