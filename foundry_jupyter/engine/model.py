@@ -34,6 +34,9 @@ from foundry_jupyter.engine.stream import ENGINE, GENERATOR, DeltaStream, collec
 from foundry_jupyter.engine.types import Completion, Delta, GenerationParams, Message
 from foundry_jupyter.errors import FoundryError, InvalidRequest
 
+# The longest a request waits for a cancelled generation to finish its last token and be held.
+CANCELLED_WAIT_S = 1.0
+
 __all__ = ["ENGINE", "GENERATOR", "ChatModel", "DeltaStream", "engine_threads", "set_engine_threads"]
 
 
@@ -251,6 +254,8 @@ class ChatModel:
             cancel=cancel,
         )
         engine, generators = self._engine, self._generators
+        if generators.reuses(gen.sampling, gen.guidance):
+            generators.wait_for_cancelled(CANCELLED_WAIT_S)
         engine_holds = engine is not None and engine.scheduler.holds_prefix_of(ids, gen.needed)
         taken: Taken | None = None
         if generators.reuses(gen.sampling, gen.guidance) and not engine_holds:

@@ -104,3 +104,20 @@ def test_a_longer_prefix_reuses_the_shorter_ones_state_even_when_cancelled(
         cold = ChatModel.load(tiny_model_dir, model_id="cold", use_engine=False)
         with cold:
             assert cold.complete_text(longer, GREEDY, suffix=suffix).text == answer.text
+
+
+def test_a_request_waits_for_the_cancelled_generation_it_extends(tiny_model_dir: Path) -> None:
+    # The runner cancels the previous keystroke's request and starts the next one at once: the new
+    # request must wait for the old one to finish its last token and be held, not start cold beside it.
+    with ChatModel.load(tiny_model_dir, model_id="tiny", use_engine=False) as model:
+        cancel = threading.Event()
+        first = model.stream_text(PREFIX * 4, GenerationParams(max_tokens=40, temperature=0), cancel)
+        next(first)
+        ended: list[str | None] = []
+        worker = threading.Timer(0.3, lambda: ended.append(list(first)[-1].finish_reason))
+        worker.start()  # the old request's thread gets to its next token only later
+        cancel.set()
+        answer = model.complete_text(PREFIX * 4 + " data", GREEDY)
+        worker.join()
+        assert ended == ["cancelled"]
+        assert answer.usage.cached_tokens >= len(model.encode(PREFIX * 4)) - 2
