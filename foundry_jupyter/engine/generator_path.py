@@ -6,6 +6,7 @@ cold run's, and the shared history is not computed again.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,10 +31,20 @@ class GeneratorPath:
         self._holds = max_held > 0
         self._pool = GeneratorPool(max_held)
         self._closed = False
+        # The cancel events of reusable generations under way: a cancelled one is held when it ends.
+        self._running: set[threading.Event] = set()
+        self._ended = threading.Condition()
 
     def reuses(self, sampling: Sampling, guidance: tuple[str, str] | None) -> bool:
         """Whether such a request may continue (and afterwards be held as) a conversation."""
         return not sampling.do_sample and guidance is None and self._holds
+
+    def wait_for_cancelled(self, timeout_s: float) -> None:
+        """Wait (at most `timeout_s`) until the cancelled generations still making their last token
+        have ended and been held. A client that cancels and at once sends a longer prompt (inline
+        completion, at each keystroke) then finds the state it left instead of a cold start."""
+        with self._ended:
+            self._ended.wait_for(lambda: not any(c.is_set() for c in self._running), timeout_s)
 
     def take_most_of(self, ids: list[int], needed: int) -> Taken | None:
         """A held generator that spares at least half of the prompt `ids`."""
@@ -114,7 +125,11 @@ class GeneratorPath:
         count = 0
         finish: FinishReason = "length"
         complete = False
+        tracked = after is not None and cancel is not None
         try:
+            if tracked:
+                with self._ended:
+                    self._running.add(cancel)
             while count < gen.max_new:
                 if cancel is not None and cancel.is_set():
                     finish = "cancelled"
@@ -138,5 +153,9 @@ class GeneratorPath:
         finally:
             if after is not None and complete:
                 after()  # held for a follow-up only when its state is whole
+            if tracked:
+                with self._ended:
+                    self._running.discard(cancel)
+                    self._ended.notify_all()
         usage = Usage(prompt_tokens=len(gen.ids), completion_tokens=count, cached_tokens=cached)
         yield Delta(text=text_filter.flush(), finish_reason=finish, usage=usage)

@@ -22,6 +22,7 @@ from typing import Any
 from foundry_jupyter.engine import params as limits
 from foundry_jupyter.engine import reasoning, tools
 from foundry_jupyter.engine.engine_path import EnginePath
+from foundry_jupyter.engine.fim import read_fim_tokens
 from foundry_jupyter.engine.folder import FolderSettings, engine_threads, open_folder, set_engine_threads
 from foundry_jupyter.engine.generator_path import GeneratorPath, Taken
 from foundry_jupyter.engine.lifetime import close_at_exit
@@ -32,6 +33,9 @@ from foundry_jupyter.engine.scheduler import EngineScheduler
 from foundry_jupyter.engine.stream import ENGINE, GENERATOR, DeltaStream, collect
 from foundry_jupyter.engine.types import Completion, Delta, GenerationParams, Message
 from foundry_jupyter.errors import FoundryError, InvalidRequest
+
+# The longest a request waits for a cancelled generation to finish its last token and be held.
+CANCELLED_WAIT_S = 1.0
 
 __all__ = ["ENGINE", "GENERATOR", "ChatModel", "DeltaStream", "engine_threads", "set_engine_threads"]
 
@@ -65,6 +69,7 @@ class ChatModel:
             has_template=settings.has_template,
             text_bos=settings.text_bos,
             template=settings.chat_template,
+            fim=read_fim_tokens(path),
         )
         self._generators = GeneratorPath(
             og_model,
@@ -222,18 +227,37 @@ class ChatModel:
     ) -> Completion:
         return collect(self.stream_chat(messages, params, cancel), self.model_id, self.execution_provider)
 
+    @property
+    def fills_middle(self) -> bool:
+        """Whether text prompts may carry a suffix (the tokenizer has fill-in-the-middle tokens)."""
+        return self._prompts.fills_middle
+
     def stream_text(
-        self, prompt: str, params: GenerationParams | None = None, cancel: threading.Event | None = None
+        self,
+        prompt: str,
+        params: GenerationParams | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        suffix: str | None = None,
     ) -> DeltaStream:
+        """Continue `prompt`; with a non-empty `suffix`, write what goes between the two (FIM), or raise
+        InvalidRequest for a model without FIM tokens."""
         self._check_open()
         if isinstance(prompt, str):
-            limits.check_prompt_chars(len(prompt), self.context_length, "prompt")
-        return self._stream(self._prompts.encode_text(prompt), params or GenerationParams(), cancel)
+            limits.check_prompt_chars(len(prompt) + len(suffix or ""), self.context_length, "prompt")
+        ids = self._prompts.encode_fill(prompt, suffix) if suffix else self._prompts.encode_text(prompt)
+        return self._stream(ids, params or GenerationParams(), cancel)
 
     def complete_text(
-        self, prompt: str, params: GenerationParams | None = None, cancel: threading.Event | None = None
+        self,
+        prompt: str,
+        params: GenerationParams | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        suffix: str | None = None,
     ) -> Completion:
-        return collect(self.stream_text(prompt, params, cancel), self.model_id, self.execution_provider)
+        deltas = self.stream_text(prompt, params, cancel, suffix=suffix)
+        return collect(deltas, self.model_id, self.execution_provider)
 
     def _stream(
         self,
@@ -255,6 +279,8 @@ class ChatModel:
             cancel=cancel,
         )
         engine, generators = self._engine, self._generators
+        if generators.reuses(gen.sampling, gen.guidance):
+            generators.wait_for_cancelled(CANCELLED_WAIT_S)
         engine_holds = engine is not None and engine.scheduler.holds_prefix_of(ids, gen.needed)
         taken: Taken | None = None
         if generators.reuses(gen.sampling, gen.guidance) and not engine_holds:

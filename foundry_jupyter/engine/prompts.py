@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from foundry_jupyter.engine import reasoning, tools
+from foundry_jupyter.engine.fim import FimTokens
 from foundry_jupyter.engine.types import Message
 from foundry_jupyter.errors import InvalidRequest
 
@@ -17,13 +18,25 @@ class Prompts:
     """A model's og tokenizer, used from many threads (one at a time: it is not thread-safe)."""
 
     def __init__(
-        self, tokenizer: Any, *, has_template: bool, text_bos: int | None, template: str | None = None
+        self,
+        tokenizer: Any,
+        *,
+        has_template: bool,
+        text_bos: int | None,
+        template: str | None = None,
+        fim: FimTokens | None = None,
     ) -> None:
         self._tokenizer = tokenizer
         self._lock = threading.Lock()
         self._has_template = has_template
         self._text_bos = text_bos
         self._template = template
+        self._fim_ids = self._single_ids(fim.names()) if fim is not None else None
+
+    @property
+    def fills_middle(self) -> bool:
+        """Whether the model has fill-in-the-middle tokens (`encode_fill` works)."""
+        return self._fim_ids is not None
 
     @property
     def reasons(self) -> bool:
@@ -63,6 +76,33 @@ class Prompts:
         if self._text_bos is not None and ids[:1] != [self._text_bos]:
             ids.insert(0, self._text_bos)
         return ids
+
+    def encode_fill(self, prefix: str, suffix: str) -> list[int]:
+        """A fill-in-the-middle prompt: the model writes what goes between `prefix` and `suffix`.
+
+        The prompt starts with the prefix, so a longer prefix (the same text, typed further) shares its
+        start with the shorter one's, and a held conversation spares reading it again.
+        """
+        if self._fim_ids is None:
+            raise InvalidRequest(
+                "This model has no fill-in-the-middle tokens, so it cannot complete text before a suffix; "
+                "send the request without suffix (or with an empty one), or use a code model with FIM "
+                "tokens such as qwen2.5-coder.",
+                param="suffix",
+                code="fim_unsupported",
+            )
+        if not isinstance(prefix, str) or not isinstance(suffix, str) or not (prefix or suffix):
+            raise InvalidRequest("The prompt and the suffix must not both be empty.", param="prompt")
+        start, hole, middle = self._fim_ids
+        ids = [start, *self.encode(prefix), hole, *self.encode(suffix), middle]
+        if self._text_bos is not None:
+            ids.insert(0, self._text_bos)
+        return ids
+
+    def _single_ids(self, names: tuple[str, ...]) -> tuple[int, ...] | None:
+        """Each name's token id, or None when one of them is not a single token."""
+        ids = [self.encode(name) for name in names]
+        return tuple(i[0] for i in ids) if all(len(i) == 1 for i in ids) else None
 
     def create_stream(self) -> Any:
         """An og decoder stream: token ids in, text pieces out (one per generation)."""

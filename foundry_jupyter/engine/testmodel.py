@@ -33,6 +33,10 @@ SEED = 20241
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")  # ids 0, 1, 2
 ENDOFTEXT_ID, IM_START_ID, IM_END_ID = 0, 1, 2
+# Fill-in-the-middle tokens (StarCoder's spelling), added after training at the end of the vocabulary,
+# so the trained tokens, and every weight and answer of a prompt without them, stay as they were.
+FIM_TOKENS = ("<fim_prefix>", "<fim_suffix>", "<fim_middle>")  # ids VOCAB_SIZE, +1, +2
+MODEL_VOCAB = VOCAB_SIZE + len(FIM_TOKENS)
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -99,6 +103,9 @@ def _train_tokenizer() -> Any:
         show_progress=False,
     )
     tokenizer.train_from_iterator(_corpus(), trainer=trainer)
+    if tokenizer.get_vocab_size() != VOCAB_SIZE:
+        raise RuntimeError(f"the tiny tokenizer has {tokenizer.get_vocab_size()} tokens, not {VOCAB_SIZE}")
+    tokenizer.add_special_tokens(list(FIM_TOKENS))
     return tokenizer
 
 
@@ -126,9 +133,9 @@ def _logit_bias(tokenizer: Any) -> Any:
     import numpy as np
 
     byte_of = _byte_decoder()
-    bias = np.zeros(VOCAB_SIZE, dtype=np.float32)
+    bias = np.zeros(MODEL_VOCAB, dtype=np.float32)
     for token, token_id in tokenizer.get_vocab().items():
-        if token in SPECIAL_TOKENS:
+        if token in SPECIAL_TOKENS or token in FIM_TOKENS:
             continue
         raw = bytes(byte_of[ch] for ch in token)
         try:
@@ -141,6 +148,7 @@ def _logit_bias(tokenizer: Any) -> Any:
     bias[ENDOFTEXT_ID] = _STRUCTURE_BIAS
     bias[IM_START_ID] = _STRUCTURE_BIAS
     bias[IM_END_ID] = _EOS_BIAS
+    bias[VOCAB_SIZE:] = _STRUCTURE_BIAS
     return bias
 
 
@@ -192,7 +200,12 @@ def _build_onnx(bias: Any, context_length: int = CONTEXT_LENGTH) -> Any:
     const("pad_id", np.array(ENDOFTEXT_ID, dtype=np.int64))
 
     # Embeddings: token + learned absolute position.
-    tok = node("Gather", [weight("embed_tokens", (VOCAB_SIZE, HIDDEN), 1.0), "input_ids"], "tok_embed")
+    # The FIM tokens' rows and columns come from streams of their own (see FIM_TOKENS).
+    embed = weight("embed_tokens", (VOCAB_SIZE, HIDDEN), 1.0)
+    fim_rows = np.random.default_rng(SEED + 2).standard_normal((len(FIM_TOKENS), HIDDEN))
+    inits.append(numpy_helper.from_array(fim_rows.astype(np.float32), "embed_tokens_fim"))
+    embed = node("Concat", [embed, "embed_tokens_fim"], "embed_tokens_all", axis=0)
+    tok = node("Gather", [embed, "input_ids"], "tok_embed")
     positions = weight("embed_positions", (CONTEXT_LENGTH, HIDDEN), 0.5)
     if context_length > CONTEXT_LENGTH:
         # Rows past the default context come from a stream of their own, so every other weight, and
@@ -284,7 +297,11 @@ def _build_onnx(bias: Any, context_length: int = CONTEXT_LENGTH) -> Any:
         x = node("Add", [x, down], f"{p}.mlp_residual")
 
     h = rms_norm(x, "final_norm")
-    raw = node("MatMul", [h, weight("lm_head", (HIDDEN, VOCAB_SIZE), 2.0 * HIDDEN**-0.5)], "logits_raw")
+    head = weight("lm_head", (HIDDEN, VOCAB_SIZE), 2.0 * HIDDEN**-0.5)
+    fim_cols = np.random.default_rng(SEED + 3).standard_normal((HIDDEN, len(FIM_TOKENS))) * 2.0 * HIDDEN**-0.5
+    inits.append(numpy_helper.from_array(fim_cols.astype(np.float32), "lm_head_fim"))
+    head = node("Concat", [head, "lm_head_fim"], "lm_head_all", axis=1)
+    raw = node("MatMul", [h, head], "logits_raw")
     inits.append(numpy_helper.from_array(bias, "logit_bias"))
     node("Add", [raw, "logit_bias"], "logits")
 
@@ -299,7 +316,7 @@ def _build_onnx(bias: Any, context_length: int = CONTEXT_LENGTH) -> Any:
     ]
     outputs = [
         helper.make_tensor_value_info(
-            "logits", TensorProto.FLOAT, ["batch_size", "sequence_length", VOCAB_SIZE]
+            "logits", TensorProto.FLOAT, ["batch_size", "sequence_length", MODEL_VOCAB]
         )
     ]
     for i in range(LAYERS):
@@ -350,7 +367,7 @@ def _genai_config(context_length: int) -> dict[str, Any]:
             "eos_token_id": [IM_END_ID, ENDOFTEXT_ID],
             "pad_token_id": ENDOFTEXT_ID,
             "type": "llama",
-            "vocab_size": VOCAB_SIZE,
+            "vocab_size": MODEL_VOCAB,
         },
         "search": {
             "diversity_penalty": 0.0,
@@ -384,7 +401,7 @@ def _tokenizer_config(context_length: int) -> dict[str, Any]:
                 "single_word": False,
                 "special": True,
             }
-            for i, tok in enumerate(SPECIAL_TOKENS)
+            for i, tok in [*enumerate(SPECIAL_TOKENS), *enumerate(FIM_TOKENS, VOCAB_SIZE)]
         },
         "bos_token": "<|endoftext|>",
         "chat_template": CHAT_TEMPLATE,

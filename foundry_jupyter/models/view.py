@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..engine.fim import read_fim_tokens
 from ..engine.folder import chat_template
 from ..engine.reasoning import template_reasons
 from .catalog import CatalogEntry, filter_entries, filter_predicate
@@ -40,7 +41,24 @@ def _reasoning_from_templates(entries: list[CatalogEntry], cached: Mapping[str, 
 
 def catalog_rows(manager: ModelManager, expression: str | None = None) -> list[dict[str, Any]]:
     """`GET foundry/list`: the catalog in Foundry's field names, each entry with `cached`."""
-    return [entry.to_foundry(cached=cached) for entry, cached in catalog(manager, expression)]
+    fim = fim_models(manager)
+    rows = []
+    for entry, cached in catalog(manager, expression):
+        row = entry.to_foundry(cached=cached)
+        row["capabilities"] = capabilities(entry, fim)
+        rows.append(row)
+    return rows
+
+
+def fim_models(manager: ModelManager) -> set[str]:
+    """Ids of the cached models whose tokenizer has fill-in-the-middle tokens (read from their files:
+    what a model can do is only known once it is here)."""
+    return {m.id for m in manager.list_cached() if read_fim_tokens(Path(m.path)) is not None}
+
+
+def capabilities(entry: CatalogEntry, fim: set[str]) -> list[str]:
+    """The entry's capabilities, with `fim` when `v1/completions` takes a `suffix` for it."""
+    return [*entry.capabilities, "fim"] if entry.id in fim else entry.capabilities
 
 
 def resolved_row(manager: ModelManager, name: str) -> dict[str, Any]:
@@ -52,11 +70,12 @@ def resolved_row(manager: ModelManager, name: str) -> dict[str, Any]:
 def model_metadata(manager: ModelManager) -> dict[str, dict[str, Any]]:
     """`{id: {context_length, max_output_tokens, capabilities, task}}` for every known model (what
     `GET v1/models` adds to OpenAI's model objects)."""
+    fim = fim_models(manager)
     return {
         e.id: {
             "context_length": e.context_length,
             "max_output_tokens": e.max_output_tokens,
-            "capabilities": e.capabilities,
+            "capabilities": capabilities(e, fim),
             "task": e.task,
         }
         for e in _reasoning_from_templates(

@@ -156,6 +156,7 @@ class RunnerServer:
             "model_id": self.model.model_id,
             "execution_provider": self.model.execution_provider,
             "context_length": self.model.context_length,
+            "fim": bool(getattr(self.model, "fills_middle", False)),
             "pid": os.getpid(),
             "processes": processes_worth_running(self.model),
             "active": len(self.cancels),
@@ -179,14 +180,18 @@ class RunnerServer:
                 if op == "chat":
                     deltas = self.model.stream_chat(request.get("messages") or [], params, cancel=cancel)
                 else:
-                    deltas = self.model.stream_text(str(request.get("prompt", "")), params, cancel=cancel)
+                    prompt, suffix = str(request.get("prompt", "")), str(request.get("suffix") or "")
+                    deltas = self.model.stream_text(prompt, params, cancel=cancel, suffix=suffix)
+                # On a cancel the model stops at its next token and ends the stream itself, which keeps
+                # its state for a request that extends this prompt (the next keystroke's, say).
                 for delta in deltas:
-                    finished = finished or delta.finish_reason in ("stop", "length", "tool_calls")
-                    out.send(_delta_message(delta))
                     if cancel.is_set():
-                        break
-            except OSError:
-                cancel.set()  # the client left mid-answer
+                        continue
+                    finished = finished or delta.finish_reason in ("stop", "length", "tool_calls")
+                    try:
+                        out.send(_delta_message(delta))
+                    except OSError:
+                        cancel.set()  # the client left mid-answer
             except BaseException as exc:
                 if not isinstance(exc, FoundryError):
                     log.error("generation failed", exc_info=exc)

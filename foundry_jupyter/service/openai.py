@@ -261,7 +261,12 @@ async def chat_chunks(
 
 # ---- legacy completions -------------------------------------------------------------------
 async def open_text(service: FoundryService, req: CompletionRequest) -> GenerationStream:
-    request = {"op": "text", "prompt": req.prompt_text(), "params": wire.params_to_wire(_params(req))}
+    request = {
+        "op": "text",
+        "prompt": req.prompt_text(),
+        "suffix": req.suffix or "",
+        "params": wire.params_to_wire(_params(req)),
+    }
     return await GenerationStream.open(service, req.model, request, ttl=req.ttl, ep=req.ep)
 
 

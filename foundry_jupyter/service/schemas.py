@@ -289,7 +289,13 @@ class CompletionRequest(_Sampling):
 
     prompt: str | list[str] = Field(description="The text to continue (a list must hold exactly one string).")
     echo: bool = False
-    suffix: str | None = None
+    suffix: str | None = Field(
+        default=None,
+        description=(
+            "Text that comes after the completion: the model fills in the middle (models whose tokenizer "
+            "has fill-in-the-middle tokens, capability `fim`; others answer 400 `fim_unsupported`)."
+        ),
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -302,8 +308,6 @@ class CompletionRequest(_Sampling):
     def _refuse_unsupported(self) -> CompletionRequest:
         if self.echo:
             raise ValueError("echo is not supported")
-        if self.suffix:
-            raise ValueError("suffix is not supported")
         return self
 
     def prompt_text(self) -> str:

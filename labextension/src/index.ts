@@ -10,6 +10,7 @@ import { ServerConnection } from '@jupyterlab/services';
 import { FoundryClient } from './api';
 import { FoundryChat } from './chat';
 import { foundryIcon } from './icon';
+import { inlineCompletionPlugin } from './inline';
 import { openaiBaseUrl } from './model';
 import { FoundryPanel } from './panel';
 import { FoundryStore } from './store';
@@ -77,4 +78,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, inlineCompletionPlugin];

@@ -130,12 +130,12 @@ async def test_models_carry_context_length_output_limit_and_capabilities(client,
     models = {m.id: m.model_dump() for m in (await client.models.list()).data}
     assert models[TINY_EMBED_ID]["capabilities"] == ["embeddings"]
     assert models[TINY_EMBED_ID]["context_length"] == 128
-    assert models[TINY]["capabilities"] == ["chat", "completions", "tools"]
+    assert models[TINY]["capabilities"] == ["chat", "completions", "tools", "fim"]
     assert models[TINY]["context_length"] == 1024
     catalog = {e["id"]: e for e in (await http.get("foundry/list")).json()}
     assert catalog[TINY_EMBED_ID]["capabilities"] == ["embeddings"]
     assert catalog[TINY_EMBED_ID]["task"] == "embeddings"
-    assert catalog[TINY]["capabilities"] == ["chat", "completions", "tools"]
+    assert catalog[TINY]["capabilities"] == ["chat", "completions", "tools", "fim"]
     assert catalog["all-MiniLM-L6-v2-generic-cpu:1"]["contextLength"] == 512
     smollm2 = catalog["SmolLM2-135M-Instruct-generic-cpu:1"]
     assert smollm2["contextLength"] == 8192 and smollm2["maxOutputTokens"] == 2048

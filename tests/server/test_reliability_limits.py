@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
 
@@ -64,12 +63,10 @@ async def test_an_http_client_gets_the_413(http):
 async def test_a_prompt_far_over_the_context_is_refused_without_tokenizing(http):
     assert (await http.get(f"openai/load/{TINY}")).status_code == 200
     body = {"model": TINY, "messages": [{"role": "user", "content": "word " * 6_000_000}]}  # 30 MB
-    started = time.monotonic()
     response = await http.post("v1/chat/completions", json=body)
-    elapsed = time.monotonic() - started
     error = assert_openai_error(response, 400, code="context_length_exceeded")
-    assert "context" in error["message"]
-    assert elapsed < 1.5, elapsed
+    # Counted in characters, not tokens: the length check refused it before the tokenizer ran.
+    assert "30000000 characters" in error["message"], error["message"]
     # The same check guards legacy completions.
     body = {"model": TINY, "prompt": "word " * 6_000_000}
     assert_openai_error(await http.post("v1/completions", json=body), 400, code="context_length_exceeded")
