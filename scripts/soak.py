@@ -53,6 +53,7 @@ REMOTE_MODEL = f"loop/{MODEL_ID}"  # the server itself, as a remote engine
 RUNNER_TIMEOUT_S = 3.0  # runner_first_token_timeout and runner_token_timeout of the soaked server
 START_TIMEOUT_S = 20.0  # runner_start_timeout: a runner stopped while loading holds its load this long
 REQUEST_LIMIT_S = 60.0  # no request may take longer than this, whatever the chaos
+SERVER_START_S = 300.0  # a niced server on a busy machine can take minutes to answer
 SETTLE_S = 30.0  # after the traffic, how long levels may take to come back
 MSG = [{"role": "user", "content": "Tell me about the sea."}]
 
@@ -149,10 +150,11 @@ class Soak:
         env.pop("HF_HUB_OFFLINE", None)
         log = (self.workdir / "server.log").open("wb")
         self.server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + SERVER_START_S
         while True:
             if self.server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the server did not start; see {self.workdir / 'server.log'}")
+                how = f"exited with {self.server.poll()}" if self.server.poll() is not None else "timed out"
+                raise SystemExit(f"the server did not start ({how}); see {self.workdir / 'server.log'}")
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(self.url + "openai/status", headers=self.headers, timeout=5).status_code == 200:
                     return
