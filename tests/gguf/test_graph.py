@@ -15,7 +15,7 @@ IDS = [5, 17, 99, 3, 250, 42, 7, 8, 120, 64, 11]
 TOL = {"rtol": 1e-4, "atol": 5e-4}
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int4"])
+@pytest.mark.parametrize("precision", ["fp32", "int4-exact"])
 @pytest.mark.parametrize("qtype", ["F32", "F16", "Q8_0", "Q4_0", "Q4_1", "mixed"])
 def test_logits_match_reference(tiny_gguf, converted, qtype, precision):
     path = tiny_gguf(qtype)
@@ -30,7 +30,7 @@ def test_logits_match_reference(tiny_gguf, converted, qtype, precision):
 def test_kv_cache_steps_match_reference(tiny_gguf, converted, arch, tied):
     path = tiny_gguf("mixed", arch=arch, tie_embeddings=tied)
     expected = Reference(path).logits(IDS)
-    decoder = Decoder(converted(path, "int4"))
+    decoder = Decoder(converted(path, "int4-exact"))
     got, cache = decoder.step(IDS[:4], decoder.empty_cache())
     rows = [got]
     for i in range(4, 7):  # one token at a time
@@ -47,7 +47,7 @@ def test_int4_keeps_blocks_and_fp32_has_none(tiny_gguf, converted):
     path = tiny_gguf("Q4_1")
     ops_int4 = {
         n.op_type
-        for n in onnx.load(converted(path, "int4") / "model.onnx", load_external_data=False).graph.node
+        for n in onnx.load(converted(path, "int4-exact") / "model.onnx", load_external_data=False).graph.node
     }
     ops_fp32 = {
         n.op_type
@@ -55,7 +55,7 @@ def test_int4_keeps_blocks_and_fp32_has_none(tiny_gguf, converted):
     }
     assert {"MatMulNBits", "GroupQueryAttention", "SkipSimplifiedLayerNormalization"} <= ops_int4
     assert "MatMulNBits" not in ops_fp32
-    weights = converted(path, "int4") / "model.onnx.data"
+    weights = converted(path, "int4-exact") / "model.onnx.data"
     assert weights.stat().st_size < (converted(path, "fp32") / "model.onnx.data").stat().st_size
 
 
@@ -63,7 +63,7 @@ def test_onnxruntime_genai_greedy_matches_reference(tiny_gguf, converted):
     import onnxruntime_genai as og
 
     path = tiny_gguf("Q4_1")
-    folder = converted(path, "int4")
+    folder = converted(path, "int4-exact")
     config = json.loads((folder / "genai_config.json").read_text())
     assert config["model"]["eos_token_id"] == 2 and config["model"]["type"] == "llama"
 
