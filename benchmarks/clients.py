@@ -175,7 +175,15 @@ async def run_load(
 
 
 async def run_prompts(
-    endpoint: Endpoint, *, system: str, label: str, model: str, words: int, rounds: int, max_tokens: int
+    endpoint: Endpoint,
+    *,
+    system: str,
+    label: str,
+    model: str,
+    words: int,
+    rounds: int,
+    max_tokens: int,
+    salt_base: int = 1000,
 ) -> LoadResult:
     """One client, `rounds` long prompts of `words` words each (distinct openings): prompt reading
     speed from the time to the first token, and decode speed at that context length."""
@@ -185,7 +193,7 @@ async def run_prompts(
         await stream_chat(conn, endpoint.chat_path, model, load_messages(0, 999), 2)
         start = time.perf_counter()
         for r in range(rounds):
-            messages = long_messages(1000 + r, words)
+            messages = long_messages(salt_base + r, words)
             result.requests.append(await stream_chat(conn, endpoint.chat_path, model, messages, max_tokens))
         result.wall_s = time.perf_counter() - start
     finally:

@@ -160,9 +160,11 @@ class LlamaCppProcess:
         wall, timings = self._run(jobs, per_sequence)
         return LoadResult(SYSTEM, label, clients, wall, requests=timings)
 
-    def prompts(self, label: str, words: int, rounds: int, max_tokens: int) -> LoadResult:
+    def prompts(
+        self, label: str, words: int, rounds: int, max_tokens: int, salt_base: int = 1000
+    ) -> LoadResult:
         """As `clients.run_prompts`: long prompts one at a time, one sequence sized to hold them."""
-        texts = [self.template(long_messages(1000 + r, words)) for r in range(rounds)]
+        texts = [self.template(long_messages(salt_base + r, words)) for r in range(rounds)]
         longest = max(len(self.call("tokenize", text=t)["ids"]) for t in texts)
         per_sequence = (longest + max_tokens + 1023) // 1024 * 1024
         self._run([[{"text": self.template(load_messages(0, 999)), "max_tokens": 2}]], per_sequence)

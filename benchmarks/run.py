@@ -178,10 +178,13 @@ def measure_load(
     return asyncio.run(run_load(endpoint(name, handle), **kwargs))
 
 
-def measure_prompts(name: str, handle: Any, model: BenchModel, words: int, rounds: int, tokens: int):
+def measure_prompts(
+    name: str, handle: Any, model: BenchModel, words: int, rounds: int, tokens: int, salt_base: int
+) -> LoadResult:
     if name == "llamacpp":
-        return handle.prompts(model.label, words, rounds, tokens)
+        return handle.prompts(model.label, words, rounds, tokens, salt_base)
     kwargs = dict(system=name, label=model.label, model=model.model_id, words=words, rounds=rounds)
+    kwargs["salt_base"] = salt_base
     return asyncio.run(run_prompts(endpoint(name, handle), max_tokens=tokens, **kwargs))
 
 
@@ -307,8 +310,12 @@ def measure_long_prompts(model: BenchModel, handles: dict[str, Any], args: argpa
     out = []
     for words in (int(w) for w in args.prompt_words.split(",") if w):
         rounds: dict[str, list[LoadResult]] = {n: [] for n in order}
-        for _, name in rotations(order, args.rounds if model.label == "tiny" else args.big_rounds):
-            res = measure_prompts(name, handles[name], model, words, args.prompt_rounds, args.prompt_tokens)
+        for r, name in rotations(order, args.rounds if model.label == "tiny" else args.big_rounds):
+            # A fresh opening every round: a prompt seen before would be read from our prefix cache.
+            salt = 1000 + 100 * r
+            res = measure_prompts(
+                name, handles[name], model, words, args.prompt_rounds, args.prompt_tokens, salt
+            )
             rounds[name].append(res)
             print(f"{model.label:13} {name:5} {words} words: {fmt(res.summary())}", flush=True)
         for name in order:
