@@ -55,8 +55,22 @@ def setup(folder: Path | None = None) -> Path:
     if not package.exists():
         package.write_text(json.dumps({"name": "llamacpp-peer", "private": True, "type": "module"}))
     command = ["npm", "install", "--save-exact", "--no-audit", "--no-fund", "--loglevel=error", PACKAGE]
+    cpu_build = _linux_cpu_build()
+    if cpu_build:
+        # Only the CPU build: the optional CUDA and Vulkan builds are ~10x its size and unused here.
+        command += ["--omit=optional", cpu_build]
     subprocess.run(command, cwd=folder, check=True)
     return folder
+
+
+def _linux_cpu_build() -> str | None:
+    """node-llama-cpp's prebuilt CPU package for this Linux machine, None elsewhere (npm picks)."""
+    import platform
+
+    arch = {"x86_64": "x64", "aarch64": "arm64"}.get(platform.machine())
+    if sys.platform != "linux" or arch is None:
+        return None
+    return f"@node-llama-cpp/linux-{arch}@{PACKAGE.rpartition('@')[2]}"
 
 
 class ChatTemplate:
