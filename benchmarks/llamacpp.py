@@ -41,13 +41,16 @@ def llamacpp_available(folder: Path | None = None) -> str | None:
         return "Node.js is not installed (node-llama-cpp needs node >= 20)"
     folder = folder or peer_dir()
     if not (folder / "node_modules" / "node-llama-cpp" / "package.json").exists():
-        return f"no node-llama-cpp in {folder} (install it: python -m benchmarks.llamacpp setup, ~20 s)"
+        return f"no node-llama-cpp in {folder} (install it: python -m benchmarks.llamacpp setup, ~1 min)"
     return None
 
 
 def setup(folder: Path | None = None) -> Path:
     """Install node-llama-cpp (prebuilt llama.cpp binaries) into `folder` with npm."""
     folder = folder or peer_dir()
+    installed = folder / "node_modules" / "node-llama-cpp" / "package.json"
+    if installed.exists() and json.loads(installed.read_text())["version"] == PACKAGE.rpartition("@")[2]:
+        return folder  # already there: a second setup only checks
     if shutil.which("npm") is None:
         raise SystemExit("npm is not installed: the llama.cpp peer needs Node.js 20 or newer")
     folder.mkdir(parents=True, exist_ok=True)

@@ -191,9 +191,9 @@ def markdown(results: dict[str, Any]) -> str:
             "|---|---|---:|---:|---:|",
         ]
         for model, figure, ours_v, theirs in rows:
-            lines.append(
-                f"| {model} | {figure} | {_f(ours_v)} | {_f(theirs)} | {_f(_ratio(ours_v, theirs), 2)}x |"
-            )
+            ratio = _f(_ratio(ours_v, theirs), 2)
+            ratio += "x" if ratio != "–" else ""
+            lines.append(f"| {model} | {figure} | {_f(ours_v)} | {_f(theirs)} | {ratio} |")
     lines += [
         "",
         "## Second turn of a chat (whole history resent) against a cold prompt of the same length",
