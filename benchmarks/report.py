@@ -6,7 +6,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-NAMES = {"ours": "foundry-jupyter REST", "peer": "Foundry Local (peer)", "raw og": "raw og loop"}
+NAMES = {
+    "ours": "foundry-jupyter REST",
+    "peer": "Foundry Local (peer)",
+    "raw og": "raw og loop",
+    "llama.cpp": "llama.cpp (node-llama-cpp)",
+}
+LLAMA = "llama.cpp"
 
 
 def _f(value: Any, digits: int = 1) -> str:
@@ -69,6 +75,48 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         check(f"{model}: /api/status p99 < 50 ms during 4 streams", p99, p99 < 50, f"{p99:.1f} ms")
     imp = results["notes"].get("import", {}).get("import_ms_median", math.nan)
     check("import foundry_jupyter < 100 ms", imp, imp < 100, f"{imp:.1f} ms")
+    for model, figure, ours, theirs in llama_rows(results):
+        if figure.startswith(("decode tok/s, 1 stream", "aggregate", "prompt tok/s, ~1")):
+            r = _ratio(ours, theirs)
+            check(f"{model}, {figure}: ≥ 1.0x llama.cpp", r, r >= 1, f"{r:.2f}x")
+    return out
+
+
+def llama_rows(results: dict[str, Any]) -> list[tuple[str, str, float, float]]:
+    """(model, figure, ours, llama.cpp) for every model llama.cpp ran on."""
+    out = []
+    loads, staggered = results["loads"], results.get("staggered", [])
+    prompts = results.get("prompts", [])
+    for model in dict.fromkeys(r["model"] for r in loads if r["system"] == LLAMA):
+
+        def pair(
+            rows: list[dict[str, Any]], key: str, model: str = model, **match: Any
+        ) -> tuple[float, float]:
+            ours, theirs = (_find(rows, model=model, system=s, **match) for s in ("ours", LLAMA))
+            return (ours or {}).get(key, math.nan), (theirs or {}).get(key, math.nan)
+
+        for clients in sorted({r["clients"] for r in loads if r["model"] == model}):
+            if clients == 1:
+                out.append((model, "decode tok/s, 1 stream", *pair(loads, "decode_tps", clients=1)))
+            else:
+                figure = f"aggregate tok/s, {clients} streams in lockstep"
+                out.append((model, figure, *pair(loads, "e2e_tps", clients=clients)))
+        for row in staggered:
+            if row["model"] == model and row["system"] == "ours":
+                figure = f"aggregate tok/s, {row['clients']} streams staggered over {row['stagger_s']:g} s"
+                out.append((model, figure, *pair(staggered, "e2e_tps", clients=row["clients"])))
+        for row in prompts:
+            if row["model"] == model and row["system"] == "ours":
+                tokens = row["prompt_tokens"]
+                out.append(
+                    (
+                        model,
+                        f"prompt tok/s, ~{tokens:,.0f} tokens",
+                        *pair(prompts, "prompt_tps", words=row["words"]),
+                    )
+                )
+                figure = f"decode tok/s after ~{tokens:,.0f} tokens"
+                out.append((model, figure, *pair(prompts, "decode_tps", words=row["words"])))
     return out
 
 
@@ -82,23 +130,70 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     lines += [
         "| model | clients | system | TTFT p50 ms | TTFT p90 ms | decode tok/s (per stream) | "
-        "end-to-end tok/s (all streams) | ours / peer | ours / raw | requests | errors |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "end-to-end tok/s (all streams) | ours / peer | ours / raw | ours / llama.cpp | requests | errors |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     loads = results["loads"]
     for row in loads:
         ours = _find(loads, model=row["model"], clients=row["clients"], system="ours")
-        vs_peer = vs_raw = ""
+        vs_peer = vs_raw = vs_llama = ""
         if row["system"] == "ours":
             peer = _find(loads, model=row["model"], clients=row["clients"], system="peer")
             raw = _find(loads, model=row["model"], clients=row["clients"], system="raw og")
+            llama = _find(loads, model=row["model"], clients=row["clients"], system=LLAMA)
             vs_peer = _f(_ratio(ours["e2e_tps"], peer["e2e_tps"]), 2) + "x" if peer else "–"
             vs_raw = _f(_ratio(ours["e2e_tps"], raw["e2e_tps"]), 2) + "x" if raw else "–"
+            vs_llama = _f(_ratio(ours["e2e_tps"], llama["e2e_tps"]), 2) + "x" if llama else "–"
         lines.append(
             f"| {row['model']} | {row['clients']} | {NAMES.get(row['system'], row['system'])} | "
             f"{_f(row['ttft_p50_ms'])} | {_f(row['ttft_p90_ms'])} | {_f(row['decode_tps'])} | "
-            f"{_f(row['e2e_tps'])} | {vs_peer} | {vs_raw} | {row['requests']} | {row['errors']} |"
+            f"{_f(row['e2e_tps'])} | {vs_peer} | {vs_raw} | {vs_llama} | {row['requests']} | "
+            f"{row['errors']} |"
         )
+    if results.get("staggered"):
+        lines += [
+            "",
+            "## Clients arriving at random offsets (staggered), 128 tokens, greedy",
+            "",
+            "| model | clients | offsets s | system | TTFT p50 ms | decode tok/s (per stream) | "
+            "end-to-end tok/s (all streams) | requests | errors |",
+            "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        for row in results["staggered"]:
+            lines.append(
+                f"| {row['model']} | {row['clients']} | 0–{row['stagger_s']:g} | "
+                f"{NAMES.get(row['system'], row['system'])} | {_f(row['ttft_p50_ms'])} | "
+                f"{_f(row['decode_tps'])} | {_f(row['e2e_tps'])} | {row['requests']} | {row['errors']} |"
+            )
+    if results.get("prompts"):
+        lines += [
+            "",
+            "## Long prompts, one at a time",
+            "",
+            "| model | system | prompt tokens | TTFT p50 ms | prompt tok/s | decode tok/s after it | "
+            "requests |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for row in results["prompts"]:
+            lines.append(
+                f"| {row['model']} | {NAMES.get(row['system'], row['system'])} | "
+                f"{_f(row['prompt_tokens'], 0)} | "
+                f"{_f(row['ttft_p50_ms'])} | {_f(row['prompt_tps'], 0)} | {_f(row['decode_tps'])} | "
+                f"{row['requests']} |"
+            )
+    rows = llama_rows(results)
+    if rows:
+        lines += [
+            "",
+            "## foundry-jupyter against llama.cpp, same GGUF",
+            "",
+            "| model | figure | ours | llama.cpp | ours / llama.cpp |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for model, figure, ours_v, theirs in rows:
+            ratio = _f(_ratio(ours_v, theirs), 2)
+            ratio += "x" if ratio != "–" else ""
+            lines.append(f"| {model} | {figure} | {_f(ours_v)} | {_f(theirs)} | {ratio} |")
     lines += [
         "",
         "## Second turn of a chat (whole history resent) against a cold prompt of the same length",
@@ -144,6 +239,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {m.get('cpus')} CPUs, {m.get('memory_gb')} GB, {m.get('platform')}, Python "
         f"{m.get('python')}. Peer: foundry-local-sdk {notes.get('peer_version', '–')}.",
     ]
+    if "llamacpp" in notes:
+        ll = notes["llamacpp"]
+        lines.append(
+            f"llama.cpp: {ll.get('package')} ({ll.get('llama')} binaries), {ll.get('threads')} threads."
+        )
     if "loadavg_start" in notes:
         start, end = notes["loadavg_start"][0], notes.get("loadavg_end", [math.nan])[0]
         lines.append(
@@ -151,7 +251,8 @@ def markdown(results: dict[str, Any]) -> str:
             "machine slows every system, evened out only as far as the rotating order allows."
         )
     for system, reason in notes.get("skipped", {}).items():
-        lines.append(f"Skipped {system}: {reason}.")
+        reasons = reason if isinstance(reason, list) else [reason]
+        lines += [f"Skipped {system}: {r}." for r in reasons]
     return "\n".join(lines) + "\n"
 
 

@@ -51,6 +51,8 @@ class LoadResult:
         ttfts = [r.ttft * 1000 for r in self.requests]
         tokens = sum(r.completion_tokens for r in self.requests)
         decode = [r.decode_tps for r in self.requests if not math.isnan(r.decode_tps)]
+        # prompt tokens over the time to the first token: the prompt reading speed of a lone request
+        reading = [r.prompt_tokens / r.ttft for r in self.requests if r.prompt_tokens and r.ttft > 0]
         return {
             "system": self.system,
             "model": self.model,
@@ -63,6 +65,8 @@ class LoadResult:
             "decode_tps": sum(decode) / len(decode) if decode else math.nan,
             # all tokens of all streams over the wall time: the machine's throughput
             "e2e_tps": tokens / self.wall_s if self.wall_s > 0 else math.nan,
+            "prompt_tokens": percentile([r.prompt_tokens for r in self.requests], 50),
+            "prompt_tps": percentile(reading, 50),
         }
 
 

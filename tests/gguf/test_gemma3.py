@@ -39,7 +39,7 @@ def gemma3_gguf(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def gemma3_int4(gemma3_gguf, converted) -> Path:
-    return converted(gemma3_gguf, "int4")
+    return converted(gemma3_gguf, "int4-exact")
 
 
 def test_logits_match_the_reference(gemma3_gguf, gemma3_int4):

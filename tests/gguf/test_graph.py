@@ -18,7 +18,7 @@ TOL = {"rtol": 1e-4, "atol": 5e-4}
 QTYPES = ["F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", "mixed", "kmixed"]
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int4"])
+@pytest.mark.parametrize("precision", ["fp32", "int4-exact"])
 @pytest.mark.parametrize("qtype", QTYPES)
 def test_logits_match_reference(tiny_gguf, converted, qtype, precision):
     path = tiny_gguf(qtype)
@@ -44,7 +44,7 @@ def test_logits_match_reference(tiny_gguf, converted, qtype, precision):
 def test_kv_cache_steps_match_reference(tiny_gguf, converted, arch, qtype, tied, rope):
     path = tiny_gguf(qtype, arch=arch, tie_embeddings=tied, rope=rope)
     expected = Reference(path).logits(IDS)
-    decoder = Decoder(converted(path, "int4"))
+    decoder = Decoder(converted(path, "int4-exact"))
     got, cache = decoder.step(IDS[:4], decoder.empty_cache())
     rows = [got]
     for i in range(4, 7):  # one token at a time
@@ -62,7 +62,7 @@ def test_rope_scalings_match_reference(tiny_gguf, converted, arch, rope, length)
     its long ones beyond, for the whole sequence."""
     path = tiny_gguf("Q8_0", arch=arch, rope=rope)
     expected = Reference(path).logits(IDS[:length])
-    np.testing.assert_allclose(Decoder(converted(path, "int4")).logits(IDS[:length]), expected, **TOL)
+    np.testing.assert_allclose(Decoder(converted(path, "int4-exact")).logits(IDS[:length]), expected, **TOL)
 
 
 def _op_counts(folder) -> dict[str, int]:
@@ -82,7 +82,7 @@ def _op_counts(folder) -> dict[str, int]:
     [("Q4_K", 8), ("Q6_K", 0), ("Q5_K", 0), ("Q5_0", 0), ("kmixed", 4)],
 )
 def test_int4_keeps_exactly_the_4bit_blocks(tiny_gguf, converted, qtype, nbits):
-    assert _op_counts(converted(tiny_gguf(qtype), "int4"))["MatMulNBits"] == nbits
+    assert _op_counts(converted(tiny_gguf(qtype), "int4-exact"))["MatMulNBits"] == nbits
 
 
 def test_int4_keeps_blocks_and_fp32_has_none(tiny_gguf, converted):
@@ -91,7 +91,7 @@ def test_int4_keeps_blocks_and_fp32_has_none(tiny_gguf, converted):
     path = tiny_gguf("Q4_1")
     ops_int4 = {
         n.op_type
-        for n in onnx.load(converted(path, "int4") / "model.onnx", load_external_data=False).graph.node
+        for n in onnx.load(converted(path, "int4-exact") / "model.onnx", load_external_data=False).graph.node
     }
     ops_fp32 = {
         n.op_type
@@ -99,7 +99,7 @@ def test_int4_keeps_blocks_and_fp32_has_none(tiny_gguf, converted):
     }
     assert {"MatMulNBits", "GroupQueryAttention", "SkipSimplifiedLayerNormalization"} <= ops_int4
     assert "MatMulNBits" not in ops_fp32
-    weights = converted(path, "int4") / "model.onnx.data"
+    weights = converted(path, "int4-exact") / "model.onnx.data"
     assert weights.stat().st_size < (converted(path, "fp32") / "model.onnx.data").stat().st_size
 
 
@@ -118,7 +118,7 @@ def test_onnxruntime_genai_greedy_matches_reference(tiny_gguf, converted, arch, 
     import onnxruntime_genai as og
 
     path = tiny_gguf(qtype, arch=arch)
-    folder = converted(path, "int4")
+    folder = converted(path, "int4-exact")
     config = json.loads((folder / "genai_config.json").read_text())
     assert config["model"]["eos_token_id"] == 2 and config["model"]["type"] == model_type
 

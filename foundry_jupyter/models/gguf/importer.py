@@ -25,12 +25,12 @@ def import_gguf(
 ) -> Path:
     """Convert `gguf_path` into an ONNX GenAI folder at `dest_dir` and return that folder.
 
-    `precision`: "fp32" (every weight dequantized), "int4" (Q4_0/Q4_1 blocks kept exactly, float32
-    activations: the same answers as fp32) or "int4-fast" (the same blocks and an 8-bit LM head and
-    embedding, all computed by onnxruntime's int8-activation kernels in two passes, the activations'
-    int8 part and then the rest: about twice int4's decode speed on CPU and the smallest folder, about
-    99 % top-1 agreement with fp32, so it may flip a close call; prompts are read more slowly than
-    with int4). `progress` receives one short line per stage. The folder
+    `precision`: "fp32" (every weight dequantized), "int4" (Q4_0/Q4_1 blocks and the tied head's 8-bit
+    blocks kept, computed on activations rounded to int8 as llama.cpp computes them: the fastest, with
+    llama.cpp's agreement with fp32), "int4-exact" (the same blocks on float32 activations: the same
+    answers as fp32) or "int4-fast" (int8 kernels in two passes, the activations' int8 part and then
+    the rest: about 99 % top-1 agreement with fp32; prompts are read more slowly).
+    `progress` receives one short line per stage. The folder
     appears whole or not at all: it is written beside `dest_dir` and renamed into place; `dest_dir`
     must not exist or be empty.
     """
