@@ -44,6 +44,10 @@ from ..models.engines import (
 
 log = logging.getLogger("foundry_jupyter.service.remote")
 
+# Failures before any answer: a refused connection, or a kept-alive one the engine closed or reset as the
+# request went out.
+_NOTHING_CAME_BACK = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError)
+
 T = TypeVar("T")
 DOWN_RECHECK_S = 10.0  # an engine that did not answer is asked again this soon, whatever refresh_s says
 MAX_ERROR_BODY = 64 * 1024
@@ -324,8 +328,13 @@ class ProxyCall:
                     client.send(request, stream=True), engine.first_byte_timeout, "a first byte"
                 )
                 break
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
-                # Nothing came back: the engine has not started on it, so another try is safe.
+            except (
+                httpx.ConnectError,
+                httpx.ConnectTimeout,
+                httpx.RemoteProtocolError,
+                httpx.ReadError,
+            ) as exc:
+                # No answer was started, so another try is safe.
                 if attempt < engine.retries:
                     await asyncio.sleep(0.2 * (attempt + 1))
                     continue

@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import socket
+import struct
 import time
 
 import openai
@@ -21,7 +22,9 @@ from tornado.netutil import bind_sockets
 KEY = "sk-planted-SECRET-7f3a9c"
 KEY_ENV = "FOUNDRY_TEST_ENGINE_KEY"
 MSG = [{"role": "user", "content": "hi"}]
-MODELS = ["echo", "slow-first", "cut", "bad-json", "rate-limited", "refuses", "hold", "org/with-slash"]
+MODELS = [
+    "echo", "slow-first", "cut", "bad-json", "rate-limited", "refuses", "hold", "org/with-slash", "reset-once"
+]  # fmt: skip
 
 
 class FakeEngine:
@@ -32,6 +35,7 @@ class FakeEngine:
         self.auth: list[str | None] = []
         self.hold_closed = asyncio.Event()
         self.hold_started = asyncio.Event()
+        self.resets = 0
         self.port = 0
 
 
@@ -69,6 +73,13 @@ class Chat(_Base):
         body = json.loads(self.request.body)
         self.fake.requests.append(body)
         model = body["model"]
+        if model == "reset-once" and not self.fake.resets:
+            # As an engine closing a kept-alive connection just as a request arrives: a reset, no answer.
+            self.fake.resets += 1
+            sock = self.request.connection.stream.socket
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.request.connection.stream.close()
+            return
         if model == "rate-limited":
             self.set_status(429)
             self.set_header("Retry-After", "7")
@@ -270,6 +281,13 @@ async def test_an_engine_that_is_down_is_a_503_naming_it(http):
     error = answer.json()["error"]
     assert error["code"] == "engine_unavailable" and "'down'" in error["message"]
     assert time.monotonic() - started < 5
+
+
+async def test_a_connection_reset_before_any_answer_is_retried(client, fake_engine):
+    answer = await client.chat.completions.create(model="fake/reset-once", messages=MSG)
+    assert answer.choices[0].message.content == "Hello there"
+    assert fake_engine.resets == 1
+    assert [r["model"] for r in fake_engine.requests].count("reset-once") == 2
 
 
 async def test_no_first_byte_in_time_is_a_504(http):
