@@ -24,6 +24,7 @@ from typing import Any
 
 from .clients import load_messages, long_messages, stagger_offsets
 from .stats import LoadResult, RequestTiming
+from .worker import JsonLineWorker
 
 PACKAGE = "node-llama-cpp@3.21.1"
 SCRIPT = Path(__file__).resolve().parent / "llamacpp.mjs"
@@ -90,20 +91,17 @@ class ChatTemplate:
         return self.template.render(messages=messages, add_generation_prompt=True, **self.special)
 
 
-class LlamaCppProcess:
+class LlamaCppProcess(JsonLineWorker):
     """One node worker holding `gguf` in llama.cpp, prompted with `model_dir`'s chat template."""
 
+    label = "llama.cpp worker"
+
     def __init__(self, gguf: Path, model_dir: Path, threads: int = 2) -> None:
+        super().__init__()
         self.gguf = gguf
         self.template = ChatTemplate(model_dir)
         self.threads = threads
-        self.proc: subprocess.Popen[str] | None = None
         self.info: dict[str, Any] = {}
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     def start(self) -> LlamaCppProcess:
         folder = peer_dir()
@@ -115,22 +113,6 @@ class LlamaCppProcess:
         )
         self.info = self._read()
         return self
-
-    def _read(self) -> dict[str, Any]:
-        assert self.proc is not None and self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"llama.cpp worker exited with {self.proc.wait()}")
-        answer = json.loads(line)
-        if "error" in answer:
-            raise RuntimeError(answer["error"])
-        return answer
-
-    def call(self, op: str, **job: Any) -> dict[str, Any]:
-        assert self.proc is not None and self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"op": op, **job}) + "\n")
-        self.proc.stdin.flush()
-        return self._read()
 
     def _run(
         self, clients: list[list[dict[str, Any]]], per_sequence: int
@@ -200,23 +182,6 @@ class LlamaCppProcess:
         ids = prompt + answer
         per_sequence = (len(ids) + 1023) // 1024 * 1024
         return self.call("top1", ids=ids, **{"from": len(prompt)}, per_sequence=per_sequence)["next"]
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-        self.proc = None
-
-    def __enter__(self) -> LlamaCppProcess:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from typing import Any
 
 from .clients import conversation, load_messages
 from .stats import LoadResult, RequestTiming, TurnResult
+from .worker import JsonLineWorker
 
 # og.EngineEventFlags bits; the last token of a turn carries TOKEN | TURN_FINISHED.
 TOKEN, TURN_FINISHED, FAILED = 1, 2, 4
@@ -215,17 +216,14 @@ def _worker(model_dir: str) -> None:
         print(json.dumps(answer), flush=True)
 
 
-class RawProcess:
+class RawProcess(JsonLineWorker):
     """Driver for the worker process."""
 
-    def __init__(self, model_dir: Path) -> None:
-        self.model_dir = model_dir
-        self.proc: subprocess.Popen[str] | None = None
+    label = "raw og worker"
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+    def __init__(self, model_dir: Path) -> None:
+        super().__init__()
+        self.model_dir = model_dir
 
     def start(self) -> RawProcess:
         cmd = [sys.executable, "-m", "benchmarks.raw_generator", "--model-dir", str(self.model_dir)]
@@ -233,22 +231,6 @@ class RawProcess:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root)
         self._read()
         return self
-
-    def _read(self) -> dict[str, Any]:
-        assert self.proc is not None and self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"raw og worker exited with {self.proc.wait()}")
-        answer = json.loads(line)
-        if "error" in answer:
-            raise RuntimeError(answer["error"])
-        return answer
-
-    def call(self, op: str, **job: Any) -> dict[str, Any]:
-        assert self.proc is not None and self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"op": op, **job}) + "\n")
-        self.proc.stdin.flush()
-        return self._read()
 
     def load(self, label: str, clients: int, requests_per_client: int, max_tokens: int) -> LoadResult:
         data = self.call(
@@ -267,23 +249,6 @@ class RawProcess:
         data = self.call("turn", label=label, rounds=rounds, first_tokens=first_tokens, salt_base=salt_base)
         matched = data.pop("prefix_matched")
         return TurnResult(**data), matched
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-        self.proc = None
-
-    def __enter__(self) -> RawProcess:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from .schemas import FunctionName, MaxTokens, Temperature, TopP, Ttl, _Body
+from .schemas import FunctionName, MaxTokens, Temperature, TopP, Ttl, _Body, check_tool_choice
 
 _UNSUPPORTED_PARTS = {"input_image", "input_file", "input_audio"}
 _UNSUPPORTED_ITEMS = {
@@ -221,17 +221,8 @@ class ResponseCreateRequest(_Body):
 
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> ResponseCreateRequest:
-        names = [tool.name for tool in self.tools or ()]
-        duplicated = sorted({name for name in names if names.count(name) > 1})
-        if duplicated:
-            raise ValueError(f"tools declares the function '{duplicated[0]}' more than once")
-        if isinstance(self.tool_choice, FunctionChoice) and self.tool_choice.name not in names:
-            raise ValueError(
-                f"tool_choice names the function '{self.tool_choice.name}', which tools does not declare "
-                f"(declared: {', '.join(names) or 'none'})"
-            )
-        if self.tool_choice == "required" and not names:
-            raise ValueError("tool_choice 'required' needs at least one tool in tools")
+        chosen = self.tool_choice.name if isinstance(self.tool_choice, FunctionChoice) else None
+        check_tool_choice([tool.name for tool in self.tools or ()], self.tool_choice, chosen)
         if self.background:
             raise ValueError("background responses are not supported; send the request without background")
         if self.truncation == "auto":

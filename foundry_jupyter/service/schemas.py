@@ -222,6 +222,21 @@ class _Sampling(_Body):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
+def check_tool_choice(names: list[str], tool_choice: object, chosen: str | None) -> None:
+    """Refuse declared functions that repeat, a named choice (`chosen`) that tools does not declare, and
+    `required` without tools: the chat and responses routes refuse the same things the same way."""
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ValueError(f"tools declares the function '{duplicated[0]}' more than once")
+    if chosen is not None and chosen not in names:
+        raise ValueError(
+            f"tool_choice names the function '{chosen}', which tools does not declare "
+            f"(declared: {', '.join(names) or 'none'})"
+        )
+    if tool_choice == "required" and not names:
+        raise ValueError("tool_choice 'required' needs at least one tool in tools")
+
+
 class ChatCompletionRequest(_Sampling):
     """`POST v1/chat/completions`."""
 
@@ -248,17 +263,8 @@ class ChatCompletionRequest(_Sampling):
 
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> ChatCompletionRequest:
-        names = [tool.function.name for tool in self.tools or ()]
-        duplicated = sorted({name for name in names if names.count(name) > 1})
-        if duplicated:
-            raise ValueError(f"tools declares the function '{duplicated[0]}' more than once")
-        if isinstance(self.tool_choice, NamedToolChoice) and self.tool_choice.function.name not in names:
-            raise ValueError(
-                f"tool_choice names the function '{self.tool_choice.function.name}', which tools does not "
-                f"declare (declared: {', '.join(names) or 'none'})"
-            )
-        if self.tool_choice == "required" and not names:
-            raise ValueError("tool_choice 'required' needs at least one tool in tools")
+        chosen = self.tool_choice.function.name if isinstance(self.tool_choice, NamedToolChoice) else None
+        check_tool_choice([tool.function.name for tool in self.tools or ()], self.tool_choice, chosen)
         if self.logit_bias:
             raise ValueError("logit_bias is not supported; send the request without it")
         return self

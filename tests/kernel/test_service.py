@@ -3,6 +3,7 @@ in that kernel talk to the server's Foundry API (one loaded copy of the model, i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -66,12 +67,9 @@ class Server:
                 self.process.wait(10)
 
 
-@pytest.fixture(scope="module")
-def server(tiny_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    pytest.importorskip("foundry_jupyter.server.app")
-    base = tmp_path_factory.mktemp("jupyter-server")
-    cache = base / "cache" / "models"
-    shutil.copytree(tiny_cache_dir, cache)
+@contextlib.contextmanager
+def running_server(base: Path, cache: Path) -> Iterator[Server]:
+    """A real `jupyter server` with the extension, on a free port, serving the models in `cache`."""
     runtime = base / "runtime"
     runtime.mkdir()
     port = _free_port()
@@ -109,6 +107,16 @@ def server(tiny_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    pytest.importorskip("foundry_jupyter.server.app")
+    base = tmp_path_factory.mktemp("jupyter-server")
+    cache = base / "cache" / "models"
+    shutil.copytree(tiny_cache_dir, cache)
+    with running_server(base, cache) as srv:
+        yield srv
 
 
 class Kernel:

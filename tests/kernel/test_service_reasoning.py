@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +12,7 @@ import pytest
 
 from tests.support.reasoning import OPENS_THINKING, with_template
 
-from .test_service import NOTEBOOKS, TOKEN, Kernel, Server, _free_port, _of
+from .test_service import Kernel, Server, _of, running_server
 
 THINKS = "tiny-think-generic-cpu:1"
 
@@ -32,43 +29,8 @@ def server(
         tiny_model_dir, cache / "foundry-jupyter" / "tiny-think-generic-cpu-1", OPENS_THINKING
     )
     (folder / "inference_model.json").write_text(json.dumps({"Name": THINKS}))
-    runtime = base / "runtime"
-    runtime.mkdir()
-    port = _free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("FOUNDRY_JUPYTER_URL", "FOUNDRY_JUPYTER_TOKEN"))
-    }
-    env.update(
-        FOUNDRY_JUPYTER_CACHE=str(cache),
-        JUPYTER_RUNTIME_DIR=str(runtime),
-        JUPYTER_CONFIG_DIR=str(base / "config"),
-        JUPYTER_DATA_DIR=str(base / "data"),
-        HF_HUB_OFFLINE="1",
-    )
-    log = base / "server.log"
-    command = [
-        sys.executable,
-        "-m",
-        "jupyter_server",
-        "--no-browser",
-        "--allow-root",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={TOKEN}",
-        f"--ServerApp.root_dir={NOTEBOOKS}",
-        "--ServerApp.jpserver_extensions={'foundry_jupyter': True}",
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    srv = Server(port, runtime, process, log)
-    try:
-        srv.wait_ready()
+    with running_server(base, cache) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def test_thinking_streams_folded_through_the_server(server: Server) -> None:
