@@ -79,6 +79,7 @@ export function ChatView({ chat, listed, catalog, loaded }: IChatViewProps): JSX
   const list = React.useRef<HTMLDivElement>(null);
   const content = React.useRef<HTMLDivElement>(null);
   const stuck = React.useRef(true); // follow the answer while the user has not scrolled up
+  const followedTo = React.useRef(0); // where following last scrolled to
   React.useEffect(() => {
     // Answers render after React's update, so follow the content's size rather than the state.
     const [outer, inner] = [list.current, content.current];
@@ -88,6 +89,7 @@ export function ChatView({ chat, listed, catalog, loaded }: IChatViewProps): JSX
     const follow = new ResizeObserver(() => {
       if (stuck.current) {
         outer.scrollTop = outer.scrollHeight;
+        followedTo.current = outer.scrollTop;
       }
     });
     follow.observe(inner);
@@ -95,8 +97,14 @@ export function ChatView({ chat, listed, catalog, loaded }: IChatViewProps): JSX
   }, []);
   const onScroll = (): void => {
     const node = list.current;
-    if (node) {
-      stuck.current = node.scrollHeight - node.scrollTop - node.clientHeight < 24;
+    if (!node) {
+      return;
+    }
+    // Content that grew after our own scroll is not the user leaving the bottom: only a move up is.
+    if (node.scrollHeight - node.scrollTop - node.clientHeight < 24) {
+      stuck.current = true;
+    } else if (node.scrollTop < followedTo.current - 4) {
+      stuck.current = false;
     }
   };
 

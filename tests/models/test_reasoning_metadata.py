@@ -33,4 +33,5 @@ def test_a_cached_model_whose_template_thinks_is_marked_reasoning(tiny_cache_dir
         "completions",
         "tools",
         "reasoning",
+        "fim",  # the tiny model's tokenizer has fill-in-the-middle tokens
     ]
