@@ -17,6 +17,7 @@ from ..errors import InvalidRequest
 from ..models.engines import EngineConfig
 from ..service import embeddings, foundry, openai, responses
 from ..service.openapi import EVENTS, JSON, TEXT, Operation, Param, Route, spec
+from ..service.remote import EngineError
 from ..service.response_schemas import ResponseCreateRequest
 from ..service.schemas import (
     ChatCompletionRequest,
@@ -143,12 +144,21 @@ class ResponsesHandler(FoundryHandler):
         req = parse(ResponseCreateRequest, self.json_body())
         self.model_name(req.model)
         self.ep_name(req.ep)
-        run, stream = await responses.open_response(self.service, self.service.responses, req)
+        try:
+            run, stream = await responses.open_response(self.service, self.service.responses, req)
+        except EngineError as exc:  # a remote engine's refusal keeps its status and Retry-After
+            proxy.send_error(self, exc)
+            return
         self.cancel_on_close(stream)
         if req.stream:
             await self.send_events(responses.response_events(run, stream), done=False, named=True)
             return
-        answer = await responses.collect_response(run, stream)
+        try:
+            answer = await responses.collect_response(run, stream)
+        except EngineError as exc:
+            if not stream.cancelled:
+                proxy.send_error(self, exc)
+            return
         if not stream.cancelled:
             self.send_json(answer)
 

@@ -29,7 +29,7 @@ async def send_proxied(handler: FoundryHandler, path: str, body: dict[str, Any])
     try:
         call = await handler.service.remote.open(path, body)
     except EngineError as exc:
-        _send_error(handler, exc)
+        send_error(handler, exc)
         return
     handler.cancel_on_close(call)
     if body.get("stream"):
@@ -40,13 +40,14 @@ async def send_proxied(handler: FoundryHandler, path: str, body: dict[str, Any])
     except FoundryError as exc:
         if call.cancelled:
             return
-        _send_error(handler, exc)
+        send_error(handler, exc)
         return
     if not call.cancelled:
         handler.send_json(answer)
 
 
-def _send_error(handler: FoundryHandler, exc: FoundryError) -> None:
+def send_error(handler: FoundryHandler, exc: FoundryError) -> None:
+    """An error answer with the status and headers (an engine's `Retry-After`) the error carries."""
     handler.log.info(
         "request %s: %s %s -> %s %s",
         handler.request_id,

@@ -125,8 +125,8 @@ class FoundryService:
         if hit is not None:
             raise InvalidRequest(
                 f"{name} is a model of the remote engine '{hit.engine.name}': it has no files or runner "
-                "here, so there is nothing to download, load or count with; chat and completions go to the "
-                "engine.",
+                "here, so there is nothing to download, load or count with; chat, completions, responses and "
+                "embeddings go to the engine.",
                 param="model",
                 code="remote_model",
             )

@@ -7,6 +7,10 @@ conversation reuse sees the same token prefix a chat client resending its histor
 chained request continues the held state of the turn before instead of reading it again (reported
 as `usage.input_tokens_details.cached_tokens`).
 
+A remote engine's model (`ENGINE/MODEL`) runs the same chat request as a chat completion at the
+engine (`remote_chat`), read into the same pieces, finish reason, usage and tool calls; the stored
+conversation, instructions, tools and `text.format` work the same, without the held-state reuse.
+
 Answers are response objects; streams are the Responses API's typed events, each with its
 `sequence_number`. Stored responses live in a `ResponseStore` (bounded by count and age).
 """
@@ -23,6 +27,7 @@ from ..errors import FoundryError, InvalidRequest
 from . import openai
 from .core import FoundryService
 from .openai import GenerationStream
+from .remote_chat import RemoteChatStream, open_remote_chat
 from .response_schemas import (
     FormatJsonObject,
     FormatJsonSchema,
@@ -36,6 +41,10 @@ from .response_store import Item, ResponseStore
 from .schemas import ChatCompletionRequest, parse
 
 MAX_LIST_LIMIT = 100
+
+# A local runner's generation, or a remote engine's chat completion: the same pieces, finish reason,
+# usage and tool calls.
+ChatStream = GenerationStream | RemoteChatStream
 
 
 def _new_id(prefix: str) -> str:
@@ -204,7 +213,7 @@ class ResponseRun:
             "metadata": dict(req.metadata or {}),
         }
 
-    def finish(self, stream: GenerationStream) -> None:
+    def finish(self, stream: ChatStream) -> None:
         """Status, usage and details once the stream has ended; stores the response when asked to."""
         if stream.finish_reason == "length":
             self.status = "incomplete"
@@ -260,16 +269,22 @@ def _function_call(call: ToolCall, status: str = "completed") -> Item:
 # ---- create -----------------------------------------------------------------------------------
 async def open_response(
     service: FoundryService, store: ResponseStore, req: ResponseCreateRequest
-) -> tuple[ResponseRun, GenerationStream]:
+) -> tuple[ResponseRun, ChatStream]:
     """Start generating; an unknown model, a missing previous response or a prompt over the context
-    fails here, as a plain 4xx."""
+    fails here, as a plain 4xx, and so does a remote engine that refuses or cannot be reached (its
+    `EngineError`). A remote engine's model (`ENGINE/MODEL`) runs as a chat completion there."""
     run = ResponseRun(req, store)
-    stream = await openai.open_chat(service, run.chat_request())
+    chat = run.chat_request()
+    stream: ChatStream
+    if await service.remote.find(req.model) is not None:
+        stream = await open_remote_chat(service.remote, chat, stream=req.stream)
+    else:
+        stream = await openai.open_chat(service, chat)
     run.model = stream.model_id
     return run, stream
 
 
-async def collect_response(run: ResponseRun, stream: GenerationStream) -> dict[str, Any]:
+async def collect_response(run: ResponseRun, stream: ChatStream) -> dict[str, Any]:
     """The whole response object (`stream: false`)."""
     text = "".join([piece async for piece in stream.pieces()])
     item_status = "incomplete" if stream.finish_reason == "length" else "completed"
@@ -281,12 +296,13 @@ async def collect_response(run: ResponseRun, stream: GenerationStream) -> dict[s
     return run.response()
 
 
-async def response_events(run: ResponseRun, stream: GenerationStream) -> AsyncGenerator[list[Item], None]:
+async def response_events(run: ResponseRun, stream: ChatStream) -> AsyncGenerator[list[Item], None]:
     """The typed events of a streamed response, in OpenAI's order; each list goes out in one write."""
     events = _Events(run)
     yield [events.lifecycle("response.created"), events.lifecycle("response.in_progress")]
+    pieces = stream.pieces()
     try:
-        async for piece in stream.pieces():
+        async for piece in pieces:
             yield events.text(piece)
     except FoundryError as exc:
         if stream.cancelled:
@@ -299,6 +315,8 @@ async def response_events(run: ResponseRun, stream: GenerationStream) -> AsyncGe
             events.lifecycle("response.failed"),
         ]
         return
+    finally:
+        await pieces.aclose()  # a client that left closes the generation now, not at collection
     if stream.cancelled:
         return
     closing = []
