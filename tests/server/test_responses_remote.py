@@ -9,9 +9,12 @@ import asyncio
 import io
 import json
 import logging
+import shutil
 import socket
+from pathlib import Path
 from typing import Literal
 
+import jsonschema
 import openai
 import pytest
 from pydantic import BaseModel
@@ -19,7 +22,11 @@ from tornado import httpserver, web
 from tornado.iostream import StreamClosedError
 from tornado.netutil import bind_sockets
 
+from tests.support.tools import WEATHER_PARAMETERS
+
+from .conftest import TINY
 from .test_errors import assert_openai_error
+from .test_remote_peers import SecondServer
 
 KEY = "sk-responses-SECRET-41d7"
 KEY_ENV = "FOUNDRY_TEST_RESPONSES_ENGINE_KEY"
@@ -34,6 +41,7 @@ WEATHER = {
         "additionalProperties": False,
     },
 }
+TOOL = {"type": "function", "name": "get_weather", "parameters": WEATHER_PARAMETERS}  # for the tiny model
 CALL_ARGUMENTS = '{"city": "Paris"}'
 
 
@@ -402,3 +410,56 @@ async def test_a_client_that_leaves_a_stream_closes_the_upstream_request(base_ur
     # the engine takes one request at a time from this server: a place held on would be a 429
     answer = await http.post("v1/responses", json={"model": "narrow/echo", "input": "still there?"})
     assert answer.status_code == 200 and answer.json()["output"][0]["content"][0]["text"].startswith("Turn 1")
+
+
+@pytest.fixture
+def second_server(tmp_path: Path, tiny_cache_dir: Path):
+    """A second foundry-jupyter server, a real engine with chat completions for the tiny model."""
+    cache = tmp_path / "second" / "cache" / "models"
+    shutil.copytree(tiny_cache_dir, cache)
+    server = SecondServer(tmp_path / "second", cache).start()
+    yield server
+    server.stop()
+
+
+async def test_a_real_engine_answers_as_the_same_model_does_here(http, client, second_server, monkeypatch):
+    monkeypatch.setenv("SECOND_SERVER_TOKEN", second_server.token)
+    body = {"name": "lab2", "baseUrl": second_server.url, "apiKeyEnv": "SECOND_SERVER_TOKEN"}
+    assert (await http.post("openai/register", json=body)).status_code == 200
+    greedy = {"input": "Name three colours.", "max_output_tokens": 8, "temperature": 0}
+
+    local = await client.responses.create(model=TINY, **greedy)
+    remote = await client.responses.create(model=f"lab2/{TINY}", **greedy)
+    assert remote.model == f"lab2/{TINY}" and remote.output_text == local.output_text
+    assert remote.status == local.status == "incomplete"  # the budget ended both
+    assert (remote.usage.input_tokens, remote.usage.output_tokens) == (
+        local.usage.input_tokens,
+        local.usage.output_tokens,
+    )
+    more = {"input": "More.", "max_output_tokens": 4, "temperature": 0}
+    events = await client.responses.create(
+        model=f"lab2/{TINY}", previous_response_id=remote.id, stream=True, **more
+    )
+    chained = [event async for event in events][-1].response
+    local_chained = await client.responses.create(model=TINY, previous_response_id=local.id, **more)
+    assert chained.output_text == local_chained.output_text
+    assert chained.usage.input_tokens == local_chained.usage.input_tokens
+    # the engine read the turn it had just answered as the prefix it holds: its reuse is passed on
+    assert chained.usage.input_tokens_details.cached_tokens >= remote.usage.input_tokens
+    assert chained.usage.input_tokens_details.cached_tokens == (
+        local_chained.usage.input_tokens_details.cached_tokens
+    )
+
+    forced = {
+        "input": "Weather in Paris?",
+        "tools": [TOOL],
+        "tool_choice": {"type": "function", "name": "get_weather"},
+    }
+    local_call = await client.responses.create(model=TINY, max_output_tokens=80, temperature=0, **forced)
+    remote_call = await client.responses.create(
+        model=f"lab2/{TINY}", max_output_tokens=80, temperature=0, **forced
+    )
+    [call] = remote_call.output
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert call.arguments == local_call.output[0].arguments
+    jsonschema.validate(json.loads(call.arguments), WEATHER_PARAMETERS)
