@@ -69,6 +69,17 @@ def _answer(body: dict) -> tuple[str, list[dict], str]:
         return " ".join(["word"] * 200), [], "stop"
     if body.get("response_format", {}).get("type") == "json_schema":
         return '{"pick": "blue"}', [], "stop"
+    if body["model"] == "whole-calls":
+        cities = ("Paris", "Oslo")
+        calls = [
+            {
+                "id": f"call_{c}",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": {"city": c}},
+            }
+            for c in cities
+        ]
+        return "", calls, "tool_calls"
     if body.get("tools") and last["role"] == "user":
         call = {
             "id": "call_fake1",
@@ -152,6 +163,9 @@ class Chat(web.RequestHandler):
             await self._send({"error": {"message": "the engine lost its GPU", "code": "gpu_lost"}})
             self.finish()
             return
+        if model == "whole-calls":  # as some Ollama versions: every call whole, in one chunk, no index
+            await self._send(_chunk(model, {"tool_calls": calls}))
+            calls = []
         for i, call in enumerate(calls):  # the arguments in two pieces, as OpenAI and vLLM stream them
             cut = len(call["function"]["arguments"]) // 2
             name, arguments = call["function"]["name"], call["function"]["arguments"]
@@ -326,6 +340,25 @@ async def test_a_function_call_round_trip(client, engine, stream):
     assert messages[1]["role"] == "assistant" and messages[1]["tool_calls"][0]["id"] == "call_fake1"
     assert messages[1]["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": CALL_ARGUMENTS}
     assert messages[2] == {"role": "tool", "tool_call_id": "call_fake1", "content": "Sunny, 21 C"}
+
+
+async def test_calls_sent_whole_without_an_index_stay_apart(client):
+    for stream in (False, True):
+        if stream:
+            events = await client.responses.create(
+                model="fake/whole-calls", input="Paris and Oslo?", tools=[WEATHER], stream=True
+            )
+            answer = [event async for event in events][-1].response
+        else:
+            answer = await client.responses.create(
+                model="fake/whole-calls", input="Paris and Oslo?", tools=[WEATHER]
+            )
+        assert [(c.type, c.call_id) for c in answer.output] == [
+            ("function_call", "call_Paris"),
+            ("function_call", "call_Oslo"),
+        ]
+        # the arguments came as JSON objects, not text: passed on as text, as OpenAI's API has them
+        assert [json.loads(c.arguments) for c in answer.output] == [{"city": "Paris"}, {"city": "Oslo"}]
 
 
 async def test_text_format_and_a_cut_answer(client, engine):
