@@ -9,7 +9,8 @@ as `usage.input_tokens_details.cached_tokens`).
 
 A remote engine's model (`ENGINE/MODEL`) runs the same chat request as a chat completion at the
 engine (`remote_chat`), read into the same pieces, finish reason, usage and tool calls; the stored
-conversation, instructions, tools and `text.format` work the same, without the held-state reuse.
+conversation, instructions, tools and `text.format` work the same; reuse of the earlier turns is then
+the engine's (its `cached_tokens` are passed on).
 
 Answers are response objects; streams are the Responses API's typed events, each with its
 `sequence_number`. Stored responses live in a `ResponseStore` (bounded by count and age).
