@@ -11,7 +11,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from .schemas import FunctionName, MaxTokens, Temperature, TopP, Ttl, _Body, check_tool_choice
+from .schemas import (
+    FunctionName,
+    MaxTokens,
+    ParametersSchema,
+    Temperature,
+    TopP,
+    Ttl,
+    _Body,
+    check_tool_choice,
+)
 
 _UNSUPPORTED_PARTS = {"input_image", "input_file", "input_audio"}
 _UNSUPPORTED_ITEMS = {
@@ -112,17 +121,8 @@ class FunctionTool(_Body):
     type: Literal["function"] = Field(description="Only function tools are supported.")
     name: FunctionName
     description: str | None = None
-    parameters: dict[str, Any] | None = Field(
-        default=None, description="A JSON schema of the arguments object (omitted: no arguments)."
-    )
+    parameters: ParametersSchema = None
     strict: bool | None = None
-
-    @field_validator("parameters")
-    @classmethod
-    def _object_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and value.get("type", "object") != "object":
-            raise ValueError('the parameters schema must describe a JSON object ("type": "object")')
-        return value
 
     def as_chat(self) -> dict[str, Any]:
         function = self.model_dump(exclude_none=True, exclude={"type"})

@@ -42,6 +42,20 @@ FunctionName = Annotated[
 ]
 
 
+def _object_schema(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None and value.get("type", "object") != "object":
+        raise ValueError('the parameters schema must describe a JSON object ("type": "object")')
+    return value
+
+
+# A function tool's arguments schema, in the chat and the Responses shapes alike.
+ParametersSchema = Annotated[
+    dict[str, Any] | None,
+    AfterValidator(_object_schema),
+    Field(description="A JSON schema of the arguments object (omitted: no arguments)."),
+]
+
+
 class FunctionCall(_Body):
     name: str
     arguments: str | dict[str, Any] = Field(description="The arguments, a JSON object (as text).")
@@ -93,17 +107,8 @@ class ChatMessage(_Body):
 class FunctionSpec(_Body):
     name: FunctionName
     description: str | None = None
-    parameters: dict[str, Any] | None = Field(
-        default=None, description="A JSON schema of the arguments object (omitted: no arguments)."
-    )
+    parameters: ParametersSchema = None
     strict: bool | None = Field(default=None, description="Accepted; forced calls always follow the schema.")
-
-    @field_validator("parameters")
-    @classmethod
-    def _object_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and value.get("type", "object") != "object":
-            raise ValueError('the parameters schema must describe a JSON object ("type": "object")')
-        return value
 
 
 class ToolSpec(_Body):
