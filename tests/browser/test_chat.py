@@ -19,7 +19,6 @@ pytestmark = pytest.mark.timeout(300)
 TINY = "tiny-generic-cpu:1"
 LONG = "tiny-long-generic-cpu:1"  # tiny with a 4096-token context: its answers run for seconds
 SMOLLM2 = "SmolLM2-135M-Instruct-generic-cpu:1"
-WAIT_MS = 60_000
 CHAT_URL = "foundry/v1/chat/completions"
 
 
@@ -33,18 +32,6 @@ def long_model(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> str:
     (folder / "inference_model.json").write_text(json.dumps({"Name": LONG}))
     shutil.copytree(folder, lab.cache / "foundry-jupyter" / folder.name)
     return LONG
-
-
-@pytest.fixture
-def page(browser, lab: Lab):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")
-    context.set_default_timeout(WAIT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not [e for e in errors if "foundry" in e.lower()], errors
 
 
 def open_chat(page, lab: Lab, path: str = "lab") -> object:

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Lab
-from .test_sidebar import open_panel
+from .conftest import Lab, open_panel
 
 pytestmark = pytest.mark.timeout(240)
 BUILT = Path(__file__).resolve().parents[2] / "foundry_jupyter" / "labextension"
