@@ -15,9 +15,10 @@ from .schemas import (
     FunctionName,
     MaxTokens,
     ParametersSchema,
+    RequestEp,
+    RequestTtl,
     Temperature,
     TopP,
-    Ttl,
     _Body,
     check_tool_choice,
 )
@@ -184,12 +185,8 @@ class ResponseCreateRequest(_Body):
     truncation: Literal["disabled", "auto"] | None = None
     background: bool | None = None
     user: str | None = None
-    ttl: Ttl | None = Field(default=None, description="Foundry extra: idle TTL of the model, in seconds.")
-    ep: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-        description="Foundry extra: execution provider (cpu, cuda, dml...).",
-    )
+    ttl: RequestTtl = None
+    ep: RequestEp = None
 
     @field_validator("input", mode="before")
     @classmethod

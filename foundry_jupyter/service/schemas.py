@@ -174,6 +174,15 @@ TopK = _bounded(limits.TOP_K)
 MaxTokens = _bounded(limits.MAX_TOKENS)
 Choices = _bounded(limits.N)
 Ttl = Annotated[int, Field(ge=0, description="Idle seconds before the model unloads (0: never).")]
+# The Foundry extras an inference request may carry (chat, completions and responses alike).
+RequestTtl = Annotated[Ttl | None, Field(description="Foundry extra: idle TTL of the model, in seconds.")]
+RequestEp = Annotated[
+    str | None,
+    Field(
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Foundry extra: execution provider (cpu, cuda, dml...).",
+    ),
+]
 
 
 class _Sampling(_Body):
@@ -199,12 +208,8 @@ class _Sampling(_Body):
         default=None, ge=-2.0, le=2.0, description="Accepted, not applied."
     )
     user: str | None = None
-    ttl: Ttl | None = Field(default=None, description="Foundry extra: idle TTL of the model, in seconds.")
-    ep: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-        description="Foundry extra: execution provider (cpu, cuda, dml...).",
-    )
+    ttl: RequestTtl = None
+    ep: RequestEp = None
 
     @field_validator("stop")
     @classmethod
