@@ -166,10 +166,15 @@ def _remote_info(args: argparse.Namespace, hit: Any) -> int:
         ("Health", _health(row)),
         ("Context length", row["contextLength"] or "unknown"),
     ]
+    _print_fields(rows)
+    return 0
+
+
+def _print_fields(rows: list[tuple[str, object]]) -> None:
+    """`key  value` lines, the values lined up."""
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key.ljust(width)}  {value}")
-    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -208,9 +213,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("Source", entry.uri),
         ("Cached", str(path) if path else "no"),
     ]
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key.ljust(width)}  {value}")
+    _print_fields(rows)
     return 0
 
 

@@ -200,20 +200,21 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def _command_output(args: list[str]) -> str | None:
+    """A probing command's standard output, or None when it is missing, fails or hangs."""
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def _nvidia_gpus() -> list[GpuInfo]:
     exe = shutil.which("nvidia-smi")
     if not exe:
         return []
     query = "--query-gpu=name,memory.total,driver_version"
-    try:
-        out = subprocess.run(
-            [exe, query, "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+    out = _command_output([exe, query, "--format=csv,noheader,nounits"])
+    if out is None:
         return []
     gpus = []
     for line in out.splitlines():
@@ -250,15 +251,8 @@ def _windows_gpus() -> list[GpuInfo]:
     if sys.platform != "win32":
         return []
     command = "Get-CimInstance Win32_VideoController | Select-Object -ExpandProperty Name"
-    try:
-        out = subprocess.run(
-            ["powershell", "-NoProfile", "-Command", command],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+    out = _command_output(["powershell", "-NoProfile", "-Command", command])
+    if out is None:
         return []
     gpus = []
     for name in (line.strip() for line in out.splitlines()):

@@ -181,37 +181,43 @@ def priority_key(entry: CatalogEntry, usable: Sequence[str] = ()) -> tuple:
 
 def tiny_entry() -> CatalogEntry:
     """The built-in test model, built locally in about a second."""
-    name, _, version = TINY_ID.partition(":")
-    return CatalogEntry(
-        name=name,
-        version=int(version),
-        alias=TINY_ALIAS,
+    return _builtin_entry(
+        TINY_ID,
+        TINY_ALIAS,
         display_name="Tiny test model (random weights, built locally)",
-        publisher="foundry-jupyter",
-        file_size_mb=1,
         task="chat-completion",
-        license="MIT",
         license_description="Built locally from seeded random weights: its output is gibberish.",
         context_length=1024,
-        provider_type="Builtin",
-        source=BuiltinSource(),
     )
 
 
 def tiny_embed_entry() -> CatalogEntry:
     """The built-in test embedding model (a random BERT), built locally in under a second."""
-    name, _, version = TINY_EMBED_ID.partition(":")
+    return _builtin_entry(
+        TINY_EMBED_ID,
+        TINY_EMBED_ALIAS,
+        display_name="Tiny test embedding model (random BERT, built locally)",
+        task=EMBEDDINGS_TASK,
+        license_description="Built locally from seeded random weights: its vectors mean nothing.",
+        context_length=128,
+    )
+
+
+def _builtin_entry(
+    model_id: str, alias: str, *, display_name: str, task: str, license_description: str, context_length: int
+) -> CatalogEntry:
+    name, _, version = model_id.partition(":")
     return CatalogEntry(
         name=name,
         version=int(version),
-        alias=TINY_EMBED_ALIAS,
-        display_name="Tiny test embedding model (random BERT, built locally)",
+        alias=alias,
+        display_name=display_name,
         publisher="foundry-jupyter",
         file_size_mb=1,
-        task=EMBEDDINGS_TASK,
+        task=task,
         license="MIT",
-        license_description="Built locally from seeded random weights: its vectors mean nothing.",
-        context_length=128,
+        license_description=license_description,
+        context_length=context_length,
         provider_type="Builtin",
         source=BuiltinSource(),
     )

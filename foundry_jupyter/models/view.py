@@ -8,7 +8,9 @@ same shapes, with device "remote", the engine, its health and latency (`remote_*
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +24,58 @@ from .manager import ModelManager
 
 def catalog(manager: ModelManager, expression: str | None = None) -> list[tuple[CatalogEntry, bool]]:
     """(entry, cached) for every variant, best first; `expression` is `model list --filter`'s."""
-    cached = {m.id.lower(): m.path for m in manager.list_cached()}
-    entries = _reasoning_from_templates(filter_entries(manager.entries(), expression), cached)
-    return [(e, e.id.lower() in cached) for e in entries]
+    return _catalog(manager, expression, _cached_folders(manager))
 
 
-def _reasoning_from_templates(entries: list[CatalogEntry], cached: Mapping[str, Path]) -> list[CatalogEntry]:
+def _catalog(
+    manager: ModelManager, expression: str | None, folders: Mapping[str, CachedFolder]
+) -> list[tuple[CatalogEntry, bool]]:
+    entries = _reasoning_from_templates(filter_entries(manager.entries(), expression), folders)
+    return [(e, e.id.lower() in folders) for e in entries]
+
+
+@dataclass(frozen=True)
+class CachedFolder:
+    """What a cached model's tokenizer files say it can do: only known once the model is here."""
+
+    id: str
+    fim: bool  # the tokenizer declares fill-in-the-middle tokens
+    reasons: bool  # the chat template thinks in `<think>` blocks
+
+
+def _cached_folders(manager: ModelManager) -> dict[str, CachedFolder]:
+    """The cached models by lower-cased id, with what their tokenizer files say: one read of a folder
+    serves every capability, and later listings while the files are unchanged."""
+    return {m.id.lower(): _cached_folder(m.id, Path(m.path)) for m in manager.list_cached()}
+
+
+_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "chat_template.jinja")
+
+
+def _cached_folder(model_id: str, path: Path) -> CachedFolder:
+    files = [path / name for name in _TOKENIZER_FILES]
+    return _read_folder(model_id, str(path), tuple(f.stat().st_mtime_ns if f.is_file() else 0 for f in files))
+
+
+@functools.lru_cache(maxsize=256)
+def _read_folder(model_id: str, folder: str, _stamps: tuple[int, ...]) -> CachedFolder:
+    path = Path(folder)
+    return CachedFolder(
+        id=model_id,
+        fim=read_fim_tokens(path) is not None,
+        reasons=template_reasons(chat_template(path)),
+    )
+
+
+def _reasoning_from_templates(
+    entries: list[CatalogEntry], folders: Mapping[str, CachedFolder]
+) -> list[CatalogEntry]:
     """Entries whose cached folder's chat template thinks in `<think>` blocks are marked as reasoning,
     whatever their catalog entry says."""
     out = []
     for entry in entries:
-        path = cached.get(entry.id.lower())
-        if not entry.supports_reasoning and path is not None and template_reasons(chat_template(path)):
+        folder = folders.get(entry.id.lower())
+        if not entry.supports_reasoning and folder is not None and folder.reasons:
             entry = entry.model_copy(update={"supports_reasoning": True})
         out.append(entry)
     return out
@@ -41,24 +83,20 @@ def _reasoning_from_templates(entries: list[CatalogEntry], cached: Mapping[str, 
 
 def catalog_rows(manager: ModelManager, expression: str | None = None) -> list[dict[str, Any]]:
     """`GET foundry/list`: the catalog in Foundry's field names, each entry with `cached`."""
-    fim = fim_models(manager)
+    folders = _cached_folders(manager)
     rows = []
-    for entry, cached in catalog(manager, expression):
+    for entry, cached in _catalog(manager, expression, folders):
         row = entry.to_foundry(cached=cached)
-        row["capabilities"] = capabilities(entry, fim)
+        row["capabilities"] = capabilities(entry, folders)
         rows.append(row)
     return rows
 
 
-def fim_models(manager: ModelManager) -> set[str]:
-    """Ids of the cached models whose tokenizer has fill-in-the-middle tokens (read from their files:
-    what a model can do is only known once it is here)."""
-    return {m.id for m in manager.list_cached() if read_fim_tokens(Path(m.path)) is not None}
-
-
-def capabilities(entry: CatalogEntry, fim: set[str]) -> list[str]:
+def capabilities(entry: CatalogEntry, folders: Mapping[str, CachedFolder]) -> list[str]:
     """The entry's capabilities, with `fim` when `v1/completions` takes a `suffix` for it."""
-    return [*entry.capabilities, "fim"] if entry.id in fim else entry.capabilities
+    folder = folders.get(entry.id.lower())
+    has_fim = folder is not None and folder.fim and folder.id == entry.id
+    return [*entry.capabilities, "fim"] if has_fim else entry.capabilities
 
 
 def resolved_row(manager: ModelManager, name: str) -> dict[str, Any]:
@@ -70,17 +108,15 @@ def resolved_row(manager: ModelManager, name: str) -> dict[str, Any]:
 def model_metadata(manager: ModelManager) -> dict[str, dict[str, Any]]:
     """`{id: {context_length, max_output_tokens, capabilities, task}}` for every known model (what
     `GET v1/models` adds to OpenAI's model objects)."""
-    fim = fim_models(manager)
+    folders = _cached_folders(manager)
     return {
         e.id: {
             "context_length": e.context_length,
             "max_output_tokens": e.max_output_tokens,
-            "capabilities": capabilities(e, fim),
+            "capabilities": capabilities(e, folders),
             "task": e.task,
         }
-        for e in _reasoning_from_templates(
-            manager.entries(), {m.id.lower(): m.path for m in manager.list_cached()}
-        )
+        for e in _reasoning_from_templates(manager.entries(), folders)
     }
 
 

@@ -11,7 +11,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from .schemas import FunctionName, MaxTokens, Temperature, TopP, Ttl, _Body, check_tool_choice
+from .schemas import (
+    FunctionName,
+    MaxTokens,
+    ParametersSchema,
+    RequestEp,
+    RequestTtl,
+    Temperature,
+    TopP,
+    _Body,
+    check_tool_choice,
+)
 
 _UNSUPPORTED_PARTS = {"input_image", "input_file", "input_audio"}
 _UNSUPPORTED_ITEMS = {
@@ -112,17 +122,8 @@ class FunctionTool(_Body):
     type: Literal["function"] = Field(description="Only function tools are supported.")
     name: FunctionName
     description: str | None = None
-    parameters: dict[str, Any] | None = Field(
-        default=None, description="A JSON schema of the arguments object (omitted: no arguments)."
-    )
+    parameters: ParametersSchema = None
     strict: bool | None = None
-
-    @field_validator("parameters")
-    @classmethod
-    def _object_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and value.get("type", "object") != "object":
-            raise ValueError('the parameters schema must describe a JSON object ("type": "object")')
-        return value
 
     def as_chat(self) -> dict[str, Any]:
         function = self.model_dump(exclude_none=True, exclude={"type"})
@@ -184,12 +185,8 @@ class ResponseCreateRequest(_Body):
     truncation: Literal["disabled", "auto"] | None = None
     background: bool | None = None
     user: str | None = None
-    ttl: Ttl | None = Field(default=None, description="Foundry extra: idle TTL of the model, in seconds.")
-    ep: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-        description="Foundry extra: execution provider (cpu, cuda, dml...).",
-    )
+    ttl: RequestTtl = None
+    ep: RequestEp = None
 
     @field_validator("input", mode="before")
     @classmethod

@@ -42,6 +42,20 @@ FunctionName = Annotated[
 ]
 
 
+def _object_schema(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None and value.get("type", "object") != "object":
+        raise ValueError('the parameters schema must describe a JSON object ("type": "object")')
+    return value
+
+
+# A function tool's arguments schema, in the chat and the Responses shapes alike.
+ParametersSchema = Annotated[
+    dict[str, Any] | None,
+    AfterValidator(_object_schema),
+    Field(description="A JSON schema of the arguments object (omitted: no arguments)."),
+]
+
+
 class FunctionCall(_Body):
     name: str
     arguments: str | dict[str, Any] = Field(description="The arguments, a JSON object (as text).")
@@ -93,17 +107,8 @@ class ChatMessage(_Body):
 class FunctionSpec(_Body):
     name: FunctionName
     description: str | None = None
-    parameters: dict[str, Any] | None = Field(
-        default=None, description="A JSON schema of the arguments object (omitted: no arguments)."
-    )
+    parameters: ParametersSchema = None
     strict: bool | None = Field(default=None, description="Accepted; forced calls always follow the schema.")
-
-    @field_validator("parameters")
-    @classmethod
-    def _object_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and value.get("type", "object") != "object":
-            raise ValueError('the parameters schema must describe a JSON object ("type": "object")')
-        return value
 
 
 class ToolSpec(_Body):
@@ -169,6 +174,15 @@ TopK = _bounded(limits.TOP_K)
 MaxTokens = _bounded(limits.MAX_TOKENS)
 Choices = _bounded(limits.N)
 Ttl = Annotated[int, Field(ge=0, description="Idle seconds before the model unloads (0: never).")]
+# The Foundry extras an inference request may carry (chat, completions and responses alike).
+RequestTtl = Annotated[Ttl | None, Field(description="Foundry extra: idle TTL of the model, in seconds.")]
+RequestEp = Annotated[
+    str | None,
+    Field(
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Foundry extra: execution provider (cpu, cuda, dml...).",
+    ),
+]
 
 
 class _Sampling(_Body):
@@ -194,12 +208,8 @@ class _Sampling(_Body):
         default=None, ge=-2.0, le=2.0, description="Accepted, not applied."
     )
     user: str | None = None
-    ttl: Ttl | None = Field(default=None, description="Foundry extra: idle TTL of the model, in seconds.")
-    ep: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-        description="Foundry extra: execution provider (cpu, cuda, dml...).",
-    )
+    ttl: RequestTtl = None
+    ep: RequestEp = None
 
     @field_validator("stop")
     @classmethod

@@ -43,6 +43,7 @@ HUB_NAME = "tinyhub-generic-cpu"
 HUB_ALIAS = "tinyhub"
 HUB_ID = f"{HUB_NAME}:1"
 START_TIMEOUT_S = 90
+WAIT_MS = 60_000  # the first load starts a runner process: generous, but bounded
 
 
 @dataclass
@@ -221,3 +222,27 @@ def browser() -> Iterator[object]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def page(browser, lab: Lab) -> Iterator[object]:
+    """A fresh page on Lab; the test fails on an uncaught exception from the extension in it."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    # An uncaught exception in the page is a bug even when the flow passed.
+    assert not [e for e in errors if "foundry" in e.lower()], errors
+
+
+def open_panel(page, lab: Lab) -> None:
+    """Loads Lab and opens the sidebar panel by its tab, as a user does."""
+    # `reset`: start from the default layout, not the one the layout restorer saved last test.
+    page.goto(f"{lab.url}lab?reset&token={lab.token}")
+    # Lab drops `reset` from the address once restored: key presses before that can be lost.
+    page.wait_for_url(lambda url: "reset" not in url)
+    page.locator('.lm-TabBar-tab[data-id="foundry-jupyter-panel"]').click()
+    page.locator(".jp-FoundryPanel").wait_for(state="visible")

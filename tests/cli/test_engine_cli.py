@@ -3,34 +3,30 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
 
 from foundry_jupyter.cli import main
 from foundry_jupyter.errors import InvalidRequest
+from tests.support.fake_engine import JsonHandler, serve
 
 KEY = "sk-cli-SECRET-42"
 
 
-class _Models(BaseHTTPRequestHandler):
+class _Models(JsonHandler):
     chats: ClassVar[list[dict]] = []
 
     def do_GET(self) -> None:
-        ok = self.headers.get("Authorization") == f"Bearer {KEY}" and self.path == "/v1/models"
-        body = json.dumps({"data": [{"id": "m1"}, {"id": "org/m2"}]} if ok else {"error": {"message": "no"}})
-        self.send_response(200 if ok else 401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body.encode())
+        if self.headers.get("Authorization") == f"Bearer {KEY}" and self.path == "/v1/models":
+            self.send_json(200, {"data": [{"id": "m1"}, {"id": "org/m2"}]})
+        else:
+            self.send_json(401, {"error": {"message": "no"}})
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.read_json()
         if self.headers.get("Authorization") != f"Bearer {KEY}":
-            self._send(401, "application/json", json.dumps({"error": {"message": "bad key", "code": None}}))
+            self.send_json(401, {"error": {"message": "bad key", "code": None}})
             return
         _Models.chats.append(body)
         base = {"id": "c", "created": 1, "model": body["model"]}
@@ -41,39 +37,19 @@ class _Models(BaseHTTPRequestHandler):
                 "finish_reason": "stop",
             }
             usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
-            answer = {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
-            self._send(200, "application/json", json.dumps(answer))
+            self.send_json(200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
             return
-        events = [
+        self.send_events(
             {**base, "object": "chat.completion.chunk",
              "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
             for text in ("Remote", " answer")
-        ]  # fmt: skip
-        self._send(
-            200,
-            "text/event-stream",
-            "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n",
-        )
-
-    def _send(self, status: int, content_type: str, body: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body.encode())))
-        self.end_headers()
-        self.wfile.write(body.encode())
-
-    def log_message(self, *args: object) -> None:
-        pass
+        )  # fmt: skip
 
 
 @pytest.fixture
 def engine_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Models)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve(_Models) as url:
+        yield url
 
 
 @pytest.fixture

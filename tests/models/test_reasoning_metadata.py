@@ -35,3 +35,26 @@ def test_a_cached_model_whose_template_thinks_is_marked_reasoning(tiny_cache_dir
         "reasoning",
         "fim",  # the tiny model's tokenizer has fill-in-the-middle tokens
     ]
+
+
+def test_listings_read_a_cached_folders_tokenizer_files_once(
+    tiny_cache_dir: Path, tmp_path: Path, monkeypatch
+):
+    cache = shutil.copytree(tiny_cache_dir, tmp_path / "models")
+    manager = ModelManager(defaults({"FOUNDRY_JUPYTER_CACHE": str(cache)}))
+    reads: list[tuple[str, Path]] = []
+
+    def counted(name, read):
+        def wrapper(path: Path):
+            reads.append((name, path))
+            return read(path)
+
+        return wrapper
+
+    monkeypatch.setattr(view, "chat_template", counted("template", view.chat_template))
+    monkeypatch.setattr(view, "read_fim_tokens", counted("fim", view.read_fim_tokens))
+    view.catalog_rows(manager)
+    view.model_metadata(manager)
+    view.catalog(manager)
+    folders = [Path(m.path) for m in manager.list_cached()]
+    assert sorted(reads) == sorted([*(("template", p) for p in folders), *(("fim", p) for p in folders)])

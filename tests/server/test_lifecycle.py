@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 from pathlib import Path
@@ -13,6 +12,7 @@ import psutil
 import pytest
 
 from foundry_jupyter.errors import FoundryError
+from tests.support.streams import last_event, stream_and_act
 
 from .conftest import LONG, TINY, runner_processes
 
@@ -169,15 +169,12 @@ async def test_runner_killed_between_requests(client, service):
 @pytest.mark.long_model
 async def test_error_event_is_the_last_event(http, service):
     body = {"model": LONG, "messages": MSG, "max_tokens": 4000, "temperature": 0, "stream": True}
-    events = []
-    async with http.stream("POST", "v1/chat/completions", json=body) as response:
-        async for line in response.aiter_lines():
-            if not line:
-                continue
-            events.append(line)
-            if len(events) == 2:
-                os.kill(service.supervisor.get(LONG).pid, signal.SIGKILL)
-    last = json.loads(events[-1].removeprefix("data: "))
+
+    async def kill() -> None:
+        os.kill(service.supervisor.get(LONG).pid, signal.SIGKILL)
+
+    events = await stream_and_act(http, body, kill)
+    last = last_event(events)
     assert last["error"]["code"] == "runner_failed" and last["error"]["type"] == "server_error"
     assert "data: [DONE]" not in events
 

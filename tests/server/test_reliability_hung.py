@@ -5,13 +5,14 @@ request starts a fresh runner."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 
 import psutil
 import pytest
+
+from tests.support.streams import last_event, stream_and_act
 
 from .conftest import LONG, TINY
 from .test_errors import assert_openai_error
@@ -59,20 +60,18 @@ async def test_a_stopped_runner_answers_an_error_in_time_and_is_replaced(http, s
 @pytest.mark.long_model
 async def test_a_runner_stopped_mid_stream_ends_the_stream_with_an_error_event(http, service):
     body = {"model": LONG, "messages": MSG, "max_tokens": 4000, "temperature": 0, "stream": True}
-    events: list[str] = []
-    pid = 0
-    async with http.stream("POST", "v1/chat/completions", json=body) as response:
-        async for line in response.aiter_lines():
-            if not line:
-                continue
-            events.append(line)
-            if len(events) == 2:
-                pid = service.supervisor.get(LONG).pid
-                os.kill(pid, signal.SIGSTOP)
-                stopped_at = time.monotonic()
+    pid, stopped_at = 0, 0.0
+
+    async def stop() -> None:
+        nonlocal pid, stopped_at
+        pid = service.supervisor.get(LONG).pid
+        os.kill(pid, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+
+    events = await stream_and_act(http, body, stop)
     elapsed = time.monotonic() - stopped_at
     try:
-        last = json.loads(events[-1].removeprefix("data: "))
+        last = last_event(events)
         assert last["error"]["code"] == "runner_timeout", events[-3:]
         assert "runner_token_timeout" in last["error"]["message"]
         assert elapsed < LIMIT_S + 3, elapsed

@@ -3,7 +3,6 @@ start, and a stream cut by a forced unload or a cache removal says the model was
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,6 +13,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+
+from tests.support.streams import last_event, stream_and_act
 
 from .conftest import LONG
 from .test_reliability_sockets import _free_port
@@ -85,16 +86,9 @@ def test_work_folders_of_a_killed_server_are_removed_at_the_next_start(
 
 async def _stream_then(http, action) -> dict:
     body = {"model": LONG, "messages": MSG, "max_tokens": 4000, "temperature": 0, "stream": True}
-    events = []
-    async with http.stream("POST", "v1/chat/completions", json=body) as response:
-        async for line in response.aiter_lines():
-            if not line:
-                continue
-            events.append(line)
-            if len(events) == 2:
-                await action()
+    events = await stream_and_act(http, body, action)
     assert "data: [DONE]" not in events
-    return json.loads(events[-1].removeprefix("data: "))["error"]
+    return last_event(events)["error"]
 
 
 @pytest.mark.long_model

@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -105,17 +107,38 @@ class SecondServer:
 
 @pytest.fixture
 def second_server(tmp_path: Path, tiny_cache_dir: Path):
+    with _second_server(tmp_path, tiny_cache_dir) as server:
+        yield server
+
+
+@contextmanager
+def _second_server(
+    tmp_path: Path, tiny_cache_dir: Path, *, models: tuple[str, ...] = ()
+) -> Iterator[SecondServer]:
+    """A started SecondServer on a copy of the tiny cache, with `models` (built-in ones) added to it."""
+    from foundry_jupyter.config import defaults
+    from foundry_jupyter.models.manager import ModelManager
+
     cache = tmp_path / "second" / "cache" / "models"
     shutil.copytree(tiny_cache_dir, cache)
+    for model in models:
+        ModelManager(defaults({"FOUNDRY_JUPYTER_CACHE": str(cache)})).ensure(model)
     server = SecondServer(tmp_path / "second", cache).start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def _register(http, server: SecondServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registers `server` as the engine `lab2`, its token in the environment."""
+    monkeypatch.setenv("SECOND_SERVER_TOKEN", server.token)
+    body = {"name": "lab2", "baseUrl": server.url, "apiKeyEnv": "SECOND_SERVER_TOKEN"}
+    assert (await http.post("openai/register", json=body)).status_code == 200
 
 
 async def test_a_second_foundry_jupyter_server_as_an_engine(http, client, second_server, monkeypatch):
-    monkeypatch.setenv("SECOND_SERVER_TOKEN", second_server.token)
-    body = {"name": "lab2", "baseUrl": second_server.url, "apiKeyEnv": "SECOND_SERVER_TOKEN"}
-    assert (await http.post("openai/register", json=body)).status_code == 200
+    await _register(http, second_server, monkeypatch)
 
     ids = [m.id for m in (await client.models.list()).data]
     assert TINY in ids and f"lab2/{TINY}" in ids
@@ -148,21 +171,12 @@ async def test_a_second_foundry_jupyter_server_as_an_engine(http, client, second
 @pytest.fixture
 def embedding_server(tmp_path: Path, tiny_cache_dir: Path):
     """A second server whose cache also holds the built-in random BERT, `random-embed`."""
-    from foundry_jupyter.config import defaults
-    from foundry_jupyter.models.manager import ModelManager
-
-    cache = tmp_path / "second" / "cache" / "models"
-    shutil.copytree(tiny_cache_dir, cache)
-    ModelManager(defaults({"FOUNDRY_JUPYTER_CACHE": str(cache)})).ensure("random-embed")
-    server = SecondServer(tmp_path / "second", cache).start()
-    yield server
-    server.stop()
+    with _second_server(tmp_path, tiny_cache_dir, models=("random-embed",)) as server:
+        yield server
 
 
 async def test_embeddings_from_a_second_server(http, client, embedding_server, monkeypatch):
-    monkeypatch.setenv("SECOND_SERVER_TOKEN", embedding_server.token)
-    body = {"name": "lab2", "baseUrl": embedding_server.url, "apiKeyEnv": "SECOND_SERVER_TOKEN"}
-    assert (await http.post("openai/register", json=body)).status_code == 200
+    await _register(http, embedding_server, monkeypatch)
     texts = ["hello world", "the cat and the dog went to the river"]
 
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {embedding_server.token}"}) as direct:

@@ -8,9 +8,7 @@ import io
 import json
 import subprocess
 import sys
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,6 +16,7 @@ import httpx
 import pytest
 
 from foundry_jupyter.server.handlers import ROUTES
+from tests.support.fake_engine import JsonHandler, serve
 
 from .test_remote_peers import REPO, SecondServer
 
@@ -26,66 +25,46 @@ PLAIN = "sk-plaintext-DEBUG-77aa"
 MSG = [{"role": "user", "content": "hi"}]
 
 
-class _KeyedEngine(BaseHTTPRequestHandler):
+class _KeyedEngine(JsonHandler):
     """A minimal OpenAI-compatible engine that answers only with the right key."""
 
-    protocol_version = "HTTP/1.1"
     keys_seen: ClassVar[list[str | None]] = []
-
-    def _json(self, status: int, data: object) -> None:
-        body = json.dumps(data).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def _refused(self) -> bool:
         type(self).keys_seen.append(self.headers.get("Authorization"))
         if self.headers.get("Authorization") == f"Bearer {KEY}":
             return False
-        self._json(401, {"error": {"message": "bad key", "type": "invalid_request_error", "code": None}})
+        self.send_json(401, {"error": {"message": "bad key", "type": "invalid_request_error", "code": None}})
         return True
 
     def do_GET(self) -> None:
         if not self._refused():
-            self._json(200, {"object": "list", "data": [{"id": "m1", "object": "model"}]})
+            self.send_json(200, {"object": "list", "data": [{"id": "m1", "object": "model"}]})
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.read_json()
         if self._refused():
             return
         usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
         if self.path.endswith("/embeddings"):
             data = [{"object": "embedding", "index": 0, "embedding": [1.0, 0.0]}]
-            self._json(200, {"object": "list", "model": body["model"], "data": data, "usage": usage})
+            self.send_json(200, {"object": "list", "model": body["model"], "data": data, "usage": usage})
             return
         if not body.get("stream"):
             choice = {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
-            self._json(200, {"id": "c", "object": "chat.completion", "created": 1, "model": body["model"],
-                             "choices": [choice], "usage": usage})  # fmt: skip
+            self.send_json(200, {"id": "c", "object": "chat.completion", "created": 1, "model": body["model"],
+                                 "choices": [choice], "usage": usage})  # fmt: skip
             return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Connection", "close")
-        self.end_headers()
         chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": body["model"],
                  "choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]}  # fmt: skip
-        self.wfile.write(f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode())
-        self.close_connection = True
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_events([chunk])
 
 
 @pytest.fixture
 def keyed_engine():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _KeyedEngine)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     _KeyedEngine.keys_seen = []
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with serve(_KeyedEngine) as url:
+        yield f"{url}/v1"
 
 
 def _config(url: str) -> str:

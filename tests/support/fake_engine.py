@@ -1,0 +1,60 @@
+"""Small HTTP fakes on 127.0.0.1 that stand in for a remote OpenAI-compatible engine.
+
+class Engine(JsonHandler):
+    def do_GET(self) -> None:
+        self.send_json(200, {"object": "list", "data": [{"id": "m1"}]})
+
+with serve(Engine) as url:
+    ...  # url is "http://127.0.0.1:PORT"
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A request handler with JSON bodies both ways and server-sent events; it logs nothing."""
+
+    protocol_version = "HTTP/1.1"
+
+    def read_json(self) -> Any:
+        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+    def send_json(self, status: int, data: object) -> None:
+        body = json.dumps(data).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_events(self, events: Iterable[object]) -> None:
+        """Each event as a `data:` line, then `data: [DONE]`; the stream ends with the connection."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        text = "".join(f"data: {json.dumps(event)}\n\n" for event in events)
+        self.wfile.write(f"{text}data: [DONE]\n\n".encode())
+        self.close_connection = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serves `handler` on a free loopback port; yields the base URL, without a trailing slash."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
