@@ -176,15 +176,16 @@ function ModelOptions({ models }: { models: readonly ICachedModel[] | null }): J
 }
 
 function MessageView({ message, chat }: { message: IChatMessage; chat: FoundryChat }): JSX.Element {
-  const { role, content, state, error } = message;
+  const { role, content, reasoning, state, error } = message;
   return (
     <div className={`jp-FoundryChat-message jp-mod-${role}`} data-role={role} data-state={state}>
       {role === 'assistant' && <div className="jp-FoundryChat-author">{message.model}</div>}
+      {reasoning !== '' && <Thinking message={message} />}
       {role === 'user' ? (
         <div className="jp-FoundryChat-text">{content}</div>
       ) : content !== '' ? (
         <Markdown text={content} chat={chat} />
-      ) : state === 'streaming' ? (
+      ) : state === 'streaming' && reasoning === '' ? (
         <div className="jp-FoundryChat-pending">…</div>
       ) : null}
       {state === 'stopped' && <div className="jp-FoundryChat-note">Stopped.</div>}
@@ -198,6 +199,31 @@ function MessageView({ message, chat }: { message: IChatMessage; chat: FoundryCh
       )}
     </div>
   );
+}
+
+/**
+ * A reasoning model's thinking, folded above its answer: the summary says whether it is still going,
+ * and opening it shows the text as it streams. Plain text: thinking is a draft, not formatted output.
+ */
+function Thinking({ message }: { message: IChatMessage }): JSX.Element {
+  const { reasoning, thinkingMs, state } = message;
+  const going = thinkingMs === null && state === 'streaming';
+  const summary = going
+    ? 'Thinking…'
+    : thinkingMs === null
+      ? 'Thinking'
+      : `Thought for ${formatSeconds(thinkingMs)}`;
+  return (
+    <details className="jp-FoundryChat-thinking" data-thinking={going ? 'streaming' : 'done'}>
+      <summary title="Show or hide the model's thinking (not sent back to the model)">{summary}</summary>
+      <div className="jp-FoundryChat-thinkingText">{reasoning}</div>
+    </details>
+  );
+}
+
+function formatSeconds(ms: number): string {
+  const seconds = ms / 1000;
+  return seconds < 10 ? `${seconds.toFixed(1)} s` : `${Math.round(seconds)} s`;
 }
 
 /**
