@@ -16,6 +16,7 @@ import {
   LabIcon,
   stopIcon
 } from '@jupyterlab/ui-components';
+import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 import * as React from 'react';
 
@@ -30,6 +31,17 @@ export class FoundryChat {
     readonly rendermime: IRenderMimeRegistry | null,
     readonly notebooks: INotebookTracker | null
   ) {}
+
+  /** The model the user picks in the chat's list (not one the chat falls back to by itself). */
+  get modelChosen(): ISignal<FoundryChat, string> {
+    return this._modelChosen;
+  }
+
+  /** Chooses `model` for the next messages, as the user does in the list. */
+  chooseModel(model: string): void {
+    this.session.setModel(model);
+    this._modelChosen.emit(model);
+  }
 
   /** A chat with this server's models, through ServerConnection (token and XSRF handled there). */
   static create(
@@ -56,6 +68,8 @@ export class FoundryChat {
     notebook.activeCell?.model.sharedModel.setSource(code);
     return true;
   }
+
+  private _modelChosen = new Signal<FoundryChat, string>(this);
 }
 
 interface IChatViewProps {
@@ -74,7 +88,13 @@ export function ChatView({ chat, listed, catalog, loaded }: IChatViewProps): JSX
   const state = React.useSyncExternalStore(subscribe, () => session.state);
   const ids = (models ?? []).map(m => m.id);
   const choice = defaultModel(state.model, ids, loaded);
-  React.useEffect(() => session.setModel(choice), [session, choice]);
+  // Not while the list loads: a model chosen before (restored from the last visit) waits for it.
+  const listing = models !== null;
+  React.useEffect(() => {
+    if (listing) {
+      session.setModel(choice);
+    }
+  }, [session, choice, listing]);
 
   const list = React.useRef<HTMLDivElement>(null);
   const content = React.useRef<HTMLDivElement>(null);
@@ -116,7 +136,7 @@ export function ChatView({ chat, listed, catalog, loaded }: IChatViewProps): JSX
           aria-label="Model"
           title="The model that answers"
           value={state.model}
-          onChange={e => session.setModel(e.target.value)}
+          onChange={e => chat.chooseModel(e.target.value)}
         >
           <ModelOptions models={models} />
         </HTMLSelect>

@@ -313,6 +313,118 @@ def widen_sidebar(page, pixels: int) -> None:
     page.mouse.up()
 
 
+def lab_ready(page, lab: Lab) -> None:
+    """Loads Lab from the default layout and waits for the Foundry panel's tab in the sidebar."""
+    page.goto(f"{lab.url}lab?reset&token={lab.token}")
+    page.wait_for_url(lambda url: "reset" not in url)
+    page.locator('.lm-TabBar-tab[data-id="foundry-jupyter-panel"]').wait_for()
+
+
+def message_box_has_focus(page) -> None:
+    page.wait_for_function(
+        "() => document.activeElement?.classList.contains('jp-FoundryChat-input') === true"
+    )
+
+
+def test_the_chat_opens_from_the_command_palette_and_the_view_menu(page, lab: Lab) -> None:
+    lab_ready(page, lab)
+    chat = page.locator(".jp-FoundryChat")
+    assert not chat.is_visible()  # the panel starts closed, on its Models tab
+
+    # Keyboard only: the palette finds the command by its label, the chat opens with the cursor in it.
+    page.keyboard.press("Control+Shift+C")
+    page.locator(".lm-CommandPalette-input").fill("foundry open chat")
+    item = page.locator(".lm-CommandPalette-item", has_text="Foundry: Open Chat")
+    item.wait_for()
+    assert item.get_attribute("data-command") == "foundry:open-chat"
+    page.keyboard.press("Enter")
+    chat.wait_for(state="visible")
+    message_box_has_focus(page)
+    chat.get_by_label("Model").locator(f'option[value="{TINY}"]').wait_for(state="attached")
+    chat.get_by_label("Model").select_option(TINY)
+    chat.get_by_label("Message").focus()
+    page.keyboard.type("Hello there")
+    page.keyboard.press("Enter")
+    answer = chat.locator('.jp-FoundryChat-message[data-role="assistant"]').first
+    wait_state(answer, "done")
+    assert answer_text(answer).strip()
+
+    # The View menu has it too: from the Models tab, and from a closed sidebar, it shows the chat.
+    panel = page.locator(".jp-FoundryPanel")
+    panel.get_by_role("tab", name="Models", exact=True).click()
+    chat.wait_for(state="hidden")
+    page.locator(".lm-MenuBar-item", has_text="View").click()
+    page.locator(".lm-Menu-item", has_text="Foundry: Open Chat").click()
+    chat.wait_for(state="visible")
+    message_box_has_focus(page)
+    assert chat.locator(".jp-FoundryChat-message").count() == 2  # the same conversation
+    page.locator('.lm-TabBar-tab[data-id="foundry-jupyter-panel"]').click()  # closes the sidebar
+    panel.wait_for(state="hidden")
+    page.locator(".lm-MenuBar-item", has_text="View").click()
+    page.locator(".lm-Menu-item", has_text="Foundry: Open Chat").click()
+    chat.wait_for(state="visible")
+    message_box_has_focus(page)
+
+
+def saved_panel_state(lab: Lab) -> dict:
+    """What the default workspace keeps for the Foundry panel (the state database lives there)."""
+    response = lab.api("lab/api/workspaces/default")
+    if response.status_code != 200:
+        return {}
+    return response.json().get("data", {}).get("foundry-jupyter:panel", {})
+
+
+def test_a_reload_shows_the_chat_tab_with_the_model_chosen_before(page, lab: Lab, long_model: str) -> None:
+    chat = open_chat(page, lab)
+    models = chat.get_by_label("Model")
+    models.locator(f'option[value="{long_model}"]').wait_for(state="attached")
+    models.locator(f'option[value="{TINY}"]').wait_for(state="attached")
+    # Whichever model the chat offers first, the user picks the other one.
+    picked = TINY if models.input_value() == long_model else long_model
+    models.select_option(picked)
+    deadline = time.monotonic() + 30
+    while saved_panel_state(lab) != {"tab": "chat", "model": picked}:
+        assert time.monotonic() < deadline, saved_panel_state(lab)
+        time.sleep(0.2)
+
+    page.reload()
+    chat.wait_for(state="visible")  # no click: the sidebar and its chat tab come back
+    page.locator(".jp-FoundryPanel").get_by_role("tab", name="Chat", exact=True).wait_for()
+    assert (
+        page.locator(".jp-FoundryPanel").get_by_role("tab", name="Chat").get_attribute("aria-selected")
+        == "true"
+    )
+    models.locator(f'option[value="{picked}"]').wait_for(state="attached")
+    page.wait_for_function("([el, picked]) => el.value === picked", arg=[models.element_handle(), picked])
+    # The remembered model is the one asked.
+    sent = chat_requests(page)
+    answer = ask_as_is(chat, "Hi")
+    wait_state(answer, "streaming")
+    assert sent[0]["model"] == picked
+    chat.get_by_role("button", name="Stop").click()
+    wait_state(answer, "stopped")
+
+    # Back on the Models tab, a reload stays there.
+    page.locator(".jp-FoundryPanel").get_by_role("tab", name="Models", exact=True).click()
+    deadline = time.monotonic() + 30
+    while saved_panel_state(lab).get("tab") != "models":
+        assert time.monotonic() < deadline, saved_panel_state(lab)
+        time.sleep(0.2)
+    page.reload()
+    page.locator(".jp-FoundryPanel").get_by_role("tab", name="Models", exact=True).wait_for()
+    assert not chat.is_visible()
+
+
+def ask_as_is(chat, text: str):
+    """Sends `text` to the model the chat shows, without choosing one; returns the answer's element."""
+    answers = chat.locator('.jp-FoundryChat-message[data-role="assistant"]')
+    before = answers.count()
+    chat.get_by_label("Message").fill(text)
+    chat.get_by_label("Message").press("Enter")
+    answers.nth(before).wait_for()
+    return answers.nth(before)
+
+
 THINKS = "tiny-think-long-generic-cpu:1"  # a template that opens <think>; a long context to think in
 
 
