@@ -587,6 +587,6 @@ def test_thinking_shows_above_the_answer_and_only_the_answer_is_sent_back(
         {"role": "assistant", "content": "".join(ANSWER)},
         {"role": "user", "content": "And at sunset?"},
     ]
-    thinking.locator("summary").click()  # opened, for the screenshot
+    thinking.locator("summary").click()  # opened, for the README's docs/img/chat-thinking.png
     thinking.locator(".jp-FoundryChat-thinkingText").wait_for(state="visible")
     page.locator(".jp-FoundryPanel").screenshot(path=str(artifacts / "chat-thinking.png"))
