@@ -16,6 +16,7 @@ import {
   LabIcon,
   stopIcon
 } from '@jupyterlab/ui-components';
+import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 import * as React from 'react';
 
@@ -30,6 +31,17 @@ export class FoundryChat {
     readonly rendermime: IRenderMimeRegistry | null,
     readonly notebooks: INotebookTracker | null
   ) {}
+
+  /** The model the user picks in the chat's list (not one the chat falls back to by itself). */
+  get modelChosen(): ISignal<FoundryChat, string> {
+    return this._modelChosen;
+  }
+
+  /** Chooses `model` for the next messages, as the user does in the list. */
+  chooseModel(model: string): void {
+    this.session.setModel(model);
+    this._modelChosen.emit(model);
+  }
 
   /** A chat with this server's models, through ServerConnection (token and XSRF handled there). */
   static create(
@@ -56,6 +68,8 @@ export class FoundryChat {
     notebook.activeCell?.model.sharedModel.setSource(code);
     return true;
   }
+
+  private _modelChosen = new Signal<FoundryChat, string>(this);
 }
 
 interface IChatViewProps {
@@ -74,7 +88,13 @@ export function ChatView({ chat, listed, catalog, loaded }: IChatViewProps): JSX
   const state = React.useSyncExternalStore(subscribe, () => session.state);
   const ids = (models ?? []).map(m => m.id);
   const choice = defaultModel(state.model, ids, loaded);
-  React.useEffect(() => session.setModel(choice), [session, choice]);
+  // Not while the list loads: a model chosen before (restored from the last visit) waits for it.
+  const listing = models !== null;
+  React.useEffect(() => {
+    if (listing) {
+      session.setModel(choice);
+    }
+  }, [session, choice, listing]);
 
   const list = React.useRef<HTMLDivElement>(null);
   const content = React.useRef<HTMLDivElement>(null);
@@ -116,7 +136,7 @@ export function ChatView({ chat, listed, catalog, loaded }: IChatViewProps): JSX
           aria-label="Model"
           title="The model that answers"
           value={state.model}
-          onChange={e => session.setModel(e.target.value)}
+          onChange={e => chat.chooseModel(e.target.value)}
         >
           <ModelOptions models={models} />
         </HTMLSelect>
@@ -176,15 +196,16 @@ function ModelOptions({ models }: { models: readonly ICachedModel[] | null }): J
 }
 
 function MessageView({ message, chat }: { message: IChatMessage; chat: FoundryChat }): JSX.Element {
-  const { role, content, state, error } = message;
+  const { role, content, reasoning, state, error } = message;
   return (
     <div className={`jp-FoundryChat-message jp-mod-${role}`} data-role={role} data-state={state}>
       {role === 'assistant' && <div className="jp-FoundryChat-author">{message.model}</div>}
+      {reasoning !== '' && <Thinking message={message} />}
       {role === 'user' ? (
         <div className="jp-FoundryChat-text">{content}</div>
       ) : content !== '' ? (
         <Markdown text={content} chat={chat} />
-      ) : state === 'streaming' ? (
+      ) : state === 'streaming' && reasoning === '' ? (
         <div className="jp-FoundryChat-pending">…</div>
       ) : null}
       {state === 'stopped' && <div className="jp-FoundryChat-note">Stopped.</div>}
@@ -198,6 +219,31 @@ function MessageView({ message, chat }: { message: IChatMessage; chat: FoundryCh
       )}
     </div>
   );
+}
+
+/**
+ * A reasoning model's thinking, folded above its answer: the summary says whether it is still going,
+ * and opening it shows the text as it streams. Plain text: thinking is a draft, not formatted output.
+ */
+function Thinking({ message }: { message: IChatMessage }): JSX.Element {
+  const { reasoning, thinkingMs, state } = message;
+  const going = thinkingMs === null && state === 'streaming';
+  const summary = going
+    ? 'Thinking…'
+    : thinkingMs === null
+      ? 'Thinking'
+      : `Thought for ${formatSeconds(thinkingMs)}`;
+  return (
+    <details className="jp-FoundryChat-thinking" data-thinking={going ? 'streaming' : 'done'}>
+      <summary title="Show or hide the model's thinking (not sent back to the model)">{summary}</summary>
+      <div className="jp-FoundryChat-thinkingText">{reasoning}</div>
+    </details>
+  );
+}
+
+function formatSeconds(ms: number): string {
+  const seconds = ms / 1000;
+  return seconds < 10 ? `${seconds.toFixed(1)} s` : `${Math.round(seconds)} s`;
 }
 
 /**

@@ -51,6 +51,8 @@ export class SseDecoder {
 /** What one chunk of a streamed chat completion adds. */
 export interface IChatDelta {
   content: string;
+  /** A reasoning model's thinking (`reasoning_content`), which comes before its answer. */
+  reasoning: string;
   finishReason: string | null;
 }
 
@@ -65,7 +67,11 @@ export class ChatStreamError extends Error {
   }
 }
 
-/** One event's data, parsed: the first choice's text and finish reason, or the error it reports. */
+/**
+ * One event's data, parsed: the first choice's text, thinking and finish reason, or the error it
+ * reports. Thinking is `reasoning_content` (this server, DeepSeek, vLLM) or `reasoning` (vLLM's newer
+ * name, Ollama's and OpenRouter's), so a remote engine's shows too.
+ */
 export function parseChunk(data: string): IChatDelta {
   let chunk: unknown;
   try {
@@ -82,8 +88,10 @@ export function parseChunk(data: string): IChatDelta {
   const choices = Array.isArray(body.choices) ? (body.choices as Record<string, unknown>[]) : [];
   const choice = choices.find(c => typeof c === 'object' && c !== null && (c.index ?? 0) === 0);
   const delta = choice?.delta as Record<string, unknown> | undefined;
+  const reasoning = delta?.reasoning_content ?? delta?.reasoning;
   return {
     content: typeof delta?.content === 'string' ? delta.content : '',
+    reasoning: typeof reasoning === 'string' ? reasoning : '',
     finishReason: typeof choice?.finish_reason === 'string' ? choice.finish_reason : null
   };
 }
@@ -148,6 +156,10 @@ export interface IChatMessage {
   id: number;
   role: 'user' | 'assistant';
   content: string;
+  /** A reasoning model's thinking before its answer: shown, never sent back to the model. */
+  reasoning: string;
+  /** How long the thinking took, once it is over (the answer began, or the stream ended). */
+  thinkingMs: number | null;
   /** The model that wrote an answer. */
   model: string;
   state: ChatMessageState;
@@ -192,7 +204,8 @@ export class ChatSession {
 
   /**
    * The turns sent with the next message: every question, and every answer that has text (a stopped
-   * answer as far as it got; a failed one without text is left out).
+   * answer as far as it got; a failed one without text is left out). Thinking is not sent: reasoning
+   * models are trained on turns without it, and their templates drop it.
    */
   history(): IChatTurn[] {
     return this._state.messages
@@ -214,24 +227,32 @@ export class ChatSession {
     this._set({ messages: [...this._state.messages, answer], streaming: true });
     const controller = new AbortController();
     this._controller = controller;
+    let thinkingSince: number | null = null;
+    const thought = (m: IChatMessage): Partial<IChatMessage> =>
+      thinkingSince !== null && m.thinkingMs === null ? { thinkingMs: performance.now() - thinkingSince } : {};
     try {
       if (!model) {
         throw new Error('Choose a model first.');
       }
       for await (const delta of streamChat(this.fetch, this.url, { model, messages }, controller.signal)) {
+        if (delta.reasoning && thinkingSince === null) {
+          thinkingSince = performance.now();
+        }
         this._update(answer.id, m => ({
           content: m.content + delta.content,
-          finishReason: delta.finishReason ?? m.finishReason
+          reasoning: m.reasoning + delta.reasoning,
+          finishReason: delta.finishReason ?? m.finishReason,
+          ...(delta.content ? thought(m) : {})
         }));
       }
-      this._update(answer.id, () => ({ state: 'done' }));
+      this._update(answer.id, m => ({ state: 'done', ...thought(m) }));
     } catch (error) {
       if (controller.signal.aborted || isAbort(error)) {
-        this._update(answer.id, () => ({ state: 'stopped' }));
+        this._update(answer.id, m => ({ state: 'stopped', ...thought(m) }));
       } else {
         const message =
           error instanceof TypeError ? `Cannot reach the Jupyter server: ${error.message}` : describeError(error);
-        this._update(answer.id, () => ({ state: 'error', error: message }));
+        this._update(answer.id, m => ({ state: 'error', error: message, ...thought(m) }));
       }
     } finally {
       if (this._controller === controller) {
@@ -260,7 +281,17 @@ export class ChatSession {
     model: string,
     state: ChatMessageState
   ): IChatMessage {
-    return { id: this._nextId++, role, content, model, state, error: null, finishReason: null };
+    return {
+      id: this._nextId++,
+      role,
+      content,
+      reasoning: '',
+      thinkingMs: null,
+      model,
+      state,
+      error: null,
+      finishReason: null
+    };
   }
 
   /** Changes one message, if it is still in the conversation (new chat drops them all). */

@@ -19,6 +19,7 @@ import {
   closeIcon
 } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
+import { ISignal, Signal } from '@lumino/signaling';
 import * as React from 'react';
 
 import { ChatView, FoundryChat } from './chat';
@@ -74,8 +75,16 @@ export class FoundryPanel extends ReactWidget {
   }
 
   set tab(tab: PanelTab) {
+    if (tab === this._tab) {
+      return;
+    }
     this._tab = tab;
     this.update();
+    this._tabChanged.emit(tab);
+  }
+
+  get tabChanged(): ISignal<this, PanelTab> {
+    return this._tabChanged;
   }
 
   dispose(): void {
@@ -106,6 +115,7 @@ export class FoundryPanel extends ReactWidget {
   private _unsubscribe: () => void;
   private _loadedOnce = false;
   private _tab: PanelTab = 'models';
+  private _tabChanged = new Signal<this, PanelTab>(this);
 }
 
 export type PanelTab = 'models' | 'chat';

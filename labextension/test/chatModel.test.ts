@@ -107,15 +107,34 @@ describe('SseDecoder', () => {
 describe('parseChunk', () => {
   it("reads the first choice's text and finish reason", () => {
     const data = chunk('Hi', 'stop').slice(6).trim();
-    assert.deepEqual(parseChunk(data), { content: 'Hi', finishReason: 'stop' });
+    assert.deepEqual(parseChunk(data), { content: 'Hi', reasoning: '', finishReason: 'stop' });
+  });
+
+  it("reads a reasoning model's thinking, by this server's name for it or by vLLM's newer one", () => {
+    const delta = (d: object) => JSON.stringify({ choices: [{ index: 0, delta: d, finish_reason: null }] });
+    assert.deepEqual(parseChunk(delta({ reasoning_content: 'Hmm, ' })), {
+      content: '',
+      reasoning: 'Hmm, ',
+      finishReason: null
+    });
+    assert.deepEqual(parseChunk(delta({ reasoning: 'so', content: null })), {
+      content: '',
+      reasoning: 'so',
+      finishReason: null
+    });
   });
 
   it('reads a role-only chunk and a usage chunk as no text', () => {
     assert.deepEqual(parseChunk('{"choices":[{"index":0,"delta":{"role":"assistant"}}]}'), {
       content: '',
+      reasoning: '',
       finishReason: null
     });
-    assert.deepEqual(parseChunk('{"choices":[],"usage":{"total_tokens":3}}'), { content: '', finishReason: null });
+    assert.deepEqual(parseChunk('{"choices":[],"usage":{"total_tokens":3}}'), {
+      content: '',
+      reasoning: '',
+      finishReason: null
+    });
   });
 
   it("throws an error event's message and code", () => {
@@ -278,6 +297,51 @@ describe('ChatSession', () => {
     assert.deepEqual(chat.state.messages, []);
     assert.equal(chat.state.streaming, false);
     assert.equal(chat.state.model, 'tiny');
+  });
+
+  it("keeps a reasoning model's thinking apart from its answer and out of the history", async () => {
+    const server = new FakeServer();
+    const chat = new ChatSession(server.fetch, '/u');
+    chat.setModel('thinker');
+    const thought = (text: string) =>
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta: { reasoning_content: text }, finish_reason: null }] })}\n\n`;
+    const first = chat.send('why?');
+    await until(() => server.requests.length === 1);
+    server.write(thought('Let me '));
+    await until(() => chat.state.messages[1]?.reasoning === 'Let me ');
+    assert.equal(chat.state.messages[1].thinkingMs, null); // still thinking
+    server.write(thought('see.'));
+    await until(() => chat.state.messages[1]?.reasoning === 'Let me see.');
+    server.write(chunk('Because.', 'stop'));
+    await until(() => chat.state.messages[1]?.content === 'Because.');
+    const thinking = chat.state.messages[1].thinkingMs;
+    assert.ok(thinking !== null && thinking >= 0, 'the thinking is over once the answer begins');
+    server.write('data: [DONE]\n\n');
+    await first;
+    assert.equal(chat.state.messages[1].thinkingMs, thinking);
+    assert.deepEqual(chat.history(), [
+      { role: 'user', content: 'why?' },
+      { role: 'assistant', content: 'Because.' }
+    ]);
+
+    // Thinking cut short by the token limit: it is over when the stream ends; no answer to send back.
+    const second = chat.send('and?');
+    await until(() => server.requests.length === 2);
+    server.write(thought('Well') + chunk('', 'length') + 'data: [DONE]\n\n');
+    await second;
+    const cut = chat.state.messages[3];
+    assert.deepEqual([cut.reasoning, cut.content, cut.state], ['Well', '', 'done']);
+    assert.notEqual(cut.thinkingMs, null);
+    const third = chat.send('ok');
+    await until(() => server.requests.length === 3);
+    assert.deepEqual(server.requests[2].body.messages, [
+      { role: 'user', content: 'why?' },
+      { role: 'assistant', content: 'Because.' },
+      { role: 'user', content: 'and?' },
+      { role: 'user', content: 'ok' }
+    ]);
+    chat.stop();
+    await third;
   });
 
   it('ignores empty messages and messages sent while an answer streams', async () => {

@@ -274,3 +274,282 @@ def widen_sidebar(page, pixels: int) -> None:
     page.mouse.down()
     page.mouse.move(x + pixels, y, steps=5)
     page.mouse.up()
+
+
+def lab_ready(page, lab: Lab) -> None:
+    """Loads Lab from the default layout and waits for the Foundry panel's tab in the sidebar."""
+    page.goto(f"{lab.url}lab?reset&token={lab.token}")
+    page.wait_for_url(lambda url: "reset" not in url)
+    page.locator('.lm-TabBar-tab[data-id="foundry-jupyter-panel"]').wait_for()
+
+
+def message_box_has_focus(page) -> None:
+    page.wait_for_function(
+        "() => document.activeElement?.classList.contains('jp-FoundryChat-input') === true"
+    )
+
+
+def test_the_chat_opens_from_the_command_palette_and_the_view_menu(page, lab: Lab) -> None:
+    lab_ready(page, lab)
+    chat = page.locator(".jp-FoundryChat")
+    assert not chat.is_visible()  # the panel starts closed, on its Models tab
+
+    # Keyboard only: the palette finds the command by its label, the chat opens with the cursor in it.
+    page.keyboard.press("Control+Shift+C")
+    page.locator(".lm-CommandPalette-input").fill("foundry open chat")
+    item = page.locator(".lm-CommandPalette-item", has_text="Foundry: Open Chat")
+    item.wait_for()
+    assert item.get_attribute("data-command") == "foundry:open-chat"
+    page.keyboard.press("Enter")
+    chat.wait_for(state="visible")
+    message_box_has_focus(page)
+    chat.get_by_label("Model").locator(f'option[value="{TINY}"]').wait_for(state="attached")
+    chat.get_by_label("Model").select_option(TINY)
+    chat.get_by_label("Message").focus()
+    page.keyboard.type("Hello there")
+    page.keyboard.press("Enter")
+    answer = chat.locator('.jp-FoundryChat-message[data-role="assistant"]').first
+    wait_state(answer, "done")
+    assert answer_text(answer).strip()
+
+    # The View menu has it too: from the Models tab, and from a closed sidebar, it shows the chat.
+    panel = page.locator(".jp-FoundryPanel")
+    panel.get_by_role("tab", name="Models", exact=True).click()
+    chat.wait_for(state="hidden")
+    page.locator(".lm-MenuBar-item", has_text="View").click()
+    page.locator(".lm-Menu-item", has_text="Foundry: Open Chat").click()
+    chat.wait_for(state="visible")
+    message_box_has_focus(page)
+    assert chat.locator(".jp-FoundryChat-message").count() == 2  # the same conversation
+    page.locator('.lm-TabBar-tab[data-id="foundry-jupyter-panel"]').click()  # closes the sidebar
+    panel.wait_for(state="hidden")
+    page.locator(".lm-MenuBar-item", has_text="View").click()
+    page.locator(".lm-Menu-item", has_text="Foundry: Open Chat").click()
+    chat.wait_for(state="visible")
+    message_box_has_focus(page)
+
+
+def saved_panel_state(lab: Lab) -> dict:
+    """What the default workspace keeps for the Foundry panel (the state database lives there)."""
+    response = lab.api("lab/api/workspaces/default")
+    if response.status_code != 200:
+        return {}
+    return response.json().get("data", {}).get("foundry-jupyter:panel", {})
+
+
+def test_a_reload_shows_the_chat_tab_with_the_model_chosen_before(page, lab: Lab, long_model: str) -> None:
+    chat = open_chat(page, lab)
+    models = chat.get_by_label("Model")
+    models.locator(f'option[value="{long_model}"]').wait_for(state="attached")
+    models.locator(f'option[value="{TINY}"]').wait_for(state="attached")
+    # Whichever model the chat offers first, the user picks the other one.
+    picked = TINY if models.input_value() == long_model else long_model
+    models.select_option(picked)
+    deadline = time.monotonic() + 30
+    while saved_panel_state(lab) != {"tab": "chat", "model": picked}:
+        assert time.monotonic() < deadline, saved_panel_state(lab)
+        time.sleep(0.2)
+
+    page.reload()
+    chat.wait_for(state="visible")  # no click: the sidebar and its chat tab come back
+    page.locator(".jp-FoundryPanel").get_by_role("tab", name="Chat", exact=True).wait_for()
+    assert (
+        page.locator(".jp-FoundryPanel").get_by_role("tab", name="Chat").get_attribute("aria-selected")
+        == "true"
+    )
+    models.locator(f'option[value="{picked}"]').wait_for(state="attached")
+    page.wait_for_function("([el, picked]) => el.value === picked", arg=[models.element_handle(), picked])
+    # The remembered model is the one asked.
+    sent = chat_requests(page)
+    answer = ask_as_is(chat, "Hi")
+    wait_state(answer, "streaming")
+    assert sent[0]["model"] == picked
+    chat.get_by_role("button", name="Stop").click()
+    wait_state(answer, "stopped")
+
+    # Back on the Models tab, a reload stays there.
+    page.locator(".jp-FoundryPanel").get_by_role("tab", name="Models", exact=True).click()
+    deadline = time.monotonic() + 30
+    while saved_panel_state(lab).get("tab") != "models":
+        assert time.monotonic() < deadline, saved_panel_state(lab)
+        time.sleep(0.2)
+    page.reload()
+    page.locator(".jp-FoundryPanel").get_by_role("tab", name="Models", exact=True).wait_for()
+    assert not chat.is_visible()
+
+
+def ask_as_is(chat, text: str):
+    """Sends `text` to the model the chat shows, without choosing one; returns the answer's element."""
+    answers = chat.locator('.jp-FoundryChat-message[data-role="assistant"]')
+    before = answers.count()
+    chat.get_by_label("Message").fill(text)
+    chat.get_by_label("Message").press("Enter")
+    answers.nth(before).wait_for()
+    return answers.nth(before)
+
+
+THINKS = "tiny-think-long-generic-cpu:1"  # a template that opens <think>; a long context to think in
+
+
+@pytest.fixture(scope="module")
+def thinking_model(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """tiny-long dressed as a reasoning model whose prompt opens the thinking (DeepSeek-R1's way):
+    everything it writes is thinking, streamed as `reasoning_content`."""
+    from foundry_jupyter.engine.testmodel import build_tiny_model
+    from tests.support.reasoning import OPENS_THINKING, with_template
+
+    base = tmp_path_factory.mktemp("tiny-think")
+    plain = build_tiny_model(base / "plain", context_length=4096)
+    folder = with_template(plain, base / "tiny-think-long-generic-cpu-1", OPENS_THINKING)
+    (folder / "inference_model.json").write_text(json.dumps({"Name": THINKS}))
+    shutil.copytree(folder, lab.cache / "foundry-jupyter" / folder.name)
+    return THINKS
+
+
+def test_a_reasoning_models_thinking_streams_folded_and_stays_out_of_the_history(
+    page, lab: Lab, thinking_model: str
+) -> None:
+    sent = chat_requests(page)
+    chat = open_chat(page, lab)
+    chat.get_by_label("Model").locator(f'option[value="{thinking_model}"]').wait_for(state="attached")
+    answer = ask(chat, thinking_model, "Why is the sky blue?")
+
+    # The thinking streams into a folded block that says it is still going.
+    thinking = answer.locator(".jp-FoundryChat-thinking")
+    thinking.and_(page.locator('[data-thinking="streaming"]')).wait_for()
+    summary = thinking.locator("summary")
+    assert summary.inner_text() == "Thinking…"
+    assert thinking.get_attribute("open") is None  # folded
+    text = thinking.locator(".jp-FoundryChat-thinkingText")
+    assert not text.is_visible()
+    page.wait_for_function("el => el.textContent.length > 100", arg=text.element_handle())
+    seen = len(text.text_content() or "")
+    # Opened, it shows the thinking growing while it arrives.
+    summary.click()
+    assert thinking.get_attribute("open") is not None
+    text.wait_for(state="visible")
+    page.wait_for_function(
+        "([el, seen]) => el.textContent.length > seen + 50", arg=[text.element_handle(), seen]
+    )
+    assert answer.get_attribute("data-state") == "streaming"
+    assert answer.locator(".jp-FoundryChat-markdown").count() == 0  # no answer yet, only thinking
+    # It looks apart from an answer: quieter, and set off by a rule on its left.
+    style = text.evaluate(
+        "el => { const s = getComputedStyle(el.parentElement);"
+        " const m = getComputedStyle(el.closest('.jp-FoundryChat-message'));"
+        " return [s.borderLeftStyle, s.fontSize, m.fontSize]; }"
+    )
+    assert style[0] == "solid" and float(style[1][:-2]) < float(style[2][:-2]), style
+
+    chat.get_by_role("button", name="Stop").click()
+    wait_state(answer, "stopped")
+    thinking.and_(page.locator('[data-thinking="done"]')).wait_for()
+    assert summary.inner_text().startswith("Thought for "), summary.inner_text()
+    shown = text.text_content() or ""
+    # What the page shows is what the server streams as reasoning_content (greedy, so alike).
+    ask_again = {"model": thinking_model, "messages": sent[0]["messages"], "max_tokens": 32}
+    whole = lab.api(CHAT_URL, "POST", ask_again).json()["choices"][0]["message"]
+    assert whole["content"] == "" and whole["reasoning_content"]
+    assert shown.startswith(whole["reasoning_content"]), (shown[:200], whole["reasoning_content"])
+
+    # The next question goes without the thinking: the stopped answer had no text beyond it.
+    follow = ask(chat, TINY, "Thanks")
+    wait_state(follow, "done")
+    assert sent[1]["messages"] == [
+        {"role": "user", "content": "Why is the sky blue?"},
+        {"role": "user", "content": "Thanks"},
+    ]
+    assert follow.locator(".jp-FoundryChat-thinking").count() == 0  # a model that does not think
+
+
+THOUGHT = ["The user asks ", "about colour. ", "Rayleigh scattering ", "explains it."]
+ANSWER = ["**Rayleigh scattering**: ", "blue light scatters ", "more than red."]
+
+
+class _ThinkingEngine(BaseHTTPRequestHandler):
+    """A remote reasoning engine: streams its thinking as `reasoning_content`, then its answer, with a
+    pause between pieces so the page is seen thinking."""
+
+    def do_GET(self) -> None:
+        data = json.dumps({"object": "list", "data": [{"id": "deep-thinker"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        deltas = [{"role": "assistant", "content": ""}]
+        deltas += [{"reasoning_content": piece} for piece in THOUGHT]
+        deltas += [{"content": piece} for piece in ANSWER]
+        for i, delta in enumerate(deltas):
+            finish = "stop" if i == len(deltas) - 1 else None
+            chunk = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "deep-thinker",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+            time.sleep(0.4)
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def thinking_engine(lab: Lab):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ThinkingEngine)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    registered = lab.api("foundry/openai/register", "POST", {"name": "mind", "base_url": url})
+    assert registered.status_code == 200, registered.text
+    yield "mind/deep-thinker"
+    lab.api("foundry/engines/mind", "DELETE")
+    server.shutdown()
+    server.server_close()
+
+
+def test_thinking_shows_above_the_answer_and_only_the_answer_is_sent_back(
+    page, lab: Lab, thinking_engine: str, artifacts: Path
+) -> None:
+    sent = chat_requests(page)
+    chat = open_chat(page, lab)
+    chat.get_by_label("Model").locator(f'option[value="{thinking_engine}"]').wait_for(state="attached")
+    answer = ask(chat, thinking_engine, "Why is the sky blue?")
+    thinking = answer.locator(".jp-FoundryChat-thinking")
+    thinking.and_(page.locator('[data-thinking="streaming"]')).wait_for()
+    assert thinking.locator("summary").inner_text() == "Thinking…"
+    # Once the answer begins the thinking is over; it stays folded above the answer.
+    answer.locator(".jp-FoundryChat-markdown").wait_for()
+    thinking.and_(page.locator('[data-thinking="done"]')).wait_for()
+    wait_state(answer, "done")
+    assert thinking.locator("summary").inner_text().startswith("Thought for ")
+    assert thinking.get_attribute("open") is None
+    assert thinking.locator(".jp-FoundryChat-thinkingText").text_content() == "".join(THOUGHT)
+    assert answer_text(answer).strip() == "Rayleigh scattering: blue light scatters more than red."
+    assert answer.locator(".jp-FoundryChat-markdown strong").inner_text() == "Rayleigh scattering"
+    above = answer.evaluate(
+        "el => el.querySelector('.jp-FoundryChat-thinking').compareDocumentPosition("
+        "el.querySelector('.jp-FoundryChat-markdown')) & Node.DOCUMENT_POSITION_FOLLOWING"
+    )
+    assert above, "the thinking is not above the answer"
+
+    follow = ask(chat, thinking_engine, "And at sunset?")
+    wait_state(follow, "done")
+    assert sent[1]["messages"] == [
+        {"role": "user", "content": "Why is the sky blue?"},
+        {"role": "assistant", "content": "".join(ANSWER)},
+        {"role": "user", "content": "And at sunset?"},
+    ]
+    thinking.locator("summary").click()  # opened, for the README's docs/img/chat-thinking.png
+    thinking.locator(".jp-FoundryChat-thinkingText").wait_for(state="visible")
+    page.locator(".jp-FoundryPanel").screenshot(path=str(artifacts / "chat-thinking.png"))
