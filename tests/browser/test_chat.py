@@ -466,22 +466,18 @@ THOUGHT = ["The user asks ", "about colour. ", "Rayleigh scattering ", "explains
 ANSWER = ["**Rayleigh scattering**: ", "blue light scatters ", "more than red."]
 
 
-class _ThinkingEngine(BaseHTTPRequestHandler):
+class _ThinkingEngine(JsonHandler):
     """A remote reasoning engine: streams its thinking as `reasoning_content`, then its answer, with a
     pause between pieces so the page is seen thinking."""
 
     def do_GET(self) -> None:
-        data = json.dumps({"object": "list", "data": [{"id": "deep-thinker"}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_json(200, {"object": "list", "data": [{"id": "deep-thinker"}]})
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.read_json()
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
         self.end_headers()
         deltas = [{"role": "assistant", "content": ""}]
         deltas += [{"reasoning_content": piece} for piece in THOUGHT]
@@ -500,22 +496,16 @@ class _ThinkingEngine(BaseHTTPRequestHandler):
             time.sleep(0.4)
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.close_connection = True
 
 
 @pytest.fixture
 def thinking_engine(lab: Lab):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ThinkingEngine)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    registered = lab.api("foundry/openai/register", "POST", {"name": "mind", "base_url": url})
-    assert registered.status_code == 200, registered.text
-    yield "mind/deep-thinker"
-    lab.api("foundry/engines/mind", "DELETE")
-    server.shutdown()
-    server.server_close()
+    with serve(_ThinkingEngine) as url:
+        registered = lab.api("foundry/openai/register", "POST", {"name": "mind", "base_url": f"{url}/v1"})
+        assert registered.status_code == 200, registered.text
+        yield "mind/deep-thinker"
+        lab.api("foundry/engines/mind", "DELETE")
 
 
 def test_thinking_shows_above_the_answer_and_only_the_answer_is_sent_back(
