@@ -261,7 +261,12 @@ async def spawn_runner(
     try:
         return process, await _wait_ready(model_id, process, start_timeout_s)
     except BaseException:
-        await process.stop(stop_timeout_s)
+        # Cancelled (a client left, the server stops) or failed: the process must go either way, so a
+        # second cancel does not cut its stop short.
+        stopping = asyncio.ensure_future(process.stop(stop_timeout_s))
+        while not stopping.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(stopping)
         raise
 
 
