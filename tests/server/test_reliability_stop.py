@@ -1,5 +1,6 @@
 """No runner outlives its server, whatever state it is in when the server goes: still loading its
-model when the server stops, or still loading when the server process dies."""
+model when the server stops, still being stopped after its model's first process died, or still
+loading when the server process dies."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .conftest import TINY, runner_processes
+from .conftest import LONG, TINY, runner_processes
 from .test_errors import assert_openai_error
+from .test_runner_processes import grown, grows, stop
 
 
 @pytest.fixture
@@ -49,6 +51,26 @@ async def test_a_runner_still_loading_when_the_server_stops_is_stopped_with_it(h
     await service.close()  # what the extension's stop does
     assert runner_processes() == [], "a runner still loading outlived the server's stop"
     assert_openai_error(await load, 503, code="server_stopping")
+
+
+@grows
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP makes a process slow to stop")
+async def test_processes_still_stopping_after_their_model_died_are_stopped_with_the_server(
+    client, http, service
+):
+    runner, streams = await grown(client, http, service)
+    first, extra = runner.processes
+    os.kill(extra.pid, signal.SIGSTOP)  # slow to stop: SIGTERM waits, a kill comes after the stop limit
+    os.kill(first.pid, signal.SIGKILL)  # the model's first process dies (or is killed as hung) mid-stream
+    deadline = time.monotonic() + 10
+    while service.supervisor.get(LONG) is not None:  # the model is forgotten, `extra` stops meanwhile
+        assert time.monotonic() < deadline, "the model outlived its first process"
+        await asyncio.sleep(0.05)
+    try:
+        await service.close()
+        assert runner_processes() == [], "a process being stopped in the background outlived the server"
+    finally:
+        await stop(*streams)
 
 
 def test_a_runner_whose_server_dies_while_it_loads_exits(tmp_path: Path, tiny_model_dir: Path):
