@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import FoundryError
 from ..service import transport, wire
 from ..service.processes import lower_priority
+from .parent import watch_parent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         # get a core as soon as they wake, while a model keeps both busy.
         lower_priority(args.nice)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
+    watch_parent(args.parent_pid)  # before loading, which can take minutes
 
     try:
         model = _load(args.model_path, args.ep, args.model_id)
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         server = RunnerServer(model)
-        asyncio.run(server.serve(args.socket, args.parent_pid, port_file=args.tcp_port_file, secret=secret))
+        asyncio.run(server.serve(args.socket, port_file=args.tcp_port_file, secret=secret))
     finally:
         model.close()
     return 0

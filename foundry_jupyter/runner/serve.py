@@ -21,11 +21,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import psutil
-
 from ..errors import FoundryError, InvalidRequest, RunnerFailed
 from ..service import transport, wire
-from ..service.processes import parent_gone
 
 if sys.platform != "win32":  # POSIX only: how much a socket's reader has not read yet (`_unread`)
     import fcntl
@@ -33,7 +30,6 @@ if sys.platform != "win32":  # POSIX only: how much a socket's reader has not re
 
 log = logging.getLogger("foundry_jupyter.runner")
 
-PARENT_POLL_S = 1.0
 # At most one text message per this interval: each message costs a wake-up and CPU in the runner, the
 # server and the client, so a fast model sends many tokens a message, while a model slower than this
 # sends every token as it comes. The first token always goes out at once. Twice a 60 Hz screen's rate.
@@ -54,13 +50,13 @@ class RunnerServer:
     async def serve(
         self,
         socket_path: str | None,
-        parent_pid: int | None,
         *,
         port_file: str | None = None,
         secret: str = "",
     ) -> None:
         """Serve on the unix socket `socket_path`, or (`port_file`) on loopback TCP for clients that
-        present `secret`, until SIGTERM or the parent `parent_pid` exits."""
+        present `secret`, until SIGTERM (which the runner also sends itself when its parent is gone:
+        `parent.watch_parent`)."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         if sys.platform != "win32":
@@ -74,12 +70,10 @@ class RunnerServer:
         else:
             assert socket_path, "a socket path or a port file"
             server = await transport.serve_unix(self._handle, socket_path, wire.LINE_LIMIT)
-        watcher = asyncio.create_task(_watch_parent(parent_pid, stop))
         try:
             await stop.wait()
         finally:
             self.stopping = True
-            watcher.cancel()
             server.close()
             for cancel in list(self.cancels):
                 cancel.set()
@@ -348,20 +342,3 @@ async def _watch_connection(reader: asyncio.StreamReader, cancel: threading.Even
     if not data:
         cancel.set()
     return data
-
-
-async def _watch_parent(parent_pid: int | None, stop: asyncio.Event) -> None:
-    """Stop when the server that started this runner is gone, so no runner outlives its server."""
-    if not parent_pid:
-        return
-    try:
-        parent = psutil.Process(parent_pid)
-    except psutil.Error:
-        stop.set()
-        return
-    while not stop.is_set():
-        if parent_gone(parent):
-            log.warning("parent process %s is gone; stopping", parent_pid)
-            stop.set()
-            return
-        await asyncio.sleep(PARENT_POLL_S)

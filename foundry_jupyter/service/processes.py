@@ -261,34 +261,48 @@ async def spawn_runner(
     try:
         return process, await _wait_ready(model_id, process, start_timeout_s)
     except BaseException:
-        await process.stop(stop_timeout_s)
+        # Cancelled (a client left, the server stops) or failed: the process must go either way, so a
+        # second cancel does not cut its stop short.
+        stopping = asyncio.ensure_future(process.stop(stop_timeout_s))
+        while not stopping.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(stopping)
         raise
 
 
 async def _wait_ready(model_id: str, process: SubprocessRunner, timeout_s: float) -> dict[str, Any]:
-    """The runner listens once the model is loaded: poll for that, then ask for `info`."""
+    """The runner listens once the model is loaded: poll for that, then ask for `info`, all within
+    `timeout_s`: a runner that listens but never answers (stopped, hung) must not hold the load, and
+    every request waiting for that model, forever."""
     deadline = time.monotonic() + timeout_s
     while True:
         rc = process.poll()
         if rc is not None:
             raise _load_error(model_id, rc, process.log_path)
         if process.listening() is not None:
-            try:
-                reader, writer = await process.open_connection()
-                writer.write(wire.encode({"op": "info"}))
-                await writer.drain()
-                line = await reader.readline()
-                writer.close()
-                if line:
-                    return wire.decode(line).get("result", {})
-            except (ConnectionError, OSError):
-                pass
+            with contextlib.suppress(OSError):  # TimeoutError included
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    info = await _ask_info(process)
+                if info is not None:
+                    return info
         if time.monotonic() > deadline:
             raise RunnerFailed(
                 f"The model runner for '{model_id}' did not start within {timeout_s:g} s "
                 "(FoundryApp.runner_start_timeout)."
             )
         await asyncio.sleep(0.05)
+
+
+async def _ask_info(process: SubprocessRunner) -> dict[str, Any] | None:
+    """The runner's `info` answer; None when it closed the connection first."""
+    reader, writer = await process.open_connection()
+    try:
+        writer.write(wire.encode({"op": "info"}))
+        await writer.drain()
+        line = await reader.readline()
+    finally:
+        writer.close()
+    return wire.decode(line).get("result", {}) if line else None
 
 
 def _load_error(model_id: str, rc: int, log_path: str) -> FoundryError:

@@ -57,6 +57,10 @@ class ModelBusy(FoundryError):
     code = "model_busy"
 
 
+class ServerStopping(RunnerFailed):
+    code = "server_stopping"
+
+
 @dataclass
 class Runner:
     """One loaded model, its processes, and what the supervisor knows about them. The first process
@@ -302,7 +306,11 @@ class RunnerSupervisor:
         self.runners: dict[str, Runner] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._reaper: asyncio.Task[None] | None = None
+        # Every start and stop runs as a task kept here, so that `stop` can wait for all of them: a
+        # process still loading, or being stopped in the background, must not outlive the server.
+        self._starting: set[asyncio.Task[Any]] = set()
         self._stopping: set[asyncio.Task[None]] = set()
+        self.closed = False
         _live_supervisors.add(self)
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -312,13 +320,22 @@ class RunnerSupervisor:
             self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
 
     async def stop(self) -> None:
-        """Stop the reaper and every runner (server shutdown)."""
+        """Stop the reaper and every runner (server shutdown), those still loading and those being
+        stopped in the background included; no process starts after this."""
+        self.closed = True
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reaper
             self._reaper = None
-        await self.unload_all()
+        for task in self._starting:
+            _cancel_once(task)  # a process still loading is stopped by its start (`spawn_runner`)
+        while True:
+            await self.unload_all()
+            pending = self._starting | self._stopping
+            if not pending and not self.runners:
+                return
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def loaded(self) -> list[Runner]:
         return [r for r in self.runners.values() if r.alive()]
@@ -334,6 +351,7 @@ class RunnerSupervisor:
         self, model_id: str, path: Path, *, alias: str = "", ttl: int | None = None, ep: str | None = None
     ) -> tuple[Runner, bool]:
         """The runner for `model_id`, started when needed. Returns (runner, started_now)."""
+        self._refuse_if_closed()
         self.start()
         lock = self._locks.setdefault(model_id, asyncio.Lock())
         async with lock:
@@ -353,9 +371,8 @@ class RunnerSupervisor:
                 runner.last_used = time.monotonic()
                 return runner, False
             await self._make_room()
-            runner = await self._start_runner(model_id, path, alias=alias, ttl=ttl, ep=ep)
-            self.runners[model_id] = runner
-            return runner, True
+            start = self._start_runner(model_id, path, alias=alias, ttl=ttl, ep=ep)
+            return await self._tracked_start(start), True
 
     async def unload(self, model_id: str, *, force: bool = False) -> bool:
         """Stop the runner of `model_id`. Without `force`, refuse while it serves requests."""
@@ -374,6 +391,10 @@ class RunnerSupervisor:
         ids = list(self.runners)
         await asyncio.gather(*(self._stop_runner(r) for r in list(self.runners.values())))
         return ids
+
+    def _refuse_if_closed(self) -> None:
+        if self.closed:
+            raise ServerStopping("The server is stopping: it starts no model runner any more.")
 
     # ---- requests --------------------------------------------------------------------------
     async def open(
@@ -407,8 +428,8 @@ class RunnerSupervisor:
         is busy; questions about the model (`info`, `count`) go to its first process."""
         if request.get("op") not in GENERATION_OPS:
             return runner.processes[0]
-        if runner.wants_process():
-            task = asyncio.get_running_loop().create_task(self._grow(runner))
+        if runner.wants_process() and not self.closed:
+            task = self._track(self._starting, self._grow(runner))
             runner.growing.add(task)
             task.add_done_callback(runner.growing.discard)
         return runner.pick(request)
@@ -441,11 +462,34 @@ class RunnerSupervisor:
             log.info("unloading %s to make room (max %s loaded models)", oldest.model_id, self.max_loaded)
             await self._stop_runner(oldest)
 
+    def _track(self, tasks: set[asyncio.Task[Any]], work: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(work)  # type: ignore[arg-type]
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
+
+    async def _tracked_start(self, start: Awaitable[Runner]) -> Runner:
+        """Run `start` as a task `stop` can cancel and wait for. A request whose load the server's stop
+        cut answers `server_stopping`; a request cancelled itself (its client left) cancels the load."""
+        task = self._track(self._starting, start)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self.closed and task.cancelled() and current is not None and not current.cancelling():
+                raise ServerStopping("The server stopped while this model was loading.") from None
+            raise
+
     async def _start_runner(
         self, model_id: str, path: Path, *, alias: str, ttl: int | None, ep: str | None
     ) -> Runner:
+        """Start the model's first process and register it, with no wait between the two: either the
+        runner is in `runners` when `stop` looks, or this task is one that `stop` waits for."""
         log.info("starting runner for %s", model_id)
         process, info = await self._spawn(model_id, path, ep)
+        if self.closed:
+            await self._stop_process(model_id, process)
+            raise ServerStopping("The server stopped while this model was loading.")
         runner = Runner(
             model_id=model_id,
             alias=alias,
@@ -460,6 +504,7 @@ class RunnerSupervisor:
         # requests (figures in benchmarks/README.md).
         if int(info.get("processes") or 1) > 1:
             runner.max_processes = max(1, self.max_processes)
+        self.runners[model_id] = runner
         log.info(
             "runner for %s ready on %s (pid %s; up to %s processes)",
             model_id,
@@ -477,7 +522,7 @@ class RunnerSupervisor:
             log.warning("could not start another runner process for %s: %s", runner.model_id, exc)
             runner.max_processes = len(runner.processes)  # do not retry on every request
             return
-        if self.runners.get(runner.model_id) is runner and runner.alive():
+        if self.runners.get(runner.model_id) is runner and runner.alive() and not self.closed:
             runner.processes.append(process)
             log.info(
                 "runner for %s: process %s ready (%s now)",
@@ -504,11 +549,22 @@ class RunnerSupervisor:
     async def _stop_runner(self, runner: Runner, unloading: bool = True) -> None:
         if self.runners.get(runner.model_id) is runner:
             del self.runners[runner.model_id]
-        for task in list(runner.growing):
-            task.cancel()
-        await asyncio.gather(*(self._stop_process(runner.model_id, p, unloading) for p in runner.processes))
+        # A task of its own, which a caller cancelled meanwhile (a client leaving, the reaper at the
+        # server's stop) does not cut short, and which `stop` waits for.
+        await asyncio.shield(self._track(self._stopping, self._stop_processes(runner, unloading)))
+
+    async def _stop_processes(self, runner: Runner, unloading: bool) -> None:
+        growing = list(runner.growing)
+        for task in growing:
+            _cancel_once(task)
+        # A process that finished starting meanwhile was added to `processes`, or stopped by its start.
+        await asyncio.gather(*growing, return_exceptions=True)
+        await asyncio.gather(*(self._stop_now(runner.model_id, p, unloading) for p in runner.processes))
 
     async def _stop_process(self, model_id: str, process: RunnerProcess, unloading: bool = True) -> None:
+        await asyncio.shield(self._track(self._stopping, self._stop_now(model_id, process, unloading)))
+
+    async def _stop_now(self, model_id: str, process: RunnerProcess, unloading: bool) -> None:
         # `unloading`: stopped on purpose, so a request it cuts says the model was unloaded
         process.unloading = unloading
         process.close_idle()
@@ -518,9 +574,7 @@ class RunnerSupervisor:
     def kill_hung(self, runner: Runner, process: RunnerProcess) -> None:
         """Kill a process that stopped answering (SIGKILL reaches a stopped process too) and forget it,
         so the next request starts a fresh one."""
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(process.kill))
-        self._stopping.add(task)
-        task.add_done_callback(self._stopping.discard)
+        self._track(self._stopping, asyncio.to_thread(process.kill))
         self._forget_if_dead(runner, process, killed=True)
 
     def _forget_if_dead(
@@ -546,12 +600,9 @@ class RunnerSupervisor:
             process.log_tail(),
         )
         if first:
-            cleanup = self._stop_runner(runner, unloading=False)
+            self._track(self._stopping, self._stop_processes(runner, unloading=False))
         else:
-            cleanup = self._stop_process(runner.model_id, process, unloading=False)
-        task = asyncio.get_running_loop().create_task(cleanup)
-        self._stopping.add(task)
-        task.add_done_callback(self._stopping.discard)
+            self._track(self._stopping, self._stop_now(runner.model_id, process, unloading=False))
 
     async def _reap_forever(self) -> None:
         while True:
@@ -588,6 +639,13 @@ class RunnerSupervisor:
             for process in runner.processes:
                 process.kill()
         self.runners.clear()
+
+
+def _cancel_once(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` unless it was already: a second cancel would cut short its cleanup (stopping the
+    process it was starting)."""
+    if not task.cancelling():
+        task.cancel()
 
 
 def _norm(ep: str | None) -> str:

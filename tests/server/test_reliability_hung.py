@@ -5,13 +5,19 @@ request starts a fresh runner."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 
+from foundry_jupyter.errors import RunnerFailed
+from foundry_jupyter.service import processes
+from foundry_jupyter.service.processes import SubprocessRunner
 from tests.support.streams import last_event, stream_and_act
 
 from .conftest import LONG, TINY
@@ -81,3 +87,24 @@ async def test_a_runner_stopped_mid_stream_ends_the_stream_with_an_error_event(h
             os.kill(pid, signal.SIGKILL)
     response = await http.post("v1/chat/completions", json={**body, "stream": False, "max_tokens": 2})
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a unix socket stands in for the runner")
+async def test_a_runner_that_listens_but_never_answers_fails_its_start_in_time(tmp_path):
+    # A runner stopped (or hung) just after it began listening: the connection is accepted, `info`
+    # never answered. Its start, and every request waiting for its model, must end at the start limit.
+    sock = tmp_path / "sock"
+    listen = (
+        "import socket, time\n"
+        f"s = socket.socket(socket.AF_UNIX)\ns.bind({str(sock)!r})\ns.listen()\ntime.sleep(60)\n"
+    )
+    popen = subprocess.Popen([sys.executable, "-c", listen])
+    process = SubprocessRunner(popen, str(tmp_path), "unix")
+    try:
+        started = time.monotonic()
+        with pytest.raises(RunnerFailed, match="runner_start_timeout"):
+            await asyncio.wait_for(processes._wait_ready("m", process, LIMIT_S), LIMIT_S + 10)
+        assert time.monotonic() - started < LIMIT_S + 3
+    finally:
+        popen.kill()
+        popen.wait()

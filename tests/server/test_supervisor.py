@@ -61,6 +61,7 @@ class FakeProcess(RunnerProcess):
         self.requests: list[dict[str, Any]] = []
         self.readers: list[asyncio.StreamReader] = []
         self.generating: list[asyncio.StreamReader] = []
+        self.stop_delay_s = 0.0  # how long it takes to exit when asked to
 
     @property
     def pid(self) -> int:
@@ -95,6 +96,7 @@ class FakeProcess(RunnerProcess):
             reader.feed_eof()
 
     async def stop(self, timeout_s: float) -> None:
+        await asyncio.sleep(self.stop_delay_s)
         self.stopped = True
         if self.exit_code is None:
             self.crash(-15)
@@ -106,12 +108,16 @@ class FakeProcess(RunnerProcess):
 
 class FakeSpawn:
     """Stands in for `spawn_runner`; `processes` is what the runner's `info` says the machine can run
-    side by side, `fail` an error the next starts raise."""
+    side by side, `fail` an error the next starts raise. While `loading` is set, a started process
+    waits for it to be cleared (its model loads), and is stopped if its start is cancelled meanwhile,
+    as `spawn_runner` does."""
 
     def __init__(self, processes: int = 1) -> None:
         self.processes = processes
         self.fail: Exception | None = None
         self.started: list[FakeProcess] = []
+        self.loading: asyncio.Event | None = None
+        self.stop_delay_s = 0.0
 
     async def __call__(
         self, model_id: str, path: Path, ep: str | None
@@ -120,7 +126,14 @@ class FakeSpawn:
         if self.fail is not None:
             raise self.fail
         process = FakeProcess()
+        process.stop_delay_s = self.stop_delay_s
         self.started.append(process)
+        if self.loading is not None:
+            try:
+                await self.loading.wait()
+            except BaseException:
+                await process.stop(1.0)
+                raise
         info = {"model_id": model_id, "execution_provider": ep or "cpu", "processes": self.processes}
         return process, info
 
@@ -436,3 +449,59 @@ async def test_kill_all_now_kills_every_process():
         assert supervisor.runners == {} and all(p.exit_code == -9 for p in spawn.started)
         for process in spawn.started:
             process.stopped = True  # killed, not stopped: nothing for `stop()` to do
+
+
+# ---- the server's stop ---------------------------------------------------------------------------
+async def started(spawn: FakeSpawn, count: int) -> None:
+    while len(spawn.started) < count:
+        await asyncio.sleep(0)
+
+
+async def test_stop_stops_a_model_still_loading_and_its_request_says_why():
+    async with supervised() as (supervisor, spawn):
+        spawn.loading = asyncio.Event()  # never set: the model is still loading when the server stops
+        load = asyncio.ensure_future(supervisor.ensure("a:1", MODEL))
+        await started(spawn, 1)
+        await supervisor.stop()
+        assert spawn.started[0].stopped and supervisor.runners == {}
+        with pytest.raises(runners.ServerStopping) as info:
+            await load
+        assert info.value.status == 503 and info.value.code == "server_stopping"
+
+
+async def test_a_load_that_ends_as_the_server_stops_leaves_no_process():
+    async with supervised() as (supervisor, spawn):
+        spawn.loading = asyncio.Event()
+        load = asyncio.ensure_future(supervisor.ensure("a:1", MODEL))
+        await started(spawn, 1)
+        spawn.loading.set()  # loaded, but its start has not run on since
+        await supervisor.stop()
+        assert spawn.started[0].stopped and supervisor.runners == {}
+        await asyncio.gather(load, return_exceptions=True)
+        with pytest.raises(runners.ServerStopping):
+            await supervisor.ensure("a:1", MODEL)  # nothing starts after the stop
+        assert len(spawn.started) == 1
+
+
+async def test_stop_stops_a_process_still_starting_for_a_busy_model():
+    async with supervised(processes=2, max_processes=2) as (supervisor, spawn):
+        runner, _ = await supervisor.ensure("a:1", MODEL)
+        spawn.loading = asyncio.Event()
+        spawn.stop_delay_s = 0.2  # the process still loading takes a while to exit when asked
+        for conversation in ("one", "two"):  # the second finds every process busy: one more starts
+            await supervisor.open(runner, chat(conversation))
+        await started(spawn, 2)
+        await supervisor.stop()
+        assert all(p.stopped for p in spawn.started) and runner.processes == [spawn.started[0]]
+
+
+async def test_stop_waits_for_the_processes_stopping_after_their_model_died():
+    async with supervised(processes=2, max_processes=2) as (supervisor, spawn):
+        spawn.stop_delay_s = 0.2  # processes that take a while to exit when asked
+        runner, _ = await supervisor.ensure("a:1", MODEL)
+        await busy(supervisor, runner, 2)
+        first, extra = runner.processes
+        first.crash()
+        assert supervisor.get("a:1") is None  # its other process now stops in the background
+        await supervisor.stop()
+        assert extra.stopped
