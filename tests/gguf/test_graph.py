@@ -176,3 +176,28 @@ def test_int4_fast_two_pass_steps_match_reference(tiny_gguf, converted, tied):
     got, cache = decoder.step(IDS[7:], cache)
     rows.append(got)
     np.testing.assert_allclose(np.concatenate(rows), expected, rtol=0, atol=1e-2)
+
+
+@pytest.mark.parametrize(
+    ("arch", "qtype", "tied", "precision"),
+    [
+        ("llama", "Q4_1", True, "int4"),
+        ("llama", "mixed", False, "int4-exact"),
+        ("gemma3", "mixed", True, "int4-fast"),
+        ("phi3", "kmixed", False, "fp32"),
+    ],
+)
+def test_logits_from_computes_only_the_rows_asked_for(tiny_gguf, converted, arch, qtype, tied, precision):
+    """Fed `logits_from`, a prompt gives only its last rows, equal to the whole run's, and the same
+    KV cache: the next step on that cache gives the same logits either way."""
+    decoder = Decoder(converted(tiny_gguf(qtype, arch=arch, tie_embeddings=tied), precision))
+    full, full_cache = decoder.step(IDS[:7], decoder.empty_cache())
+    last, cache = decoder.step(IDS[:7], decoder.empty_cache(), logits_from=6)
+    assert last.shape == (1, full.shape[1])
+    np.testing.assert_allclose(last, full[6:], rtol=1e-5, atol=1e-5)
+    for got, want in zip(cache, full_cache, strict=True):
+        np.testing.assert_array_equal(got, want)
+    tail, _ = decoder.step(IDS[7:], cache, logits_from=2)  # a chunk on top of the cache
+    whole, _ = decoder.step(IDS[7:], full_cache)
+    np.testing.assert_allclose(tail, whole[2:], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(decoder.step(IDS[:7], decoder.empty_cache(), logits_from=-1)[0], last)
