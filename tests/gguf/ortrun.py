@@ -9,13 +9,13 @@ import numpy as np
 
 
 class Decoder:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, filename: str = "model.onnx") -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         self.session = ort.InferenceSession(
-            str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
+            str(folder / filename), options, providers=["CPUExecutionProvider"]
         )
         cfg = json.loads((folder / "genai_config.json").read_text())["model"]["decoder"]
         self.layers, self.kv_heads, self.head_size = (

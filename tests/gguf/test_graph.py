@@ -201,3 +201,21 @@ def test_logits_from_computes_only_the_rows_asked_for(tiny_gguf, converted, arch
     whole, _ = decoder.step(IDS[7:], full_cache)
     np.testing.assert_allclose(tail, whole[2:], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(decoder.step(IDS[:7], decoder.empty_cache(), logits_from=-1)[0], last)
+
+
+def test_int4_prompt_graph_reads_prompts_on_float32_activations(tiny_gguf, converted):
+    """int4's prompt graph gives int4-exact's logits and a KV cache the int4 decoder continues from;
+    only int4 (int8 activations in one pass) has one."""
+    from foundry_jupyter.models.gguf.graph import PROMPT_FILE
+
+    path = tiny_gguf("mixed")  # a Q8_0 embedding: the 8-bit head holds its exact values
+    folder = converted(path, "int4")
+    prompt, decoder = Decoder(folder, PROMPT_FILE), Decoder(folder)
+    exact = Decoder(converted(path, "int4-exact"))
+    got, cache = prompt.step(IDS[:7], prompt.empty_cache(), logits_from=6)
+    want, want_cache = exact.step(IDS[:7], exact.empty_cache())
+    np.testing.assert_allclose(got, want[6:], **TOL)
+    for kv, want_kv in zip(cache, want_cache, strict=True):
+        np.testing.assert_allclose(kv, want_kv, **TOL)
+    np.testing.assert_allclose(decoder.step(IDS[7:], cache)[0], decoder.step(IDS[7:], want_cache)[0], **TOL)
+    assert not any((converted(path, p) / PROMPT_FILE).exists() for p in ("int4-exact", "int4-fast", "fp32"))

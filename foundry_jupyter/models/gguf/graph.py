@@ -22,6 +22,7 @@ from .reader import BLOCK, GGUFModel, QuantLinear, Weight
 OPSET = 21
 DATA_FILE = "model.onnx.data"
 LOGITS_FROM = "logits_from"  # optional int64 input: logits only for positions from here on
+PROMPT_FILE = "model.prompt.onnx"  # the same decoder for reading prompts (see `write_prompt_graph`)
 _INLINE_LIMIT = 1024  # bytes; smaller initializers stay inside model.onnx
 _ALIGN = 4096  # external data offsets aligned so onnxruntime can memory-map them
 
@@ -277,7 +278,30 @@ def build_model(
     )
     path = dest / "model.onnx"
     onnx.save_model(onnx_model, str(path))
+    if precision.accuracy_level == 4 and not precision.two_pass:
+        write_prompt_graph(onnx_model, dest / PROMPT_FILE)
     return path
+
+
+def write_prompt_graph(decoder: Any, path: Path) -> None:
+    """`decoder` with every MatMulNBits at accuracy_level 1, over the same `model.onnx.data`.
+
+    MLAS's int8-activation kernels (level 4) win only for a few rows: from a few dozen rows on (a
+    prompt), dequantizing the blocks into a float32 GEMM (level 1) is faster. onnxruntime-genai runs one
+    graph for both phases; a loop of its own can read prompts with this one, whose KV cache and inputs
+    are the decoder's, and generate with `model.onnx`. The prompt is then read on float32 activations
+    (int4-exact's numbers) and the answer generated on int8 ones.
+    """
+    import onnx
+
+    prompt = onnx.ModelProto()
+    prompt.CopyFrom(decoder)
+    for node in prompt.graph.node:
+        if node.op_type == "MatMulNBits":
+            for attr in node.attribute:
+                if attr.name == "accuracy_level":
+                    attr.i = 1
+    onnx.save_model(prompt, str(path))
 
 
 def _build_graph(
