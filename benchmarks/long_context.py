@@ -191,10 +191,11 @@ class OgLoop:
         length = max_length or len(ids) + tokens
         params.set_search_options(do_sample=False, max_length=length, min_length=len(ids) + tokens)
         generator = og.Generator(self.model, params)
-        start = time.perf_counter()
+        start, prompt_cpu = time.perf_counter(), time.process_time()
         generator.append_tokens(np.asarray(ids, np.int32))
         generator.generate_next_token()  # the first token comes from the prompt's logits
         first, cpu = time.perf_counter(), time.process_time()
+        prompt_cpu = cpu - prompt_cpu
         for _ in range(tokens - 1):
             generator.generate_next_token()
         end, cpu = time.perf_counter(), time.process_time() - cpu
@@ -203,6 +204,7 @@ class OgLoop:
             "prompt_tokens": len(ids),
             "prompt_tps": len(ids) / (first - start),
             "decode_tps": (tokens - 1) / (end - first),
+            "prompt_tokens_per_cpu_s": len(ids) / prompt_cpu,
             "decode_cpu_ms_per_token": cpu * 1000 / (tokens - 1),
         }
 
@@ -234,11 +236,18 @@ def decode(args: argparse.Namespace) -> dict[str, Any]:
                 results["og"].setdefault(str(w), []).append(got)
                 print(f"og        {w:5} words: {got}", flush=True)
                 if llama is not None:
+                    # Its CPU time: one request of 1 token (the prompt), then the same with all tokens.
+                    before = _cpu_s(llama.pid)
+                    llama.prompts(f"{w}", w, 1, 1, salt_base=salt)
+                    prompt_only = _cpu_s(llama.pid) - before
                     res = llama.prompts(f"{w}", w, 1, args.tokens, salt_base=salt).requests[0]
+                    whole = _cpu_s(llama.pid) - before - prompt_only
                     row = {
                         "prompt_tokens": res.prompt_tokens,
                         "prompt_tps": res.prompt_tokens / res.ttft,
                         "decode_tps": res.decode_tps,
+                        "prompt_tokens_per_cpu_s": res.prompt_tokens / prompt_only,
+                        "decode_cpu_ms_per_token": (whole - prompt_only) * 1000 / (args.tokens - 1),
                     }
                     results["llama.cpp"].setdefault(str(w), []).append(row)
                     print(f"llama.cpp {w:5} words: {row}", flush=True)
@@ -258,6 +267,13 @@ def decode(args: argparse.Namespace) -> dict[str, Any]:
                 key: statistics.median(run[key] for run in runs) for key in run_keys(runs)
             }
     return summary
+
+
+def _cpu_s(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def run_keys(runs: list[dict[str, float]]) -> list[str]:
