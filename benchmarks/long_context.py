@@ -1,7 +1,7 @@
 """Long context on an imported GGUF folder: prompt reading and decode speed at ~1k and ~4k tokens.
 
     python -m benchmarks.long_context prefill --model-dir DIR [--words 400] [--rounds 5] [--profile]
-                                              [--chunk N]
+                                              [--chunk N] [--graph model.prompt.onnx]
     python -m benchmarks.long_context decode --model-dir DIR [--words 400,1450] [--tokens 64]
                                              [--llamacpp GGUF] [--profile] [--max-length N]
 
@@ -72,7 +72,9 @@ def print_ops(title: str, ops: dict[str, float], runs: int) -> None:
 class Prefill:
     """The decoder in a plain onnxruntime session, fed a prompt on an empty KV cache."""
 
-    def __init__(self, model_dir: Path, threads: int, profile: bool = False) -> None:
+    def __init__(
+        self, model_dir: Path, threads: int, profile: bool = False, filename: str = "model.onnx"
+    ) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -82,7 +84,7 @@ class Prefill:
             options.enable_profiling = True
             options.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "prefill")
         self.session = ort.InferenceSession(
-            str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"]
+            str(model_dir / filename), options, providers=["CPUExecutionProvider"]
         )
         cfg = json.loads((model_dir / "genai_config.json").read_text())["model"]["decoder"]
         self.layers = cfg["num_hidden_layers"]
@@ -121,7 +123,7 @@ def prefill(args: argparse.Namespace) -> dict[str, Any]:
 
     threads = args.threads or cpu_threads()
     ids = prompt_ids(args.model_dir, args.words, 1000)
-    runner = Prefill(args.model_dir, threads, args.profile)
+    runner = Prefill(args.model_dir, threads, args.profile, args.graph)
     variants = {"all_rows": (False, 0)}
     if runner.has_logits_from:
         variants["last_row"] = (True, 0)
@@ -136,7 +138,8 @@ def prefill(args: argparse.Namespace) -> dict[str, Any]:
             took, used, last[name] = runner.run(ids, last_row, chunk)
             seconds[name].append(took)
             cpu[name].append(used)
-    out: dict[str, Any] = {"model_dir": str(args.model_dir), "prompt_tokens": len(ids), "threads": threads}
+    out: dict[str, Any] = {"model_dir": str(args.model_dir), "graph": args.graph, "threads": threads}
+    out["prompt_tokens"] = len(ids)
     for name in variants:
         med, med_cpu = statistics.median(seconds[name]), statistics.median(cpu[name])
         out[name] = {
@@ -291,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--profile", action="store_true")
     sub.choices["prefill"].add_argument("--words", type=int, default=400, help="~1.1k tokens for SmolLM2")
     sub.choices["prefill"].add_argument("--chunk", type=int, default=0, help="also read in chunks of N")
+    sub.choices["prefill"].add_argument(
+        "--graph", default="model.onnx", help="model.onnx or model.prompt.onnx (int4)"
+    )
     sub.choices["decode"].add_argument("--words", default="400,1450", help="~1.1k and ~4.1k tokens")
     sub.choices["decode"].add_argument("--tokens", type=int, default=64)
     sub.choices["decode"].add_argument("--max-length", type=int, default=0, help="0: prompt + tokens")
