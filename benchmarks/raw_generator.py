@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .clients import conversation, load_messages
+from .clients import conversation, load_messages, long_messages
 from .stats import LoadResult, RequestTiming, TurnResult
 from .worker import JsonLineWorker
 
@@ -97,6 +97,16 @@ class RawModel:
         # first batch pays one-time set-up that no later request sees.
         self._engine_load(LoadResult("raw og", label, clients, 0.0), clients, 1, 2)
         self._engine_load(result, clients, requests_per_client, max_tokens)
+        return result
+
+    def prompts(self, label: str, words: int, rounds: int, max_tokens: int, salt_base: int) -> LoadResult:
+        """Long prompts one at a time through the og.Generator loop (as `clients.run_prompts`)."""
+        self.generate(load_messages(0, 999), 2)
+        result = LoadResult(system="raw og", model=label, clients=1, wall_s=0.0)
+        start = time.perf_counter()
+        for r in range(rounds):
+            result.requests.append(self.generate(long_messages(salt_base + r, words), max_tokens))
+        result.wall_s = time.perf_counter() - start
         return result
 
     def _engine_load(self, result: LoadResult, clients: int, per_client: int, max_tokens: int) -> None:
@@ -207,6 +217,8 @@ def _worker(model_dir: str) -> None:
         try:
             if op == "load":
                 answer: dict[str, Any] = asdict(model.load(**job))
+            elif op == "prompts":
+                answer = asdict(model.prompts(**job))
             elif op == "turn":
                 answer = model.second_turn(**job)
             else:
@@ -239,6 +251,13 @@ class RawProcess(JsonLineWorker):
             clients=clients,
             requests_per_client=requests_per_client,
             max_tokens=max_tokens,
+        )
+        requests = [RequestTiming(**r) for r in data.pop("requests")]
+        return LoadResult(**data, requests=requests)
+
+    def prompts(self, label: str, words: int, rounds: int, max_tokens: int, salt_base: int) -> LoadResult:
+        data = self.call(
+            "prompts", label=label, words=words, rounds=rounds, max_tokens=max_tokens, salt_base=salt_base
         )
         requests = [RequestTiming(**r) for r in data.pop("requests")]
         return LoadResult(**data, requests=requests)

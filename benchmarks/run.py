@@ -37,9 +37,9 @@ from .rawhttp import Connection
 from .stats import LoadResult, TurnResult, percentile
 
 SYSTEMS = ("ours", "peer", "raw", "llamacpp")
-# Each scenario's systems: the raw loop submits its requests at once and reads no long prompts.
+# Each scenario's systems: the raw loop submits its requests at once (no staggered arrivals).
 STAGGERED_SYSTEMS = ("ours", "peer", "llamacpp")
-PROMPT_SYSTEMS = ("ours", "llamacpp")
+PROMPT_SYSTEMS = ("ours", "raw", "llamacpp")
 # The first answer's length: the history a second turn can reuse (~170 tokens, then ~22 new ones),
 # close to the in-process reference of the issue (143 held, 16 new).
 FIRST_TURN_TOKENS = 128
@@ -181,7 +181,7 @@ def measure_load(
 def measure_prompts(
     name: str, handle: Any, model: BenchModel, words: int, rounds: int, tokens: int, salt_base: int
 ) -> LoadResult:
-    if name == "llamacpp":
+    if name in ("llamacpp", "raw"):
         return handle.prompts(model.label, words, rounds, tokens, salt_base)
     kwargs = dict(system=name, label=model.label, model=model.model_id, words=words, rounds=rounds)
     kwargs["salt_base"] = salt_base

@@ -176,3 +176,46 @@ def test_int4_fast_two_pass_steps_match_reference(tiny_gguf, converted, tied):
     got, cache = decoder.step(IDS[7:], cache)
     rows.append(got)
     np.testing.assert_allclose(np.concatenate(rows), expected, rtol=0, atol=1e-2)
+
+
+@pytest.mark.parametrize(
+    ("arch", "qtype", "tied", "precision"),
+    [
+        ("llama", "Q4_1", True, "int4"),
+        ("llama", "mixed", False, "int4-exact"),
+        ("gemma3", "mixed", True, "int4-fast"),
+        ("phi3", "kmixed", False, "fp32"),
+    ],
+)
+def test_logits_from_computes_only_the_rows_asked_for(tiny_gguf, converted, arch, qtype, tied, precision):
+    """Fed `logits_from`, a prompt gives only its last rows, equal to the whole run's, and the same
+    KV cache: the next step on that cache gives the same logits either way."""
+    decoder = Decoder(converted(tiny_gguf(qtype, arch=arch, tie_embeddings=tied), precision))
+    full, full_cache = decoder.step(IDS[:7], decoder.empty_cache())
+    last, cache = decoder.step(IDS[:7], decoder.empty_cache(), logits_from=6)
+    assert last.shape == (1, full.shape[1])
+    np.testing.assert_allclose(last, full[6:], rtol=1e-5, atol=1e-5)
+    for got, want in zip(cache, full_cache, strict=True):
+        np.testing.assert_array_equal(got, want)
+    tail, _ = decoder.step(IDS[7:], cache, logits_from=2)  # a chunk on top of the cache
+    whole, _ = decoder.step(IDS[7:], full_cache)
+    np.testing.assert_allclose(tail, whole[2:], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(decoder.step(IDS[:7], decoder.empty_cache(), logits_from=-1)[0], last)
+
+
+def test_int4_prompt_graph_reads_prompts_on_float32_activations(tiny_gguf, converted):
+    """int4's prompt graph gives int4-exact's logits and a KV cache the int4 decoder continues from;
+    only int4 (int8 activations in one pass) has one."""
+    from foundry_jupyter.models.gguf.graph import PROMPT_FILE
+
+    path = tiny_gguf("mixed")  # a Q8_0 embedding: the 8-bit head holds its exact values
+    folder = converted(path, "int4")
+    prompt, decoder = Decoder(folder, PROMPT_FILE), Decoder(folder)
+    exact = Decoder(converted(path, "int4-exact"))
+    got, cache = prompt.step(IDS[:7], prompt.empty_cache(), logits_from=6)
+    want, want_cache = exact.step(IDS[:7], exact.empty_cache())
+    np.testing.assert_allclose(got, want[6:], **TOL)
+    for kv, want_kv in zip(cache, want_cache, strict=True):
+        np.testing.assert_allclose(kv, want_kv, **TOL)
+    np.testing.assert_allclose(decoder.step(IDS[7:], cache)[0], decoder.step(IDS[7:], want_cache)[0], **TOL)
+    assert not any((converted(path, p) / PROMPT_FILE).exists() for p in ("int4-exact", "int4-fast", "fp32"))

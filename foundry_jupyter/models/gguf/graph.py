@@ -21,6 +21,8 @@ from .reader import BLOCK, GGUFModel, QuantLinear, Weight
 
 OPSET = 21
 DATA_FILE = "model.onnx.data"
+LOGITS_FROM = "logits_from"  # optional int64 input: logits only for positions from here on
+PROMPT_FILE = "model.prompt.onnx"  # the same decoder for reading prompts (see `write_prompt_graph`)
 _INLINE_LIMIT = 1024  # bytes; smaller initializers stay inside model.onnx
 _ALIGN = 4096  # external data offsets aligned so onnxruntime can memory-map them
 
@@ -254,7 +256,13 @@ def build_model(
         h.make_tensor_value_info("input_ids", TensorProto.INT64, [batch, seq]),
         h.make_tensor_value_info("attention_mask", TensorProto.INT64, [batch, total]),
     ]
-    outputs = [h.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, seq, hp.vocab_size])]
+    # Optional: the first position whose logits are computed (default 0, every position, which is what
+    # onnxruntime-genai expects); a prompt's reader that needs only the next token feeds S - 1 (or -1).
+    # onnxruntime lists it in `get_overridable_initializers()`, not `get_inputs()`; folders imported
+    # before it existed lack it.
+    inputs.append(h.make_tensor_value_info(LOGITS_FROM, TensorProto.INT64, []))
+    logits_len = "logits_sequence_length"
+    outputs = [h.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, logits_len, hp.vocab_size])]
     kv_past = [batch, hp.num_kv_heads, past, hp.head_dim]
     kv_present = [batch, hp.num_kv_heads, total, hp.head_dim]
     for i in range(hp.num_layers):
@@ -270,12 +278,37 @@ def build_model(
     )
     path = dest / "model.onnx"
     onnx.save_model(onnx_model, str(path))
+    if precision.accuracy_level == 4 and not precision.two_pass:
+        write_prompt_graph(onnx_model, dest / PROMPT_FILE)
     return path
+
+
+def write_prompt_graph(decoder: Any, path: Path) -> None:
+    """`decoder` with every MatMulNBits at accuracy_level 1, over the same `model.onnx.data`.
+
+    MLAS's int8-activation kernels (level 4) win only for a few rows: from a few dozen rows on (a
+    prompt), dequantizing the blocks into a float32 GEMM (level 1) is faster. onnxruntime-genai runs one
+    graph for both phases; a loop of its own can read prompts with this one, whose KV cache and inputs
+    are the decoder's, and generate with `model.onnx`. The prompt is then read on float32 activations
+    (int4-exact's numbers) and the answer generated on int8 ones.
+    """
+    import onnx
+
+    prompt = onnx.ModelProto()
+    prompt.CopyFrom(decoder)
+    for node in prompt.graph.node:
+        if node.op_type == "MatMulNBits":
+            for attr in node.attribute:
+                if attr.name == "accuracy_level":
+                    attr.i = 1
+    onnx.save_model(prompt, str(path))
 
 
 def _build_graph(
     model: GGUFModel, b: _Builder, precision: Precision, progress: Callable[[str], None] | None
 ) -> dict[str, Any]:
+    from onnx import numpy_helper
+
     hp = model.hparams
     linear = _Linears(b, precision)
 
@@ -285,6 +318,13 @@ def _build_graph(
     mask_shape = b.node("Shape", ["attention_mask"])
     total_len = b.node("Cast", [b.node("Gather", [mask_shape, b.const(1)], axis=0)], to=6)
     rotary = rotary_inputs(b, model, total_len)
+    # The positions the last layer's output half, the final norm and the LM head run on: every
+    # position unless `logits_from` is fed (its default initializer is 0; fed, it overrides that).
+    b.initializers.append(numpy_helper.from_array(np.array(0, np.int64), LOGITS_FROM))
+    from_pos = b.node("Reshape", [LOGITS_FROM, b.const([1])])
+
+    def logit_rows(x: str) -> str:
+        return b.node("Slice", [x, from_pos, b.const([np.iinfo(np.int64).max]), b.const([1])])
 
     # Embedding, tied to the LM head unless the file has its own output matrix: one [hidden, vocab]
     # initializer, which onnxruntime transposes once at load for the Gather.
@@ -346,6 +386,9 @@ def _build_graph(
             local_window_size=hp.sliding_window if hp.is_local(i) else -1,
             softcap=0.0,
         )
+        if i == hp.num_layers - 1:
+            # Past the last attention every position is computed alone: keep only the wanted rows.
+            attn, residual = logit_rows(attn), logit_rows(residual)
         o = model.linear(f"{p}.attn_output.weight", keep_int4=precision.keep_int4)
         attn_out = linear(attn, o, f"layers.{i}.attn.o_proj")
         attn_out = post_norm(
