@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 _IDLE_WAIT_S = 0.5  # how often an idle owner thread wakes (it also wakes for every job)
 ROWS = 8  # sequences generating at once; later arrivals wait for a row
 CHUNK = 256  # prompt tokens read in one run
+MIN_READ = 2  # prompt tokens read even when a held conversation has them (`HeldCaches.best`)
 
 
 @dataclass(eq=False)
@@ -60,12 +61,14 @@ class HeldCaches:
         return len(self._held)
 
     def best(self, ids: list[int]) -> tuple[HeldCache, int] | None:
-        """The held cache sharing the longest prefix with `ids` (at most `len(ids) - 1` tokens: the
-        last prompt token is always read, for its logits) and that prefix's length."""
+        """The held cache sharing the longest prefix with `ids`, and how much of it to reuse: at most
+        `len(ids) - 2` tokens. A one-token read takes GQA's decode path, whose float rounding differs a
+        little from a prompt's; int8-activation weights can turn that into another first token, so a
+        continuation reads at least two and answers as a cold run does."""
         with self._lock:
             best, best_len, best_key = None, 0, None
             for key, held in self._held.items():
-                n = _common_prefix(held.ids, ids, len(ids) - 1)
+                n = _common_prefix(held.ids, ids, len(ids) - MIN_READ)
                 if n > best_len:
                     best, best_len, best_key = held, n, key
             if best is not None:
@@ -102,6 +105,7 @@ class SlotScheduler:
     backend = SLOTS
     static = False  # later arrivals join the running batch
     batch_running = False
+    peak_rows = 0  # the most sequences that generated together
 
     def __init__(
         self,
@@ -181,6 +185,7 @@ class SlotScheduler:
                     self.broken = f"the generation engine failed: {exc}"
                     return
                 self.batch_running = bool(self._active)
+                self.peak_rows = max(self.peak_rows, len(self._active))
         finally:
             self._shutdown()
 
