@@ -124,29 +124,40 @@ class SlotModel:
         self.rows = rows
         self.max_length = max_length
         self.capacity = 0
+        self._initial = min(capacity, max_length)
+        self.grown = 0  # times the cache grew
         self._cache: list[np.ndarray] = []
         self._bindings: dict[tuple[int, int], Any] = {}
-        self._grow(min(capacity, max_length))
-        self._zero = np.zeros((), np.int64)
+        self._resize(self._initial, [])
 
     # ---- cache layout ------------------------------------------------------------------------
-    def ensure(self, length: int) -> None:
-        """Room for `length` positions in every row (doubling, up to `max_length`)."""
+    # The arrays come from np.zeros (calloc): pages no row has written stay unmapped, so memory
+    # follows the positions in use rather than rows x capacity.
+    def ensure(self, length: int, used: list[int]) -> None:
+        """Room for `length` positions in every row (doubling, up to `max_length`); `used[r]`: the
+        positions row r holds (what a larger cache copies)."""
         if length > self.max_length:
             raise ValueError(f"{length} positions exceed the model's {self.max_length}")
         if length > self.capacity:
             target = self.capacity
             while target < length:
                 target *= 2
-            self._grow(min(target, self.max_length))
+            self._resize(min(target, self.max_length), used)
+            self.grown += 1
 
-    def _grow(self, capacity: int) -> None:
+    def shrink(self) -> None:
+        """Back to the initial capacity, every row empty (when nothing runs)."""
+        if self.capacity > self._initial:
+            self._resize(self._initial, [])
+
+    def _resize(self, capacity: int, used: list[int]) -> None:
         g = self.graph
         shape = (self.rows, g.kv_heads, capacity, g.head_size)
-        grown = [np.zeros(shape, np.float32) for _ in range(2 * g.layers)]
-        for old, new in zip(self._cache, grown, strict=False):
-            new[:, :, : self.capacity] = old
-        self._cache, self.capacity = grown, capacity
+        resized = [np.zeros(shape, np.float32) for _ in range(2 * g.layers)]
+        for old, new in zip(self._cache, resized, strict=False):
+            for row, length in enumerate(used):
+                new[row, :, :length] = old[row, :, :length]
+        self._cache, self.capacity = resized, capacity
         self._bindings.clear()  # they point into the old arrays
 
     def move(self, source: int, dest: int, length: int) -> None:
@@ -158,18 +169,20 @@ class SlotModel:
         n = len(ids)
         return HeldCache(list(ids), np.stack([array[row, :, :n] for array in self._cache]))
 
-    def restore(self, held: HeldCache, row: int, length: int) -> None:
+    def restore(self, held: HeldCache, row: int, length: int, used: list[int]) -> None:
         """Put the first `length` positions of `held` into `row`."""
-        self.ensure(length)
+        self.ensure(length, used)
         for array, saved in zip(self._cache, held.kv, strict=True):
             array[row, :, :length] = saved[:, :length]
 
     # ---- runs --------------------------------------------------------------------------------
-    def prefill(self, row: int, ids: list[int], past: int, want_logits: bool) -> np.ndarray | None:
+    def prefill(
+        self, row: int, ids: list[int], past: int, want_logits: bool, used: list[int]
+    ) -> np.ndarray | None:
         """Read `ids` into `row` after its first `past` positions; the last position's logits `[vocab]`
         when `want_logits`."""
         count = len(ids)
-        self.ensure(past + count)
+        self.ensure(past + count, used)
         binding = self._binding(row, 1)
         tokens = np.asarray([ids], np.int64)
         mask = np.ones((1, past + count), np.int64)
@@ -178,12 +191,12 @@ class SlotModel:
         self._run(binding, tokens, mask, logits, first)
         return logits[0, -1] if want_logits else None
 
-    def decode(self, tokens: list[int], lengths: list[int]) -> np.ndarray:
+    def decode(self, tokens: list[int], lengths: list[int], used: list[int]) -> np.ndarray:
         """Read one token into each of rows 0..n-1 (whose caches hold `lengths[i]` positions); their
-        logits `[n, vocab]`."""
+        logits `[n, vocab]`. `used`: as for `ensure` (rows after n may hold a prompt being read)."""
         n = len(tokens)
         width = max(lengths) + 1
-        self.ensure(width)
+        self.ensure(width, used)
         binding = self._binding(0, n)
         mask = (np.arange(width)[None, :] <= np.asarray(lengths)[:, None]).astype(np.int64)
         logits = np.empty((n, 1, self.graph.vocab_size), np.float32)

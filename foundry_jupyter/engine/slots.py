@@ -192,6 +192,8 @@ class SlotScheduler:
     def _receive(self) -> bool:
         """Take new jobs (waiting for one when idle); False once closed."""
         busy = self._active or self._reading is not None or self._waiting
+        if not busy:
+            self._model.shrink()  # what a long prompt grew is given back until the next one
         try:
             job = self._inbox.get(timeout=_IDLE_WAIT_S) if not busy else self._inbox.get_nowait()
         except queue.Empty:
@@ -220,7 +222,7 @@ class SlotScheduler:
                 found = self.held.best(job.ids)
                 if found is not None:
                     held, reused = found
-                    self._model.restore(held, len(self._active), reused)
+                    self._model.restore(held, len(self._active), reused, self._used())
                     seq.known = job.ids[:reused]
                     job.cached = reused
                 self._reading = seq
@@ -242,7 +244,7 @@ class SlotScheduler:
         start = len(seq.known)
         part = job.ids[start : start + self._chunk]
         last = start + len(part) == len(job.ids)
-        logits = self._model.prefill(row, part, start, want_logits=last)
+        logits = self._model.prefill(row, part, start, last, self._used())
         seq.known.extend(part)
         if last:
             self._reading = None
@@ -250,10 +252,15 @@ class SlotScheduler:
             assert logits is not None
             self._next(seq, logits)
 
+    def _used(self) -> list[int]:
+        """The positions each row holds, row by row (the row being read last)."""
+        used = [len(seq.known) for seq in self._active]
+        return [*used, len(self._reading.known)] if self._reading is not None else used
+
     def _decode(self) -> None:
         tokens = [seq.next_token for seq in self._active]
         lengths = [len(seq.known) for seq in self._active]
-        logits = self._model.decode(tokens, lengths)
+        logits = self._model.decode(tokens, lengths, self._used())
         for seq, token in zip(self._active, tokens, strict=True):
             seq.known.append(token)
         for seq, row_logits in zip(list(self._active), logits, strict=True):

@@ -141,24 +141,30 @@ def test_a_grammar_runs_on_og_generator(slots):
     assert answer.extra["backend"] == GENERATOR and answer.text.startswith("{")
 
 
-def test_kv_growth_and_prompt_chunks_give_the_same_answer(slots, folder):
-    """A cache that starts at 16 positions and a prompt read 8 tokens at a time."""
+def test_kv_growth_and_prompt_chunks_give_the_same_answers(slots, folder):
+    """A cache that starts at 16 positions and grows while a second prompt is read 8 tokens at a time
+    beside a running stream."""
     import onnxruntime_genai as og
 
-    config = slots._settings
-    ids = slots.encode_chat(chat(QUESTIONS[1]))
+    eos = slots._settings.eos
+    prompts = [slots.encode_chat(chat(q)) for q in QUESTIONS[1:3]]
     og_model = og.Model(str(folder))
-    expected = [t for t in greedy_answer(og_model, ids, 40) if t not in config.eos]
+    expected = [[t for t in greedy_answer(og_model, ids, 40) if t not in eos] for ids in prompts]
     graph = slot_graph(folder, _config(folder))
-    scheduler = SlotScheduler(graph, eos=config.eos, max_length=8192, threads=1, capacity=16, chunk=8)
+    scheduler = SlotScheduler(graph, eos=eos, max_length=8192, threads=1, capacity=16, chunk=8)
     try:
-        job = Job(ids=ids, max_new=40, sampling=Sampling(do_sample=False))
-        scheduler.submit(job)
-        tokens = []
-        while (event := job.events.get(timeout=120))[0] == "token":
-            tokens.append(event[1])
-        assert event[0] == "done" and scheduler._model.capacity > len(ids) > 16
-        assert tokens == expected
+        jobs = [Job(ids=ids, max_new=40, sampling=Sampling(do_sample=False)) for ids in prompts]
+        scheduler.submit(jobs[0])
+        first = jobs[0].events.get(timeout=120)
+        scheduler.submit(jobs[1])
+        answers = [[first[1]], []]
+        for job, tokens in zip(jobs, answers, strict=True):
+            while (event := job.events.get(timeout=120))[0] == "token":
+                tokens.append(event[1])
+            assert event[0] == "done"
+        assert answers == expected
+        assert min(len(ids) for ids in prompts) > 32 and scheduler._model.grown >= 2
+        assert scheduler.peak_rows == 2
     finally:
         scheduler.close()
 
