@@ -16,6 +16,7 @@ of ones, right-padded with zeros to the widest row. A step of several rows must 
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,8 +132,9 @@ class SlotModel:
         self._resize(self._initial, [])
 
     # ---- cache layout ------------------------------------------------------------------------
-    # The arrays come from np.zeros (calloc): pages no row has written stay unmapped, so memory
-    # follows the positions in use rather than rows x capacity.
+    # The arrays are anonymous memory maps: pages no row has written stay unmapped, so memory follows
+    # the positions in use rather than rows x capacity. (np.zeros may reuse freed heap memory, which
+    # calloc then clears page by page: resident at once.)
     def ensure(self, length: int, used: list[int]) -> None:
         """Room for `length` positions in every row (doubling, up to `max_length`); `used[r]`: the
         positions row r holds (what a larger cache copies)."""
@@ -153,7 +155,7 @@ class SlotModel:
     def _resize(self, capacity: int, used: list[int]) -> None:
         g = self.graph
         shape = (self.rows, g.kv_heads, capacity, g.head_size)
-        resized = [np.zeros(shape, np.float32) for _ in range(2 * g.layers)]
+        resized = [_mapped_zeros(shape) for _ in range(2 * g.layers)]
         for old, new in zip(self._cache, resized, strict=False):
             for row, length in enumerate(used):
                 new[row, :, :length] = old[row, :, :length]
@@ -228,6 +230,12 @@ class SlotModel:
                     binding.bind_ortvalue_output(_KV_OUTPUT.format(layer, kind), value)
             self._bindings[key] = binding
         return binding
+
+
+def _mapped_zeros(shape: tuple[int, ...]) -> np.ndarray:
+    """A float32 array of zeros over its own anonymous memory map (unmapped when the array goes)."""
+    size = int(np.prod(shape)) * 4
+    return np.frombuffer(mmap.mmap(-1, size), np.float32).reshape(shape)
 
 
 def sample(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator | None) -> int:
