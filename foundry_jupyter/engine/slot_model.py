@@ -44,7 +44,8 @@ class SlotGraph:
 
 def slot_graph(path: Path, config: dict[str, Any]) -> SlotGraph | None:
     """The decoder of the folder at `path` (whose genai_config.json is `config`), when it is a graph
-    `SlotModel` runs: a GroupQueryAttention decoder with a shared KV buffer and no position ids."""
+    `SlotModel` runs: a GroupQueryAttention decoder with a shared KV buffer, no position ids and no
+    LongRoPE."""
     model = config.get("model", {})
     decoder = model.get("decoder", {})
     inputs, outputs = decoder.get("inputs", {}), decoder.get("outputs", {})
@@ -92,7 +93,10 @@ def _has_gqa(model_file: Path, layers: int) -> bool:
     allowed = {"input_ids", "attention_mask", LOGITS_FROM} | {
         _KV_INPUT.format(i, k) for i in range(layers) for k in _KINDS
     }
-    return "GroupQueryAttention" in ops and "position_ids" not in graph_inputs and graph_inputs <= allowed
+    # LongRoPE ("cos_caches": short and long factors) picks its factors by the mask width, which in a
+    # batch is the longest row's: rows of other lengths would be rotated with the wrong ones.
+    longrope = any(i.name == "cos_caches" for i in proto.graph.initializer)
+    return "GroupQueryAttention" in ops and not longrope and graph_inputs <= allowed
 
 
 @dataclass

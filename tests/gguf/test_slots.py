@@ -173,3 +173,12 @@ def _config(folder: Path) -> dict:
     from foundry_jupyter.engine.folder import read_config
 
     return read_config(folder)
+
+
+@pytest.mark.parametrize(
+    ("arch", "rope", "qualifies"), [("llama", "none", True), ("phi3", "longrope", False)]
+)
+def test_which_imports_qualify(tiny_gguf, converted, arch, rope, qualifies):
+    """LongRoPE picks its factors by the mask width, the longest row's in a batch: og's Engine keeps it."""
+    folder = converted(tiny_gguf("Q4_1", arch=arch, rope=rope), "int4")
+    assert (slot_graph(folder, _config(folder)) is not None) == qualifies
