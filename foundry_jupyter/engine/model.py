@@ -15,6 +15,7 @@ made in `prompts`, the folder read in `folder`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -37,6 +38,8 @@ from foundry_jupyter.engine.slots import SlotScheduler
 from foundry_jupyter.engine.stream import ENGINE, GENERATOR, SLOTS, DeltaStream, collect
 from foundry_jupyter.engine.types import Completion, Delta, GenerationParams, Message
 from foundry_jupyter.errors import FoundryError, InvalidRequest
+
+log = logging.getLogger(__name__)
 
 # The longest a request waits for a cancelled generation to finish its last token and be held.
 CANCELLED_WAIT_S = 1.0
@@ -103,15 +106,17 @@ class ChatModel:
         if self.execution_provider == "cpu" and _slots_wanted(config):
             graph = slot_graph(self.path, config)
         if graph is not None:
-            threads = self.cpu_threads or engine_threads(config, "cpu")
-            return SlotScheduler(
-                graph,
-                eos=self._settings.eos,
-                max_length=self.context_length,
-                threads=threads,
-                max_held=max_held,
-                name=f"slots:{self.model_id}",
-            )
+            try:
+                return SlotScheduler(
+                    graph,
+                    eos=self._settings.eos,
+                    max_length=self.context_length,
+                    threads=self.cpu_threads or engine_threads(config, "cpu"),
+                    max_held=max_held,
+                    name=f"slots:{self.model_id}",
+                )
+            except Exception:  # a graph onnxruntime refuses alone: og's Engine may still run it
+                log.exception("continuous batching is unavailable for %s", self.model_id)
         # Without engine.dynamic_batching (a paged KV cache) og 0.18 batches statically.
         static = not config.get("engine", {}).get("dynamic_batching")
         return EngineScheduler(
