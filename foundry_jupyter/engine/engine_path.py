@@ -1,5 +1,5 @@
-"""The og.Engine path: a request handed to the Engine's owner thread (`scheduler`), its tokens streamed
-back to the caller's thread as text."""
+"""The engine path: a request handed to a batching owner thread (`scheduler`'s og.Engine or `slots`'
+own KV rows), its tokens streamed back to the caller's thread as text."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from foundry_jupyter.engine.failures import as_foundry_error, is_request_error
 from foundry_jupyter.engine.params import Generation
 from foundry_jupyter.engine.prompts import Prompts
 from foundry_jupyter.engine.scheduler import EngineScheduler, Job
+from foundry_jupyter.engine.slots import SlotScheduler
 from foundry_jupyter.engine.stops import StopFilter
 from foundry_jupyter.engine.stream import GENERATOR, Backend
 from foundry_jupyter.engine.types import Delta, FinishReason, Usage
@@ -31,7 +32,7 @@ _OG_FINISH: dict[str, FinishReason] = {
 class EnginePath:
     def __init__(
         self,
-        scheduler: EngineScheduler,
+        scheduler: EngineScheduler | SlotScheduler,
         prompts: Prompts,
         *,
         context_length: int,
@@ -47,8 +48,8 @@ class EnginePath:
         scheduler = self.scheduler
         if not scheduler.alive:
             return False
-        if gen.sampling.do_sample and gen.sampling.seed is not None:
-            return False  # og 0.18's static-batching Engine has no per-request seed
+        if not scheduler.accepts(gen):
+            return False
         if scheduler.holds_prefix_of(gen.ids, gen.needed):
             return True  # the Engine holds this conversation's cache
         # A statically batched Engine makes a request that arrives mid-batch wait for the whole batch;

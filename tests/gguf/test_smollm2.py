@@ -22,17 +22,6 @@ LLAMACPP_TOP1 = 0.910
 
 
 @pytest.fixture(scope="session")
-def smollm2_catalog(smollm2_gguf, tmp_path_factory) -> Path:
-    """The catalog's install of `smollm2-135m` (the README's quick start), through the model manager."""
-    from foundry_jupyter.config import defaults
-    from foundry_jupyter.models.manager import ModelManager
-
-    cache = tmp_path_factory.mktemp("smollm2-cache") / "models"
-    manager = ModelManager(defaults({"FOUNDRY_JUPYTER_CACHE": str(cache)}))
-    return manager.ensure("smollm2-135m").path
-
-
-@pytest.fixture(scope="session")
 def smollm2_int4(smollm2_gguf, converted) -> Path:
     """The GGUF import's default precision."""
     return converted(smollm2_gguf, "int4")

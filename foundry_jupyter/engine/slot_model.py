@@ -1,0 +1,260 @@
+"""A decoder graph run directly with onnxruntime, its KV cache in rows we own (`SlotModel`).
+
+For `slots` (continuous batching): og 0.18's Engine batches our graphs only statically on CPU, so a
+folder whose graph allows it is also opened as a plain `onnxruntime.InferenceSession`. That graph is
+the GGUF importer's: `GroupQueryAttention` with a shared past/present buffer, inputs `input_ids`,
+`attention_mask` and `past_key_values.{i}.key/value`, outputs `logits` and `present.{i}.key/value`,
+no position ids (GQA rotates from seqlens_k = sum(mask) - 1 and total_sequence_length = mask width).
+
+The cache: per layer and kind one array `[rows, kv_heads, capacity, head_size]`. A run binds
+`array[first:first + count]` (contiguous) as both the past input and the present output, so GQA
+writes each new token's key and value in place (it shares the buffer when the two pointers are equal)
+and reads, per row, `sum(mask) - sequence_length` past positions. So each row's mask is its own count
+of ones, right-padded with zeros to the widest row. A step of several rows must feed one token each
+(GQA refuses a multi-token step over several rows with a past); a prompt is read one row at a time.
+"""
+
+from __future__ import annotations
+
+import mmap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from foundry_jupyter.engine.params import Sampling
+
+LOGITS_FROM = "logits_from"  # optional graph input: logits only for positions >= it
+_KV_INPUT = "past_key_values.{}.{}"
+_KV_OUTPUT = "present.{}.{}"
+_KINDS = ("key", "value")
+
+
+@dataclass(frozen=True)
+class SlotGraph:
+    """The shape of a folder's decoder that `SlotModel` can run."""
+
+    model_file: Path
+    layers: int
+    kv_heads: int
+    head_size: int
+    vocab_size: int
+
+
+def slot_graph(path: Path, config: dict[str, Any]) -> SlotGraph | None:
+    """The decoder of the folder at `path` (whose genai_config.json is `config`), when it is a graph
+    `SlotModel` runs: a GroupQueryAttention decoder with a shared KV buffer, no position ids and no
+    LongRoPE."""
+    model = config.get("model", {})
+    decoder = model.get("decoder", {})
+    inputs, outputs = decoder.get("inputs", {}), decoder.get("outputs", {})
+    if not config.get("search", {}).get("past_present_share_buffer"):
+        return None
+    if set(inputs) != {"input_ids", "attention_mask", "past_key_names", "past_value_names"}:
+        return None
+    if set(outputs) != {"logits", "present_key_names", "present_value_names"}:
+        return None
+    names = (
+        inputs["input_ids"],
+        inputs["attention_mask"],
+        inputs["past_key_names"],
+        inputs["past_value_names"],
+        outputs["logits"],
+        outputs["present_key_names"],
+        outputs["present_value_names"],
+    )
+    wanted = ("input_ids", "attention_mask", "past_key_values.%d.key", "past_key_values.%d.value")
+    wanted += ("logits", "present.%d.key", "present.%d.value")
+    if names != wanted or any(decoder.get(k) is None for k in ("num_hidden_layers", "head_size")):
+        return None
+    model_file = path / decoder.get("filename", "model.onnx")
+    layers = int(decoder["num_hidden_layers"])
+    if not model_file.is_file() or not _has_gqa(model_file, layers):
+        return None
+    return SlotGraph(
+        model_file=model_file,
+        layers=layers,
+        kv_heads=int(decoder.get("num_key_value_heads") or decoder["num_attention_heads"]),
+        head_size=int(decoder["head_size"]),
+        vocab_size=int(model.get("vocab_size", 0)),
+    )
+
+
+def _has_gqa(model_file: Path, layers: int) -> bool:
+    import onnx
+
+    try:
+        proto = onnx.load(str(model_file), load_external_data=False)
+    except Exception:
+        return False
+    ops = [node.op_type for node in proto.graph.node]
+    graph_inputs = {i.name for i in proto.graph.input}
+    allowed = {"input_ids", "attention_mask", LOGITS_FROM} | {
+        _KV_INPUT.format(i, k) for i in range(layers) for k in _KINDS
+    }
+    # LongRoPE ("cos_caches": short and long factors) picks its factors by the mask width, which in a
+    # batch is the longest row's: rows of other lengths would be rotated with the wrong ones.
+    longrope = any(i.name == "cos_caches" for i in proto.graph.initializer)
+    return "GroupQueryAttention" in ops and not longrope and graph_inputs <= allowed
+
+
+@dataclass
+class HeldCache:
+    """A finished sequence's token ids and a copy of their keys and values `[layers * 2, heads, n, d]`."""
+
+    ids: list[int]
+    kv: np.ndarray
+
+
+class SlotModel:
+    """The session and the KV rows. Not thread-safe: one owner thread drives it."""
+
+    def __init__(
+        self, graph: SlotGraph, *, rows: int, max_length: int, threads: int | None, capacity: int = 256
+    ) -> None:
+        import onnxruntime as ort
+
+        self._ort = ort
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(graph.model_file), options, providers=["CPUExecutionProvider"]
+        )
+        input_names = {i.name for i in self.session.get_inputs()}
+        self.has_logits_from = LOGITS_FROM in input_names
+        self.graph = graph
+        self.rows = rows
+        self.max_length = max_length
+        self.capacity = 0
+        self._initial = min(capacity, max_length)
+        self.grown = 0  # times the cache grew
+        self._cache: list[np.ndarray] = []
+        self._bindings: dict[tuple[int, int], Any] = {}
+        self._resize(self._initial, [])
+
+    # ---- cache layout ------------------------------------------------------------------------
+    # The arrays are anonymous memory maps: pages no row has written stay unmapped, so memory follows
+    # the positions in use rather than rows x capacity. (np.zeros may reuse freed heap memory, which
+    # calloc then clears page by page: resident at once.)
+    def ensure(self, length: int, used: list[int]) -> None:
+        """Room for `length` positions in every row (doubling, up to `max_length`); `used[r]`: the
+        positions row r holds (what a larger cache copies)."""
+        if length > self.max_length:
+            raise ValueError(f"{length} positions exceed the model's {self.max_length}")
+        if length > self.capacity:
+            target = self.capacity
+            while target < length:
+                target *= 2
+            self._resize(min(target, self.max_length), used)
+            self.grown += 1
+
+    def shrink(self) -> None:
+        """Back to the initial capacity, every row empty (when nothing runs)."""
+        if self.capacity > self._initial:
+            self._resize(self._initial, [])
+
+    def _resize(self, capacity: int, used: list[int]) -> None:
+        g = self.graph
+        shape = (self.rows, g.kv_heads, capacity, g.head_size)
+        resized = [_mapped_zeros(shape) for _ in range(2 * g.layers)]
+        for old, new in zip(self._cache, resized, strict=False):
+            for row, length in enumerate(used):
+                new[row, :, :length] = old[row, :, :length]
+        self._cache, self.capacity = resized, capacity
+        self._bindings.clear()  # they point into the old arrays
+
+    def move(self, source: int, dest: int, length: int) -> None:
+        """Copy row `source`'s first `length` positions into row `dest`."""
+        for array in self._cache:
+            array[dest, :, :length] = array[source, :, :length]
+
+    def save(self, row: int, ids: list[int]) -> HeldCache:
+        n = len(ids)
+        return HeldCache(list(ids), np.stack([array[row, :, :n] for array in self._cache]))
+
+    def restore(self, held: HeldCache, row: int, length: int, used: list[int]) -> None:
+        """Put the first `length` positions of `held` into `row`."""
+        self.ensure(length, used)
+        for array, saved in zip(self._cache, held.kv, strict=True):
+            array[row, :, :length] = saved[:, :length]
+
+    # ---- runs --------------------------------------------------------------------------------
+    def prefill(
+        self, row: int, ids: list[int], past: int, want_logits: bool, used: list[int]
+    ) -> np.ndarray | None:
+        """Read `ids` into `row` after its first `past` positions; the last position's logits `[vocab]`
+        when `want_logits`."""
+        count = len(ids)
+        self.ensure(past + count, used)
+        binding = self._binding(row, 1)
+        tokens = np.asarray([ids], np.int64)
+        mask = np.ones((1, past + count), np.int64)
+        first = count - 1 if self.has_logits_from else 0
+        logits = np.empty((1, count - first, self.graph.vocab_size), np.float32)
+        self._run(binding, tokens, mask, logits, first)
+        return logits[0, -1] if want_logits else None
+
+    def decode(self, tokens: list[int], lengths: list[int], used: list[int]) -> np.ndarray:
+        """Read one token into each of rows 0..n-1 (whose caches hold `lengths[i]` positions); their
+        logits `[n, vocab]`. `used`: as for `ensure` (rows after n may hold a prompt being read)."""
+        n = len(tokens)
+        width = max(lengths) + 1
+        self.ensure(width, used)
+        binding = self._binding(0, n)
+        mask = (np.arange(width)[None, :] <= np.asarray(lengths)[:, None]).astype(np.int64)
+        logits = np.empty((n, 1, self.graph.vocab_size), np.float32)
+        self._run(binding, np.asarray(tokens, np.int64).reshape(n, 1), mask, logits, 0)
+        return logits[:, 0]
+
+    def _run(
+        self, binding: Any, tokens: np.ndarray, mask: np.ndarray, logits: np.ndarray, first: int
+    ) -> None:
+        ort = self._ort
+        binding.bind_cpu_input("input_ids", tokens)
+        binding.bind_cpu_input("attention_mask", mask)
+        if self.has_logits_from:
+            binding.bind_cpu_input(LOGITS_FROM, np.asarray(first, np.int64))
+        binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
+        self.session.run_with_iobinding(binding)
+
+    def _binding(self, first: int, count: int) -> Any:
+        """An IO binding with rows first..first+count-1 of every cache array as past and present."""
+        key = (first, count)
+        binding = self._bindings.get(key)
+        if binding is None:
+            binding = self.session.io_binding()
+            for layer in range(self.graph.layers):
+                for k, kind in enumerate(_KINDS):
+                    rows = self._cache[2 * layer + k][first : first + count]
+                    value = self._ort.OrtValue.ortvalue_from_numpy(rows)
+                    binding.bind_ortvalue_input(_KV_INPUT.format(layer, kind), value)
+                    binding.bind_ortvalue_output(_KV_OUTPUT.format(layer, kind), value)
+            self._bindings[key] = binding
+        return binding
+
+
+def _mapped_zeros(shape: tuple[int, ...]) -> np.ndarray:
+    """A float32 array of zeros over its own anonymous memory map (unmapped when the array goes)."""
+    size = int(np.prod(shape)) * 4
+    return np.frombuffer(mmap.mmap(-1, size), np.float32).reshape(shape)
+
+
+def sample(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator | None) -> int:
+    """The next token from one row of logits: argmax when greedy, else temperature, top-k, top-p."""
+    if not sampling.do_sample or rng is None:
+        return int(np.argmax(logits))
+    scaled = logits.astype(np.float64) / max(sampling.temperature or 1.0, 1e-6)
+    order = np.argsort(-scaled, kind="stable")
+    if sampling.top_k:
+        order = order[: sampling.top_k]
+    top = scaled[order]
+    probs = np.exp(top - top[0])
+    probs /= probs.sum()
+    if sampling.top_p is not None and sampling.top_p < 1.0:
+        keep = int(np.searchsorted(np.cumsum(probs), sampling.top_p)) + 1
+        probs = probs[:keep] / probs[:keep].sum()
+        order = order[:keep]
+    return int(order[rng.choice(len(probs), p=probs)])
