@@ -26,6 +26,8 @@ import numpy as np
 from foundry_jupyter.engine.params import Sampling
 
 LOGITS_FROM = "logits_from"  # optional graph input: logits only for positions >= it
+# Optional, beside the decoder: the same graph with kernels faster for many rows, to read prompts with.
+PROMPT_FILE = "model.prompt.onnx"
 _KV_INPUT = "past_key_values.{}.{}"
 _KV_OUTPUT = "present.{}.{}"
 _KINDS = ("key", "value")
@@ -36,6 +38,7 @@ class SlotGraph:
     """The shape of a folder's decoder that `SlotModel` can run."""
 
     model_file: Path
+    prompt_file: Path | None  # read prompts with this graph when the folder has one
     layers: int
     kv_heads: int
     head_size: int
@@ -74,6 +77,7 @@ def slot_graph(path: Path, config: dict[str, Any]) -> SlotGraph | None:
         return None
     return SlotGraph(
         model_file=model_file,
+        prompt_file=prompt_file if (prompt_file := path / PROMPT_FILE).is_file() else None,
         layers=layers,
         kv_heads=int(decoder.get("num_key_value_heads") or decoder["num_attention_heads"]),
         head_size=int(decoder["head_size"]),
@@ -120,11 +124,18 @@ class SlotModel:
         if threads:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # not the warning that logits_from is not constant-folded
         self.session = ort.InferenceSession(
             str(graph.model_file), options, providers=["CPUExecutionProvider"]
         )
-        input_names = {i.name for i in self.session.get_inputs()}
-        self.has_logits_from = LOGITS_FROM in input_names
+        self.prompt_session = self.session
+        if graph.prompt_file is not None:
+            self.prompt_session = ort.InferenceSession(
+                str(graph.prompt_file), options, providers=["CPUExecutionProvider"]
+            )
+        # An overridable initializer is not among the session's inputs.
+        names = {i.name for i in (*self.session.get_inputs(), *self.session.get_overridable_initializers())}
+        self.has_logits_from = LOGITS_FROM in names
         self.graph = graph
         self.rows = rows
         self.max_length = max_length
@@ -132,7 +143,7 @@ class SlotModel:
         self._initial = min(capacity, max_length)
         self.grown = 0  # times the cache grew
         self._cache: list[np.ndarray] = []
-        self._bindings: dict[tuple[int, int], Any] = {}
+        self._bindings: dict[tuple[Any, int, int], Any] = {}
         self._resize(self._initial, [])
 
     # ---- cache layout ------------------------------------------------------------------------
@@ -189,12 +200,12 @@ class SlotModel:
         when `want_logits`."""
         count = len(ids)
         self.ensure(past + count, used)
-        binding = self._binding(row, 1)
+        binding = self._binding(self.prompt_session, row, 1)
         tokens = np.asarray([ids], np.int64)
         mask = np.ones((1, past + count), np.int64)
         first = count - 1 if self.has_logits_from else 0
         logits = np.empty((1, count - first, self.graph.vocab_size), np.float32)
-        self._run(binding, tokens, mask, logits, first)
+        self._run(self.prompt_session, binding, tokens, mask, logits, first)
         return logits[0, -1] if want_logits else None
 
     def decode(self, tokens: list[int], lengths: list[int], used: list[int]) -> np.ndarray:
@@ -203,29 +214,32 @@ class SlotModel:
         n = len(tokens)
         width = max(lengths) + 1
         self.ensure(width, used)
-        binding = self._binding(0, n)
+        binding = self._binding(self.session, 0, n)
         mask = (np.arange(width)[None, :] <= np.asarray(lengths)[:, None]).astype(np.int64)
         logits = np.empty((n, 1, self.graph.vocab_size), np.float32)
-        self._run(binding, np.asarray(tokens, np.int64).reshape(n, 1), mask, logits, 0)
+        self._run(self.session, binding, np.asarray(tokens, np.int64).reshape(n, 1), mask, logits, 0)
         return logits[:, 0]
 
     def _run(
-        self, binding: Any, tokens: np.ndarray, mask: np.ndarray, logits: np.ndarray, first: int
+        self, session: Any, binding: Any, tokens: np.ndarray, mask: np.ndarray, logits: np.ndarray, first: int
     ) -> None:
         ort = self._ort
         binding.bind_cpu_input("input_ids", tokens)
         binding.bind_cpu_input("attention_mask", mask)
         if self.has_logits_from:
-            binding.bind_cpu_input(LOGITS_FROM, np.asarray(first, np.int64))
+            binding.bind_ortvalue_input(
+                LOGITS_FROM, ort.OrtValue.ortvalue_from_numpy(np.asarray(first, np.int64))
+            )
         binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
-        self.session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
 
-    def _binding(self, first: int, count: int) -> Any:
-        """An IO binding with rows first..first+count-1 of every cache array as past and present."""
-        key = (first, count)
+    def _binding(self, session: Any, first: int, count: int) -> Any:
+        """An IO binding of `session` with rows first..first+count-1 of every cache array as past and
+        present."""
+        key = (session, first, count)
         binding = self._bindings.get(key)
         if binding is None:
-            binding = self.session.io_binding()
+            binding = session.io_binding()
             for layer in range(self.graph.layers):
                 for k, kind in enumerate(_KINDS):
                     rows = self._cache[2 * layer + k][first : first + count]

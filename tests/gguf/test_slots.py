@@ -12,13 +12,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks.gguf_import import greedy_answer
 from foundry_jupyter.engine.model import SLOTS, SLOTS_ENV, ChatModel
 from foundry_jupyter.engine.params import Sampling
 from foundry_jupyter.engine.scheduler import EngineScheduler, Job
-from foundry_jupyter.engine.slot_model import slot_graph
+from foundry_jupyter.engine.slot_model import SlotModel, slot_graph
 from foundry_jupyter.engine.slots import SlotScheduler
 from foundry_jupyter.engine.stream import GENERATOR
 from foundry_jupyter.engine.types import GenerationParams, ResponseFormat
@@ -182,3 +183,22 @@ def test_which_imports_qualify(tiny_gguf, converted, arch, rope, qualifies):
     """LongRoPE picks its factors by the mask width, the longest row's in a batch: og's Engine keeps it."""
     folder = converted(tiny_gguf("Q4_1", arch=arch, rope=rope), "int4")
     assert (slot_graph(folder, _config(folder)) is not None) == qualifies
+
+
+def test_an_int4_prompt_is_read_by_the_prompt_graph_for_its_last_row(smollm2_gguf, converted):
+    """The default int4 import carries `model.prompt.onnx`: the slot loop reads prompts with it (in
+    chunks, fed `logits_from`, so only the last row's logits are made) and decodes with `model.onnx`."""
+    from tests.gguf.ortrun import Decoder
+
+    folder = converted(smollm2_gguf, "int4")
+    graph = slot_graph(folder, _config(folder))
+    assert graph is not None and graph.prompt_file == folder / "model.prompt.onnx"
+    model = SlotModel(graph, rows=2, max_length=512, threads=1, capacity=16)
+    assert model.has_logits_from and model.prompt_session is not model.session
+    ids = list(range(100, 140))
+    for start in range(0, len(ids), 16):  # in chunks, the cache growing from 16 positions
+        chunk = ids[start : start + 16]
+        last = model.prefill(1, chunk, start, want_logits=start + 16 >= len(ids), used=[0, start])
+    expected = Decoder(folder, "model.prompt.onnx").logits(ids)[-1]
+    np.testing.assert_allclose(last, expected, atol=1e-3)
+    assert int(np.argmax(last)) == int(np.argmax(expected))

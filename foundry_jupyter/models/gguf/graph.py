@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
+# The names the engine's own loop (`slot_model`) looks for: an optional int64 input (logits only for
+# positions from there on), and the same decoder for reading prompts (see `write_prompt_graph`).
+from ...engine.slot_model import LOGITS_FROM, PROMPT_FILE
 from .layers import attention_inputs, mlp, post_norm, rotary_inputs
 from .reader import BLOCK, GGUFModel, QuantLinear, Weight
 
 OPSET = 21
 DATA_FILE = "model.onnx.data"
-LOGITS_FROM = "logits_from"  # optional int64 input: logits only for positions from here on
-PROMPT_FILE = "model.prompt.onnx"  # the same decoder for reading prompts (see `write_prompt_graph`)
 _INLINE_LIMIT = 1024  # bytes; smaller initializers stay inside model.onnx
 _ALIGN = 4096  # external data offsets aligned so onnxruntime can memory-map them
 
