@@ -204,8 +204,9 @@ def test_logits_from_computes_only_the_rows_asked_for(tiny_gguf, converted, arch
 
 
 def test_int4_prompt_graph_reads_prompts_on_float32_activations(tiny_gguf, converted):
-    """int4's prompt graph gives int4-exact's logits and a KV cache the int4 decoder continues from;
-    only int4 (int8 activations in one pass) has one."""
+    """int4's prompt graph reads on float32 activations: int4-exact's KV cache (which the int4 decoder
+    continues from) and, through the decoder's own LM head, logits close to int4-exact's; only int4
+    (int8 activations in one pass) has one."""
     from foundry_jupyter.models.gguf.graph import PROMPT_FILE
 
     path = tiny_gguf("mixed")  # a Q8_0 embedding: the 8-bit head holds its exact values
@@ -214,7 +215,7 @@ def test_int4_prompt_graph_reads_prompts_on_float32_activations(tiny_gguf, conve
     exact = Decoder(converted(path, "int4-exact"))
     got, cache = prompt.step(IDS[:7], prompt.empty_cache(), logits_from=6)
     want, want_cache = exact.step(IDS[:7], exact.empty_cache())
-    np.testing.assert_allclose(got, want[6:], **TOL)
+    np.testing.assert_allclose(got, want[6:], atol=0.25)  # the head rounds its activations to int8
     for kv, want_kv in zip(cache, want_cache, strict=True):
         np.testing.assert_allclose(kv, want_kv, **TOL)
     np.testing.assert_allclose(decoder.step(IDS[7:], cache)[0], decoder.step(IDS[7:], want_cache)[0], **TOL)

@@ -285,20 +285,21 @@ def build_model(
 
 
 def write_prompt_graph(decoder: Any, path: Path) -> None:
-    """`decoder` with every MatMulNBits at accuracy_level 1, over the same `model.onnx.data`.
+    """`decoder` with the body's MatMulNBits at accuracy_level 1, over the same `model.onnx.data`.
 
     MLAS's int8-activation kernels (level 4) win only for a few rows: from a few dozen rows on (a
     prompt), dequantizing the blocks into a float32 GEMM (level 1) is faster. onnxruntime-genai runs one
     graph for both phases; a loop of its own can read prompts with this one, whose KV cache and inputs
     are the decoder's, and generate with `model.onnx`. The prompt is then read on float32 activations
-    (int4-exact's numbers) and the answer generated on int8 ones.
+    (int4-exact's numbers) and the answer generated on int8 ones. The LM head keeps level 4: fed
+    `logits_from`, it runs for one row, and level 1 would dequantize its whole matrix on every run.
     """
     import onnx
 
     prompt = onnx.ModelProto()
     prompt.CopyFrom(decoder)
     for node in prompt.graph.node:
-        if node.op_type == "MatMulNBits":
+        if node.op_type == "MatMulNBits" and "logits" not in node.output:
             for attr in node.attribute:
                 if attr.name == "accuracy_level":
                     attr.i = 1
