@@ -114,7 +114,34 @@ class HeldRequests:
             request.close()
 
 
-class EngineScheduler:
+class OwnerThread:
+    """What both schedulers share: one owner thread (`_thread`) takes jobs from `_inbox` until it
+    reads None; callers ask whether it is `alive` and how many conversations it holds."""
+
+    _thread: threading.Thread
+    _inbox: queue.Queue[Any]
+    _closed: bool
+    broken: str | None  # why the scheduler stopped working, if it did
+    held: Any  # a sized collection of held conversations
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and not self.broken
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._inbox.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=30)
+
+    @property
+    def held_conversations(self) -> int:
+        return len(self.held)
+
+
+class EngineScheduler(OwnerThread):
     backend = ENGINE
 
     def __init__(
@@ -166,22 +193,6 @@ class EngineScheduler:
         """Tell `job`'s caller its last event; the job no longer counts as load."""
         self.load.job_finished()
         job.events.put(event)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive() and not self.broken
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._inbox.put(None)
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=30)
-
-    @property
-    def held_conversations(self) -> int:
-        return len(self.held)
 
     def holds_prefix_of(self, ids: list[int], needed: int) -> bool:
         """Whether a held conversation could continue into `ids` (a hint: it may be gone by then)."""

@@ -27,7 +27,7 @@ import numpy as np
 from foundry_jupyter.engine.lifetime import close_at_exit
 from foundry_jupyter.engine.load import IdleClaim
 from foundry_jupyter.engine.params import Generation
-from foundry_jupyter.engine.scheduler import Job
+from foundry_jupyter.engine.scheduler import Job, OwnerThread
 from foundry_jupyter.engine.slot_model import HeldCache, SlotGraph, SlotModel, sample
 from foundry_jupyter.engine.stream import SLOTS
 
@@ -101,7 +101,7 @@ def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
     return int(differs[0])
 
 
-class SlotScheduler:
+class SlotScheduler(OwnerThread):
     backend = SLOTS
     static = False  # later arrivals join the running batch
     batch_running = False
@@ -147,22 +147,6 @@ class SlotScheduler:
     def claim_idle(self) -> IdleClaim | None:
         """Never: a lone request runs here too, so that later arrivals can join it."""
         return None
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive() and not self.broken
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._inbox.put(None)
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=30)
-
-    @property
-    def held_conversations(self) -> int:
-        return len(self.held)
 
     def holds_prefix_of(self, ids: list[int], needed: int) -> bool:
         """Whether a held conversation spares at least half of `ids` (a hint: it may be gone by then)."""

@@ -19,12 +19,13 @@ from ..errors import FoundryError, ModelNotFound
 from ..models import view
 from . import wire
 from .core import FoundryService
+from .pieces import TextPieces
 from .prompt_size import refuse_oversized_prompt
 from .runners import RunnerCall
 from .schemas import ChatCompletionRequest, CompletionRequest, TokenCountRequest
 
 
-class GenerationStream:
+class GenerationStream(TextPieces):
     """Text pieces from a runner, as they are made. `cancel()` stops the generation."""
 
     def __init__(self, call: RunnerCall, first: dict[str, Any]) -> None:
@@ -48,16 +49,6 @@ class GenerationStream:
             call.close()
             raise
         return cls(call, first or {})
-
-    async def pieces(self) -> AsyncIterator[str]:
-        """Yield the answer's text pieces (a reasoning model's thinking left out: see `parts`)."""
-        parts = self.parts()
-        try:
-            async for _, text in parts:
-                if text:
-                    yield text
-        finally:
-            await parts.aclose()  # leaving early must close the runner call now, not at collection
 
     async def parts(self) -> AsyncIterator[tuple[str, str]]:
         """Yield `(reasoning, text)` pieces; afterwards `finish_reason`, `usage` and `tool_calls` are

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..engine.types import ToolCall, Usage
+from .pieces import TextPieces
 from .remote import EngineError, ProxyCall, RemoteEngines
 from .schemas import ChatCompletionRequest
 
@@ -44,7 +45,7 @@ async def open_remote_chat(
     return RemoteChatStream(call, streamed=stream)
 
 
-class RemoteChatStream:
+class RemoteChatStream(TextPieces):
     """The engine's answer as text pieces; afterwards `finish_reason`, `usage` and `tool_calls` are set.
     `cancel()` (the client left) closes the upstream request."""
 
@@ -55,16 +56,6 @@ class RemoteChatStream:
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
         self.tool_calls: tuple[ToolCall, ...] = ()
-
-    async def pieces(self) -> AsyncIterator[str]:
-        """Yield the answer's text pieces (a reasoning model's thinking left out: see `parts`)."""
-        parts = self.parts()
-        try:
-            async for _, text in parts:
-                if text:
-                    yield text
-        finally:
-            await parts.aclose()  # leaving early must close the upstream request now
 
     async def parts(self) -> AsyncIterator[tuple[str, str]]:
         """Yield `(reasoning, text)` pieces as the engine sends them (`reasoning_content`, or vLLM's

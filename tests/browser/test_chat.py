@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fake_engine import JsonHandler, serve
+from tests.support.fake_engine import JsonHandler, chat_chunk, serve
 from tests.support.packages import smollm2_installed
 
 from .conftest import Lab
@@ -484,13 +484,7 @@ class _ThinkingEngine(JsonHandler):
         deltas += [{"content": piece} for piece in ANSWER]
         for i, delta in enumerate(deltas):
             finish = "stop" if i == len(deltas) - 1 else None
-            chunk = {
-                "id": "chatcmpl-1",
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": "deep-thinker",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
+            chunk = chat_chunk("deep-thinker", delta, finish)
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.wfile.flush()
             time.sleep(0.4)

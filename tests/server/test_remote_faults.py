@@ -19,6 +19,8 @@ from tornado import httpserver, web
 from tornado.iostream import StreamClosedError
 from tornado.netutil import bind_sockets
 
+from tests.support.fake_engine import chat_chunk
+
 KEY = "sk-planted-SECRET-7f3a9c"
 KEY_ENV = "FOUNDRY_TEST_ENGINE_KEY"
 MSG = [{"role": "user", "content": "hi"}]
@@ -37,17 +39,6 @@ class FakeEngine:
         self.hold_started = asyncio.Event()
         self.resets = 0
         self.port = 0
-
-
-def _chunk(model: str, text: str | None = None, finish: str | None = None) -> dict:
-    delta = {"content": text} if text is not None else {}
-    return {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion.chunk",
-        "created": 1,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
 
 
 class _Base(web.RequestHandler):
@@ -116,7 +107,7 @@ class Chat(_Base):
             )
             return
         self.set_header("Content-Type", "text/event-stream")
-        await self._send(_chunk(model, "Hel"))
+        await self._send(chat_chunk(model, {"content": "Hel"}))
         if model == "cut":
             self.request.connection.stream.close()  # the engine dies mid-answer
             return
@@ -135,11 +126,11 @@ class Chat(_Base):
                 self.fake.hold_closed.set()
             return
         self.write(": keep-alive\n\n")
-        await self._send(_chunk(model, "lo"))
-        await self._send(_chunk(model, None, "stop"))
+        await self._send(chat_chunk(model, {"content": "lo"}))
+        await self._send(chat_chunk(model, {}, "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
-            await self._send({**_chunk(model), "choices": [], "usage": usage})
+            await self._send({**chat_chunk(model, {}), "choices": [], "usage": usage})
         self.write("data: [DONE]\n\n")
         self.finish()
 

@@ -22,6 +22,7 @@ from tornado import httpserver, web
 from tornado.iostream import StreamClosedError
 from tornado.netutil import bind_sockets
 
+from tests.support.fake_engine import chat_chunk
 from tests.support.tools import WEATHER_PARAMETERS
 
 from .conftest import TINY
@@ -104,16 +105,6 @@ def _usage(body: dict, text: str) -> dict:
     }
 
 
-def _chunk(model: str, delta: dict, finish: str | None = None) -> dict:
-    return {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion.chunk",
-        "created": 1,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-
-
 class Chat(web.RequestHandler):
     def initialize(self, engine: Engine) -> None:
         self.engine = engine
@@ -149,13 +140,13 @@ class Chat(web.RequestHandler):
                          "usage": _usage(body, text)})  # fmt: skip
             return
         self.set_header("Content-Type", "text/event-stream")
-        await self._send(_chunk(model, {"role": "assistant", "content": ""}))
+        await self._send(chat_chunk(model, {"role": "assistant", "content": ""}))
         words = text.split(" ")
         for i, word in enumerate(words):
             if model == "slow":
                 await asyncio.sleep(0.05)
             try:
-                await self._send(_chunk(model, {"content": word if i == 0 else " " + word}))
+                await self._send(chat_chunk(model, {"content": word if i == 0 else " " + word}))
             except StreamClosedError:
                 self.engine.left.set()
                 return
@@ -164,18 +155,18 @@ class Chat(web.RequestHandler):
             self.finish()
             return
         if model == "whole-calls":  # as some Ollama versions: every call whole, in one chunk, no index
-            await self._send(_chunk(model, {"tool_calls": calls}))
+            await self._send(chat_chunk(model, {"tool_calls": calls}))
             calls = []
         for i, call in enumerate(calls):  # the arguments in two pieces, as OpenAI and vLLM stream them
             cut = len(call["function"]["arguments"]) // 2
             name, arguments = call["function"]["name"], call["function"]["arguments"]
             first = {**call, "function": {"name": name, "arguments": arguments[:cut]}}
-            await self._send(_chunk(model, {"tool_calls": [{"index": i, **first}]}))
+            await self._send(chat_chunk(model, {"tool_calls": [{"index": i, **first}]}))
             rest = {"index": i, "function": {"arguments": arguments[cut:]}}
-            await self._send(_chunk(model, {"tool_calls": [rest]}))
-        await self._send(_chunk(model, {}, finish))
+            await self._send(chat_chunk(model, {"tool_calls": [rest]}))
+        await self._send(chat_chunk(model, {}, finish))
         if (body.get("stream_options") or {}).get("include_usage"):
-            await self._send({**_chunk(model, {}), "choices": [], "usage": _usage(body, text)})
+            await self._send({**chat_chunk(model, {}), "choices": [], "usage": _usage(body, text)})
         self.write("data: [DONE]\n\n")
         self.finish()
 

@@ -58,3 +58,14 @@ def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def chat_chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    """One streamed chat completion chunk, as an OpenAI-compatible engine sends it."""
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
