@@ -269,6 +269,8 @@ class ModelCache:
             raise _read_only(target.parent)
         try:
             shutil.rmtree(target)
+        except FileNotFoundError:  # another request removed it first
+            raise ModelNotFound(f"Model {model_id} is not in the cache at {self.root}") from None
         except OSError as exc:
             if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise _read_only(Path(exc.filename or target.parent)) from None
@@ -276,9 +278,11 @@ class ModelCache:
         for leftover in (target.with_name(target.name + STAGING_SUFFIX),):
             shutil.rmtree(leftover, ignore_errors=True)
         parent = target.parent
-        while parent != root and parent.is_relative_to(root) and not any(parent.iterdir()):
-            parent.rmdir()
-            parent = parent.parent
+        # Empty publisher folders go too; one that a download or another removal changes meanwhile stays.
+        with contextlib.suppress(OSError):
+            while parent != root and parent.is_relative_to(root) and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
         return model
 
     def move(self, new_root: Path) -> Path:

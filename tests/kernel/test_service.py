@@ -166,9 +166,10 @@ def _of(messages: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def _text(messages: list[dict[str, Any]]) -> str:
-    parts = [c.get("text", "") for c in _of(messages, "stream")]
-    parts += [c["data"].get("text/plain", "") for c in _of(messages, "execute_result")]
-    return "\n".join(parts)
+    # A kernel may send one printed line in several stream messages: join those as they came.
+    printed = "".join(c.get("text", "") for c in _of(messages, "stream"))
+    results = [c["data"].get("text/plain", "") for c in _of(messages, "execute_result")]
+    return "\n".join([printed, *results])
 
 
 def test_kernel_knows_the_service(kernel: Kernel, server: Server) -> None:

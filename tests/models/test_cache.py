@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -72,6 +73,25 @@ def test_remove_deletes_the_folder_and_empty_publisher(cache):
     assert cache.find("noversion") is None
     with pytest.raises(ModelNotFound):
         cache.remove("noversion:0")
+
+
+def test_two_removals_at_once_answer_removed_and_not_found(cache, monkeypatch):
+    """Two requests remove one model together: both find it, one deletes it, the other hears that
+    it is gone (not an internal error)."""
+    from foundry_jupyter.models import cache as cache_module
+
+    real_rmtree = cache_module.shutil.rmtree
+    target = cache.find("noversion:0").path
+
+    def raced(path, *args, **kwargs):
+        if Path(path) == target and target.exists():
+            real_rmtree(path)  # the other request got there first
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(cache_module.shutil, "rmtree", raced)
+    with pytest.raises(ModelNotFound):
+        cache.remove("noversion:0")
+    assert not target.exists()
 
 
 def test_remove_never_touches_anything_outside_the_cache(cache, tmp_path):
