@@ -104,9 +104,11 @@ def test_int4_exact_gives_fp32s_greedy_answers(smollm2_catalog, fp32_answers):
     assert "Paris" in fp32_answers[0][2]
 
 
-def top1_agreement(folder: Path, fp32_answers: list[tuple[list[int], list[int], str]]) -> float:
+def top1_agreement(
+    folder: Path, fp32_answers: list[tuple[list[int], list[int], str]], graph: str = "model.onnx"
+) -> float:
     """Teacher-forced: `folder`'s top-1 at each answer position, given fp32's tokens so far."""
-    decoder = Decoder(folder)
+    decoder = Decoder(folder, graph)
     agree = total = 0
     for prompt, answer, _ in fp32_answers:
         logits = decoder.logits(prompt + answer)[len(prompt) - 1 : -1]
@@ -117,6 +119,13 @@ def top1_agreement(folder: Path, fp32_answers: list[tuple[list[int], list[int], 
 
 def test_default_int4_agrees_with_fp32_at_least_as_llamacpp_does(smollm2_int4, fp32_answers):
     assert top1_agreement(smollm2_int4, fp32_answers) >= LLAMACPP_TOP1
+
+
+def test_int4_prompt_graph_agrees_with_fp32_at_least_as_llamacpp_does(smollm2_int4, fp32_answers):
+    """Prompts are read on integer GEMMs (`model.prompt.onnx`): held to llama.cpp's fidelity too."""
+    from foundry_jupyter.models.gguf import PROMPT_FILE
+
+    assert top1_agreement(smollm2_int4, fp32_answers, PROMPT_FILE) >= LLAMACPP_TOP1
 
 
 def test_default_int4_answers_alone_and_batched_alike(smollm2_int4):

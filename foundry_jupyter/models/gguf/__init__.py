@@ -4,15 +4,16 @@
 4-bit blocks exactly where asked, writes the decoder with onnxruntime-genai's own operators, and rebuilds
 the tokenizer with its chat template. The decoder takes an optional `logits_from` input (LOGITS_FROM:
 the LM head only on positions from there; og never feeds it) and int4 folders also carry
-`model.prompt.onnx` (PROMPT_FILE: the same decoder with float32-activation kernels, faster for
+`model.prompt.onnx` (PROMPT_FILE: the same decoder on integer GEMMs, several times faster for
 prompts), both for a loop driving onnxruntime itself. A pure converter: it knows nothing of the cache
 or the catalog (`ModelManager.import_gguf` puts a converted model into the cache under an alias).
 """
 
 from __future__ import annotations
 
-from .graph import LOGITS_FROM, PRECISIONS, PROMPT_FILE
+from .graph import LOGITS_FROM, PRECISIONS
 from .importer import DEFAULT_PRECISION, import_gguf
+from .prompt_graph import PROMPT_FILE
 from .reader import GGUFError, GGUFModel
 
 __all__ = [

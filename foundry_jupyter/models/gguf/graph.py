@@ -16,16 +16,16 @@ from typing import Any
 
 import numpy as np
 
-# The names the engine's own loop (`slot_model`) looks for: an optional int64 input (logits only for
-# positions from there on), and the same decoder for reading prompts (see `write_prompt_graph`).
-from ...engine.slot_model import LOGITS_FROM, PROMPT_FILE
+# The name the engine's own loop (`slot_model`) looks for: an optional int64 input (logits only for
+# positions from there on).
+from ...engine.slot_model import LOGITS_FROM
+from .builder import GraphBuilder
 from .layers import attention_inputs, mlp, post_norm, rotary_inputs
+from .prompt_graph import write_prompt_graph
 from .reader import BLOCK, GGUFModel, QuantLinear, Weight
 
 OPSET = 21
 DATA_FILE = "model.onnx.data"
-_INLINE_LIMIT = 1024  # bytes; smaller initializers stay inside model.onnx
-_ALIGN = 4096  # external data offsets aligned so onnxruntime can memory-map them
 
 
 @dataclass(frozen=True)
@@ -75,68 +75,10 @@ PRECISIONS = {
 }
 
 
-class _Builder:
-    def __init__(self, data_path: Path) -> None:
-        from onnx import helper
-
-        self.helper = helper
-        self.nodes: list[Any] = []
-        self.initializers: list[Any] = []
-        self._data = data_path.open("wb")
-        self._names: dict[str, int] = {}
-        self._consts: dict[tuple[str, bytes], str] = {}
-
-    def close(self) -> None:
-        self._data.close()
-
-    def name(self, base: str) -> str:
-        count = self._names.get(base, 0)
-        self._names[base] = count + 1
-        return base if count == 0 else f"{base}_{count}"
-
-    def node(
-        self, op: str, inputs: list[str], outputs: int | list[str] = 1, *, domain: str = "", **attrs: Any
-    ):
-        node_name = self.name(f"/{op}")
-        if isinstance(outputs, int):
-            outputs = [f"{node_name}/output_{i}" for i in range(outputs)]
-        self.nodes.append(self.helper.make_node(op, inputs, outputs, name=node_name, domain=domain, **attrs))
-        return outputs[0] if len(outputs) == 1 else outputs
-
-    def initializer(self, name: str, array: np.ndarray) -> str:
-        from onnx import TensorProto, numpy_helper
-
-        array = np.ascontiguousarray(array)
-        if array.nbytes < _INLINE_LIMIT:
-            self.initializers.append(numpy_helper.from_array(array, name))
-            return name
-        tensor = TensorProto()
-        tensor.name = name
-        tensor.data_type = self.helper.np_dtype_to_tensor_dtype(array.dtype)
-        tensor.dims.extend(array.shape)
-        pad = -self._data.tell() % _ALIGN
-        self._data.write(b"\0" * pad)
-        offset = self._data.tell()
-        self._data.write(memoryview(array).cast("B"))
-        tensor.data_location = TensorProto.EXTERNAL
-        for key, value in (("location", DATA_FILE), ("offset", str(offset)), ("length", str(array.nbytes))):
-            entry = tensor.external_data.add()
-            entry.key, entry.value = key, value
-        self.initializers.append(tensor)
-        return name
-
-    def const(self, value: Any, dtype: Any = np.int64) -> str:
-        array = np.asarray(value, dtype=dtype)
-        key = (f"{array.dtype}{array.shape}", array.tobytes())
-        if key not in self._consts:
-            self._consts[key] = self.initializer(self.name("const"), array)
-        return self._consts[key]
-
-
 class _Linears:
     """Emits y = x @ W^T (+ b) for dense or 4-bit weights, sharing per-input block sums."""
 
-    def __init__(self, b: _Builder, precision: Precision) -> None:
+    def __init__(self, b: GraphBuilder, precision: Precision) -> None:
         self.b = b
         self.precision = precision
         self._blocks: dict[tuple[str, int], str] = {}
@@ -246,7 +188,7 @@ def build_model(
     from onnx import TensorProto
 
     hp = model.hparams
-    b = _Builder(dest / DATA_FILE)
+    b = GraphBuilder(dest / DATA_FILE)
     try:
         graph = _build_graph(model, b, precision, progress)
     finally:
@@ -280,34 +222,12 @@ def build_model(
     path = dest / "model.onnx"
     onnx.save_model(onnx_model, str(path))
     if precision.accuracy_level == 4 and not precision.two_pass:
-        write_prompt_graph(onnx_model, dest / PROMPT_FILE)
+        write_prompt_graph(onnx_model, dest)
     return path
 
 
-def write_prompt_graph(decoder: Any, path: Path) -> None:
-    """`decoder` with the body's MatMulNBits at accuracy_level 1, over the same `model.onnx.data`.
-
-    MLAS's int8-activation kernels (level 4) win only for a few rows: from a few dozen rows on (a
-    prompt), dequantizing the blocks into a float32 GEMM (level 1) is faster. onnxruntime-genai runs one
-    graph for both phases; a loop of its own can read prompts with this one, whose KV cache and inputs
-    are the decoder's, and generate with `model.onnx`. The prompt is then read on float32 activations
-    (int4-exact's numbers) and the answer generated on int8 ones. The LM head keeps level 4: fed
-    `logits_from`, it runs for one row, and level 1 would dequantize its whole matrix on every run.
-    """
-    import onnx
-
-    prompt = onnx.ModelProto()
-    prompt.CopyFrom(decoder)
-    for node in prompt.graph.node:
-        if node.op_type == "MatMulNBits" and "logits" not in node.output:
-            for attr in node.attribute:
-                if attr.name == "accuracy_level":
-                    attr.i = 1
-    onnx.save_model(prompt, str(path))
-
-
 def _build_graph(
-    model: GGUFModel, b: _Builder, precision: Precision, progress: Callable[[str], None] | None
+    model: GGUFModel, b: GraphBuilder, precision: Precision, progress: Callable[[str], None] | None
 ) -> dict[str, Any]:
     from onnx import numpy_helper
 

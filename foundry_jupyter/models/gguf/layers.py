@@ -13,7 +13,8 @@ import numpy as np
 from .reader import GGUFModel, Hyperparams, QuantLinear, Weight
 
 if TYPE_CHECKING:
-    from .graph import Precision, _Builder, _Linears
+    from .builder import GraphBuilder
+    from .graph import Precision, _Linears
 
 
 def rotary_caches(
@@ -33,7 +34,7 @@ def rotary_caches(
     return (np.cos(angles) * scale).astype(np.float32), (np.sin(angles) * scale).astype(np.float32)
 
 
-def rotary_inputs(b: _Builder, model: GGUFModel, total_len: str) -> dict[str, tuple[str, str]]:
+def rotary_inputs(b: GraphBuilder, model: GGUFModel, total_len: str) -> dict[str, tuple[str, str]]:
     """The (cos, sin) cache names for "global" layers and, where the architecture has them, "local" ones."""
     hp = model.hparams
     factors = model.dense("rope_freqs.weight") if model.has("rope_freqs.weight") else None
@@ -69,7 +70,7 @@ def rotary_inputs(b: _Builder, model: GGUFModel, total_len: str) -> dict[str, tu
 
 
 def attention_inputs(
-    b: _Builder, linear: _Linears, model: GGUFModel, precision: Precision, i: int, normed: str
+    b: GraphBuilder, linear: _Linears, model: GGUFModel, precision: Precision, i: int, normed: str
 ) -> list[str]:
     """GroupQueryAttention's first three inputs: `[qkv, "", ""]` packed, or `[q, k, v]` after Q/K norms."""
     hp = model.hparams
@@ -105,7 +106,7 @@ def attention_inputs(
     ]
 
 
-def _head_norm(b: _Builder, model: GGUFModel, x: str, tensor: str, name: str) -> str:
+def _head_norm(b: GraphBuilder, model: GGUFModel, x: str, tensor: str, name: str) -> str:
     """RMSNorm over each head's `head_dim` values of `[batch, seq, heads * head_dim]`."""
     hp = model.hparams
     heads = b.node("Reshape", [x, b.const([0, 0, -1, hp.head_dim])])
@@ -119,7 +120,7 @@ def _head_norm(b: _Builder, model: GGUFModel, x: str, tensor: str, name: str) ->
     return b.node("Reshape", [normed, b.const([0, 0, -1])])
 
 
-def post_norm(b: _Builder, model: GGUFModel, x: str, tensor: str, name: str) -> str:
+def post_norm(b: GraphBuilder, model: GGUFModel, x: str, tensor: str, name: str) -> str:
     """Gemma's norm of a sub-layer's output before the residual add; `x` itself elsewhere."""
     if not model.hparams.arch.sandwich_norms:
         return x
@@ -132,7 +133,9 @@ def post_norm(b: _Builder, model: GGUFModel, x: str, tensor: str, name: str) -> 
     )
 
 
-def mlp(b: _Builder, linear: _Linears, model: GGUFModel, precision: Precision, i: int, normed: str) -> str:
+def mlp(
+    b: GraphBuilder, linear: _Linears, model: GGUFModel, precision: Precision, i: int, normed: str
+) -> str:
     """down(act(gate(x)) * up(x)), act SiLU or tanh-GELU; gate and up as one projection, then split."""
     hp = model.hparams
     p = f"blk.{i}"
@@ -156,7 +159,7 @@ def mlp(b: _Builder, linear: _Linears, model: GGUFModel, precision: Precision, i
 
 
 def fused_linear(
-    b: _Builder, linear: _Linears, x: str, parts: list[Weight], name: str, bias: np.ndarray | None = None
+    b: GraphBuilder, linear: _Linears, x: str, parts: list[Weight], name: str, bias: np.ndarray | None = None
 ) -> str:
     """x @ [parts...]^T: one projection when the parts share a form, else one each, concatenated (so a
     Q6_K part does not turn its 4-bit neighbours into float32)."""
