@@ -10,7 +10,7 @@ import io
 import json
 import logging
 import shutil
-import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -18,11 +18,10 @@ import jsonschema
 import openai
 import pytest
 from pydantic import BaseModel
-from tornado import httpserver, web
+from tornado import web
 from tornado.iostream import StreamClosedError
-from tornado.netutil import bind_sockets
 
-from tests.support.fake_engine import chat_chunk
+from tests.support.fake_engine import chat_chunk, closed_port, serve_tornado
 from tests.support.tools import WEATHER_PARAMETERS
 
 from .conftest import TINY
@@ -181,29 +180,12 @@ class Models(web.RequestHandler):
 
 
 @pytest.fixture
-def engine(jp_asyncio_loop) -> Engine:
+def engine(jp_asyncio_loop) -> Iterator[Engine]:
     fake = Engine()
-    app = web.Application(
-        [(r"/v1/models", Models), (r"/v1/chat/completions", Chat, {"engine": fake})]
-    )  # no /v1/responses: the server must not need it
-    sockets = bind_sockets(0, "127.0.0.1")
-    fake.port = sockets[0].getsockname()[1]
-
-    async def start() -> httpserver.HTTPServer:
-        server = httpserver.HTTPServer(app)
-        server.add_sockets(sockets)
-        return server
-
-    server = jp_asyncio_loop.run_until_complete(start())
-    yield fake
-    server.stop()
-    jp_asyncio_loop.run_until_complete(server.close_all_connections())
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    handlers = [(r"/v1/models", Models), (r"/v1/chat/completions", Chat, {"engine": fake})]
+    with serve_tornado(jp_asyncio_loop, handlers) as port:  # no /v1/responses: the server must not need it
+        fake.port = port
+        yield fake
 
 
 @pytest.fixture
@@ -214,7 +196,7 @@ def foundry_config(engine: Engine, monkeypatch) -> dict:
         "remote_engines": [
             {"name": "fake", "base_url": url, "api_key_env": KEY_ENV, "aliases": {"echoes": "echo"}},
             {"name": "narrow", "base_url": url, "api_key_env": KEY_ENV, "max_in_flight": 1},
-            {"name": "down", "base_url": f"http://127.0.0.1:{_closed_port()}/v1", "list_timeout": 1},
+            {"name": "down", "base_url": f"http://127.0.0.1:{closed_port()}/v1", "list_timeout": 1},
         ]
     }
 
