@@ -60,15 +60,20 @@ def chat_requests(page) -> list[dict]:
     return bodies
 
 
-def ask(chat, model: str, text: str):
-    """Chooses `model`, sends `text` as a user does; returns the answer's element."""
-    chat.get_by_label("Model").select_option(model)
+def ask_as_is(chat, text: str):
+    """Sends `text` to the model the chat shows, without choosing one; returns the answer's element."""
     answers = chat.locator('.jp-FoundryChat-message[data-role="assistant"]')
     before = answers.count()
     chat.get_by_label("Message").fill(text)
     chat.get_by_label("Message").press("Enter")
     answers.nth(before).wait_for()
     return answers.nth(before)
+
+
+def ask(chat, model: str, text: str):
+    """Chooses `model`, sends `text` as a user does; returns the answer's element."""
+    chat.get_by_label("Model").select_option(model)
+    return ask_as_is(chat, text)
 
 
 def wait_state(answer, state: str, timeout: float | None = None) -> None:
@@ -376,16 +381,6 @@ def test_a_reload_shows_the_chat_tab_with_the_model_chosen_before(page, lab: Lab
     page.reload()
     page.locator(".jp-FoundryPanel").get_by_role("tab", name="Models", exact=True).wait_for()
     assert not chat.is_visible()
-
-
-def ask_as_is(chat, text: str):
-    """Sends `text` to the model the chat shows, without choosing one; returns the answer's element."""
-    answers = chat.locator('.jp-FoundryChat-message[data-role="assistant"]')
-    before = answers.count()
-    chat.get_by_label("Message").fill(text)
-    chat.get_by_label("Message").press("Enter")
-    answers.nth(before).wait_for()
-    return answers.nth(before)
 
 
 THINKS = "tiny-think-long-generic-cpu:1"  # a template that opens <think>; a long context to think in
