@@ -16,10 +16,9 @@ from collections.abc import Iterator
 import openai
 import pytest
 from pydantic import SecretStr
-from tornado import web
 from tornado.iostream import StreamClosedError
 
-from tests.support.fake_engine import chat_chunk, closed_port, serve_tornado
+from tests.support.fake_engine import ChatStreamHandler, chat_chunk, closed_port, serve_tornado
 
 KEY = "sk-planted-SECRET-7f3a9c"
 KEY_ENV = "FOUNDRY_TEST_ENGINE_KEY"
@@ -41,7 +40,7 @@ class FakeEngine:
         self.port = 0
 
 
-class _Base(web.RequestHandler):
+class _Base(ChatStreamHandler):
     def initialize(self, fake: FakeEngine) -> None:
         self.fake = fake
 
@@ -107,7 +106,7 @@ class Chat(_Base):
             )
             return
         self.set_header("Content-Type", "text/event-stream")
-        await self._send(chat_chunk(model, {"content": "Hel"}))
+        await self.send_event(chat_chunk(model, {"content": "Hel"}))
         if model == "cut":
             self.request.connection.stream.close()  # the engine dies mid-answer
             return
@@ -126,17 +125,9 @@ class Chat(_Base):
                 self.fake.hold_closed.set()
             return
         self.write(": keep-alive\n\n")
-        await self._send(chat_chunk(model, {"content": "lo"}))
-        await self._send(chat_chunk(model, {}, "stop"))
-        if (body.get("stream_options") or {}).get("include_usage"):
-            usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
-            await self._send({**chat_chunk(model, {}), "choices": [], "usage": usage})
-        self.write("data: [DONE]\n\n")
-        self.finish()
-
-    async def _send(self, data: dict) -> None:
-        self.write(f"data: {json.dumps(data)}\n\n")
-        await self.flush()
+        await self.send_event(chat_chunk(model, {"content": "lo"}))
+        usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+        await self.end_chat_stream(body, "stop", usage)
 
     def on_connection_close(self) -> None:
         self.fake.hold_closed.set()

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from tests.support.fake_engine import chat_chunk, closed_port, serve_tornado
+from tests.support.fake_engine import ChatStreamHandler, chat_chunk, closed_port, serve_tornado
 from tests.support.tools import WEATHER_PARAMETERS
 
 from .conftest import TINY
@@ -104,7 +104,7 @@ def _usage(body: dict, text: str) -> dict:
     }
 
 
-class Chat(web.RequestHandler):
+class Chat(ChatStreamHandler):
     def initialize(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -139,39 +139,31 @@ class Chat(web.RequestHandler):
                          "usage": _usage(body, text)})  # fmt: skip
             return
         self.set_header("Content-Type", "text/event-stream")
-        await self._send(chat_chunk(model, {"role": "assistant", "content": ""}))
+        await self.send_event(chat_chunk(model, {"role": "assistant", "content": ""}))
         words = text.split(" ")
         for i, word in enumerate(words):
             if model == "slow":
                 await asyncio.sleep(0.05)
             try:
-                await self._send(chat_chunk(model, {"content": word if i == 0 else " " + word}))
+                await self.send_event(chat_chunk(model, {"content": word if i == 0 else " " + word}))
             except StreamClosedError:
                 self.engine.left.set()
                 return
         if model == "fails-mid":
-            await self._send({"error": {"message": "the engine lost its GPU", "code": "gpu_lost"}})
+            await self.send_event({"error": {"message": "the engine lost its GPU", "code": "gpu_lost"}})
             self.finish()
             return
         if model == "whole-calls":  # as some Ollama versions: every call whole, in one chunk, no index
-            await self._send(chat_chunk(model, {"tool_calls": calls}))
+            await self.send_event(chat_chunk(model, {"tool_calls": calls}))
             calls = []
         for i, call in enumerate(calls):  # the arguments in two pieces, as OpenAI and vLLM stream them
             cut = len(call["function"]["arguments"]) // 2
             name, arguments = call["function"]["name"], call["function"]["arguments"]
             first = {**call, "function": {"name": name, "arguments": arguments[:cut]}}
-            await self._send(chat_chunk(model, {"tool_calls": [{"index": i, **first}]}))
+            await self.send_event(chat_chunk(model, {"tool_calls": [{"index": i, **first}]}))
             rest = {"index": i, "function": {"arguments": arguments[cut:]}}
-            await self._send(chat_chunk(model, {"tool_calls": [rest]}))
-        await self._send(chat_chunk(model, {}, finish))
-        if (body.get("stream_options") or {}).get("include_usage"):
-            await self._send({**chat_chunk(model, {}), "choices": [], "usage": _usage(body, text)})
-        self.write("data: [DONE]\n\n")
-        self.finish()
-
-    async def _send(self, data: dict) -> None:
-        self.write(f"data: {json.dumps(data)}\n\n")
-        await self.flush()
+            await self.send_event(chat_chunk(model, {"tool_calls": [rest]}))
+        await self.end_chat_stream(body, finish, _usage(body, text))
 
 
 class Models(web.RequestHandler):

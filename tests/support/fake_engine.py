@@ -8,7 +8,8 @@ with serve(Engine) as url:
     ...  # url is "http://127.0.0.1:PORT"
 
 A fake that must stream on the test's own event loop (to wait on events the server's requests set) is a
-tornado application instead: `with serve_tornado(jp_asyncio_loop, handlers) as port: ...`.
+tornado application instead, its chat handler a `ChatStreamHandler`:
+`with serve_tornado(jp_asyncio_loop, handlers) as port: ...`.
 """
 
 from __future__ import annotations
@@ -66,6 +67,23 @@ def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class ChatStreamHandler(web.RequestHandler):
+    """A tornado request handler that streams chat completion chunks as server-sent events."""
+
+    async def send_event(self, data: object) -> None:
+        self.write(f"data: {json.dumps(data)}\n\n")
+        await self.flush()
+
+    async def end_chat_stream(self, body: dict[str, Any], finish: str, usage: dict[str, Any]) -> None:
+        """The chunk with the finish reason, the usage chunk when `body` asked for it, then `[DONE]`."""
+        model = body["model"]
+        await self.send_event(chat_chunk(model, {}, finish))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await self.send_event({**chat_chunk(model, {}), "choices": [], "usage": usage})
+        self.write("data: [DONE]\n\n")
+        self.finish()
 
 
 @contextmanager
