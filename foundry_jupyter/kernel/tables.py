@@ -11,15 +11,12 @@ from ..units import human_size
 if TYPE_CHECKING:
     import pandas as pd
 
+# The catalog and the cache tables open alike: which model, where it runs, how large it is.
+MODEL_COLUMNS = ("alias", "id", "device", "execution_provider", "size_bytes", "size")
 # A remote engine's models (device "remote") fill these; local models leave them empty.
 REMOTE_COLUMNS = ("engine", "health", "latency_ms")
 CATALOG_COLUMNS = (
-    "alias",
-    "id",
-    "device",
-    "execution_provider",
-    "size_bytes",
-    "size",
+    *MODEL_COLUMNS,
     "version",
     "task",
     "context_length",
@@ -28,17 +25,7 @@ CATALOG_COLUMNS = (
     "loaded",
     *REMOTE_COLUMNS,
 )
-CACHE_COLUMNS = (
-    "alias",
-    "id",
-    "device",
-    "execution_provider",
-    "size_bytes",
-    "size",
-    "last_used",
-    "path",
-    *REMOTE_COLUMNS,
-)
+CACHE_COLUMNS = (*MODEL_COLUMNS, "last_used", "path", *REMOTE_COLUMNS)
 LOADED_COLUMNS = (
     "alias",
     "id",

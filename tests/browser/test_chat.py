@@ -60,15 +60,20 @@ def chat_requests(page) -> list[dict]:
     return bodies
 
 
-def ask(chat, model: str, text: str):
-    """Chooses `model`, sends `text` as a user does; returns the answer's element."""
-    chat.get_by_label("Model").select_option(model)
+def ask_as_is(chat, text: str):
+    """Sends `text` to the model the chat shows, without choosing one; returns the answer's element."""
     answers = chat.locator('.jp-FoundryChat-message[data-role="assistant"]')
     before = answers.count()
     chat.get_by_label("Message").fill(text)
     chat.get_by_label("Message").press("Enter")
     answers.nth(before).wait_for()
     return answers.nth(before)
+
+
+def ask(chat, model: str, text: str):
+    """Chooses `model`, sends `text` as a user does; returns the answer's element."""
+    chat.get_by_label("Model").select_option(model)
+    return ask_as_is(chat, text)
 
 
 def wait_state(answer, state: str, timeout: float | None = None) -> None:
@@ -378,16 +383,6 @@ def test_a_reload_shows_the_chat_tab_with_the_model_chosen_before(page, lab: Lab
     assert not chat.is_visible()
 
 
-def ask_as_is(chat, text: str):
-    """Sends `text` to the model the chat shows, without choosing one; returns the answer's element."""
-    answers = chat.locator('.jp-FoundryChat-message[data-role="assistant"]')
-    before = answers.count()
-    chat.get_by_label("Message").fill(text)
-    chat.get_by_label("Message").press("Enter")
-    answers.nth(before).wait_for()
-    return answers.nth(before)
-
-
 THINKS = "tiny-think-long-generic-cpu:1"  # a template that opens <think>; a long context to think in
 
 
@@ -406,19 +401,25 @@ def thinking_model(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> str:
     return THINKS
 
 
+def ask_until_thinking(page, lab: Lab, model: str) -> tuple[list[dict], object, object, object]:
+    """Asks `model` in a new chat why the sky is blue and waits until its answer shows "Thinking…";
+    returns the chat requests the page sends, the chat, the answer and the answer's thinking block."""
+    sent = chat_requests(page)
+    chat = open_chat(page, lab)
+    chat.get_by_label("Model").locator(f'option[value="{model}"]').wait_for(state="attached")
+    answer = ask(chat, model, "Why is the sky blue?")
+    thinking = answer.locator(".jp-FoundryChat-thinking")
+    thinking.and_(page.locator('[data-thinking="streaming"]')).wait_for()
+    assert thinking.locator("summary").inner_text() == "Thinking…"
+    return sent, chat, answer, thinking
+
+
 def test_a_reasoning_models_thinking_streams_folded_and_stays_out_of_the_history(
     page, lab: Lab, thinking_model: str
 ) -> None:
-    sent = chat_requests(page)
-    chat = open_chat(page, lab)
-    chat.get_by_label("Model").locator(f'option[value="{thinking_model}"]').wait_for(state="attached")
-    answer = ask(chat, thinking_model, "Why is the sky blue?")
-
     # The thinking streams into a folded block that says it is still going.
-    thinking = answer.locator(".jp-FoundryChat-thinking")
-    thinking.and_(page.locator('[data-thinking="streaming"]')).wait_for()
+    sent, chat, answer, thinking = ask_until_thinking(page, lab, thinking_model)
     summary = thinking.locator("summary")
-    assert summary.inner_text() == "Thinking…"
     assert thinking.get_attribute("open") is None  # folded
     text = thinking.locator(".jp-FoundryChat-thinkingText")
     assert not text.is_visible()
@@ -505,13 +506,7 @@ def thinking_engine(lab: Lab):
 def test_thinking_shows_above_the_answer_and_only_the_answer_is_sent_back(
     page, lab: Lab, thinking_engine: str, artifacts: Path
 ) -> None:
-    sent = chat_requests(page)
-    chat = open_chat(page, lab)
-    chat.get_by_label("Model").locator(f'option[value="{thinking_engine}"]').wait_for(state="attached")
-    answer = ask(chat, thinking_engine, "Why is the sky blue?")
-    thinking = answer.locator(".jp-FoundryChat-thinking")
-    thinking.and_(page.locator('[data-thinking="streaming"]')).wait_for()
-    assert thinking.locator("summary").inner_text() == "Thinking…"
+    sent, chat, answer, thinking = ask_until_thinking(page, lab, thinking_engine)
     # Once the answer begins the thinking is over; it stays folded above the answer.
     answer.locator(".jp-FoundryChat-markdown").wait_for()
     thinking.and_(page.locator('[data-thinking="done"]')).wait_for()

@@ -24,6 +24,13 @@ def _sent(magics: Any) -> str:
     return next(m["content"] for m in reversed(magics.session.conversation.messages) if m["role"] == "user")
 
 
+def _ask(shell: Any, magics: Any, cell: str) -> str:
+    """Run the magic `cell`, which must succeed; the user message the model received."""
+    result = _run(shell, cell)
+    assert result.success, result.error_in_exec
+    return _sent(magics)
+
+
 @pytest.fixture
 def no_last_error() -> Any:
     """The process's most recent error forgotten (IPython and the shell may reset these meanwhile)."""
@@ -43,12 +50,11 @@ def test_a_cell_prompt_names_cells_outputs_and_variables(shell: Any, magics: Any
     _run(shell, "x + 1")
     shell.user_ns["df"] = pd.DataFrame({"city": ["Oslo", "Lima", "Pune"], "temp": [3.5, 19.0, 31.2]})
     shell.user_ns["title"] = "Weather"
-    result = _run(
+    sent = _ask(
         shell,
+        magics,
         "%%foundry tiny -n 4\nCell {In[1]} gave {Out[2]}.\n{title}: {df}\nKeep {{braces}} and {x!r}.",
     )
-    assert result.success, result.error_in_exec
-    sent = _sent(magics)
     head, table = sent.split("Weather: ")
     assert head == "Cell x = 41 gave 42.\n"
     assert table.startswith("DataFrame, 3 rows x 2 columns\ncolumns: city (")
@@ -98,9 +104,7 @@ def test_an_unknown_name_in_a_cell_stops_before_the_model(shell: Any, magics: An
 def test_err_is_the_last_error_with_its_traceback(shell: Any, magics: Any) -> None:
     _run(shell, "def ratio(a, b):\n    return a / b")
     _run(shell, "total = 3\nratio(total, 0)")
-    result = _run(shell, "%%foundry tiny -n 4\nWhy does this fail?\n{Err}")
-    assert result.success, result.error_in_exec
-    sent = _sent(magics)
+    sent = _ask(shell, magics, "%%foundry tiny -n 4\nWhy does this fail?\n{Err}")
     assert 'File "In[2]", line 2, in <module>' in sent
     assert 'File "In[1]", line 2, in ratio' in sent
     assert sent.rstrip().endswith("ZeroDivisionError: division by zero")
@@ -140,9 +144,8 @@ def test_run_prompt_names_state_and_ipython_still_expands_arguments(shell: Any, 
 
 def test_format_code_puts_the_answers_code_in_a_new_cell(shell: Any, magics: Any) -> None:
     shell.rl_next_input = None
-    result = _run(shell, "%%foundry tiny -n 8 -f code\nPrint the first ten squares")
-    assert result.success, result.error_in_exec
-    assert _sent(magics) == f"Print the first ten squares\n\n{CODE_INSTRUCTION}"
+    sent = _ask(shell, magics, "%%foundry tiny -n 8 -f code\nPrint the first ten squares")
+    assert sent == f"Print the first ten squares\n\n{CODE_INSTRUCTION}"
     answer = magics.session.conversation.messages[-1]["content"]
     assert shell.rl_next_input == extract_code(answer)
     assert shell.rl_next_input  # the random model's answer has no fence: the whole answer goes in
@@ -174,9 +177,7 @@ def test_extract_code(answer: str, code: str) -> None:
 def test_explain_sends_the_failing_cell_and_its_traceback(shell: Any, magics: Any) -> None:
     _run(shell, "prices = {'apple': 3}")
     _run(shell, "prices['pear'] * 2")
-    result = _run(shell, "%foundry explain tiny -n 4")
-    assert result.success, result.error_in_exec
-    sent = _sent(magics)
+    sent = _ask(shell, magics, "%foundry explain tiny -n 4")
     assert "cell In[2] raised an error" in sent
     assert "```python\nprices['pear'] * 2\n```" in sent
     assert "KeyError: 'pear'" in sent

@@ -11,15 +11,14 @@ import logging
 import socket
 import struct
 import time
+from collections.abc import Iterator
 
 import openai
 import pytest
 from pydantic import SecretStr
-from tornado import httpserver, web
 from tornado.iostream import StreamClosedError
-from tornado.netutil import bind_sockets
 
-from tests.support.fake_engine import chat_chunk
+from tests.support.fake_engine import ChatStreamHandler, chat_chunk, closed_port, serve_tornado
 
 KEY = "sk-planted-SECRET-7f3a9c"
 KEY_ENV = "FOUNDRY_TEST_ENGINE_KEY"
@@ -41,7 +40,7 @@ class FakeEngine:
         self.port = 0
 
 
-class _Base(web.RequestHandler):
+class _Base(ChatStreamHandler):
     def initialize(self, fake: FakeEngine) -> None:
         self.fake = fake
 
@@ -107,7 +106,7 @@ class Chat(_Base):
             )
             return
         self.set_header("Content-Type", "text/event-stream")
-        await self._send(chat_chunk(model, {"content": "Hel"}))
+        await self.send_event(chat_chunk(model, {"content": "Hel"}))
         if model == "cut":
             self.request.connection.stream.close()  # the engine dies mid-answer
             return
@@ -126,17 +125,9 @@ class Chat(_Base):
                 self.fake.hold_closed.set()
             return
         self.write(": keep-alive\n\n")
-        await self._send(chat_chunk(model, {"content": "lo"}))
-        await self._send(chat_chunk(model, {}, "stop"))
-        if (body.get("stream_options") or {}).get("include_usage"):
-            usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
-            await self._send({**chat_chunk(model, {}), "choices": [], "usage": usage})
-        self.write("data: [DONE]\n\n")
-        self.finish()
-
-    async def _send(self, data: dict) -> None:
-        self.write(f"data: {json.dumps(data)}\n\n")
-        await self.flush()
+        await self.send_event(chat_chunk(model, {"content": "lo"}))
+        usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+        await self.end_chat_stream(body, "stop", usage)
 
     def on_connection_close(self) -> None:
         self.fake.hold_closed.set()
@@ -167,35 +158,18 @@ class Embeddings(_Base):
                      "usage": {"prompt_tokens": 2, "total_tokens": 2}})  # fmt: skip
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
-def fake_engine(jp_asyncio_loop) -> FakeEngine:
+def fake_engine(jp_asyncio_loop) -> Iterator[FakeEngine]:
     fake = FakeEngine()
-    app = web.Application(
-        [
-            (r"/v1/models", ModelsList, {"fake": fake}),
-            (r"/v1/chat/completions", Chat, {"fake": fake}),
-            (r"/v1/completions", Completions, {"fake": fake}),
-            (r"/v1/embeddings", Embeddings, {"fake": fake}),
-        ]
-    )
-    sockets = bind_sockets(0, "127.0.0.1")
-    fake.port = sockets[0].getsockname()[1]
-
-    async def start() -> httpserver.HTTPServer:
-        server = httpserver.HTTPServer(app)
-        server.add_sockets(sockets)
-        return server
-
-    server = jp_asyncio_loop.run_until_complete(start())
-    yield fake
-    server.stop()
-    jp_asyncio_loop.run_until_complete(server.close_all_connections())
+    handlers = [
+        (r"/v1/models", ModelsList, {"fake": fake}),
+        (r"/v1/chat/completions", Chat, {"fake": fake}),
+        (r"/v1/completions", Completions, {"fake": fake}),
+        (r"/v1/embeddings", Embeddings, {"fake": fake}),
+    ]
+    with serve_tornado(jp_asyncio_loop, handlers) as port:
+        fake.port = port
+        yield fake
 
 
 @pytest.fixture
@@ -215,7 +189,7 @@ def foundry_config(fake_engine: FakeEngine, monkeypatch) -> dict:
             {"name": "wrongkey", "base_url": url, "api_key": SecretStr("sk-wrong")},
             {"name": "plainkey", "base_url": url, "api_key": "sk-plain"},  # left out: Jupyter would print it
             {"name": "narrow", "base_url": url, "api_key_env": KEY_ENV, "max_in_flight": 1},
-            {"name": "down", "base_url": f"http://127.0.0.1:{_closed_port()}/v1", "list_timeout": 1},
+            {"name": "down", "base_url": f"http://127.0.0.1:{closed_port()}/v1", "list_timeout": 1},
         ]
     }
 

@@ -10,7 +10,7 @@ import io
 import json
 import logging
 import shutil
-import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -18,11 +18,10 @@ import jsonschema
 import openai
 import pytest
 from pydantic import BaseModel
-from tornado import httpserver, web
+from tornado import web
 from tornado.iostream import StreamClosedError
-from tornado.netutil import bind_sockets
 
-from tests.support.fake_engine import chat_chunk
+from tests.support.fake_engine import ChatStreamHandler, chat_chunk, closed_port, serve_tornado
 from tests.support.tools import WEATHER_PARAMETERS
 
 from .conftest import TINY
@@ -105,7 +104,7 @@ def _usage(body: dict, text: str) -> dict:
     }
 
 
-class Chat(web.RequestHandler):
+class Chat(ChatStreamHandler):
     def initialize(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -140,39 +139,31 @@ class Chat(web.RequestHandler):
                          "usage": _usage(body, text)})  # fmt: skip
             return
         self.set_header("Content-Type", "text/event-stream")
-        await self._send(chat_chunk(model, {"role": "assistant", "content": ""}))
+        await self.send_event(chat_chunk(model, {"role": "assistant", "content": ""}))
         words = text.split(" ")
         for i, word in enumerate(words):
             if model == "slow":
                 await asyncio.sleep(0.05)
             try:
-                await self._send(chat_chunk(model, {"content": word if i == 0 else " " + word}))
+                await self.send_event(chat_chunk(model, {"content": word if i == 0 else " " + word}))
             except StreamClosedError:
                 self.engine.left.set()
                 return
         if model == "fails-mid":
-            await self._send({"error": {"message": "the engine lost its GPU", "code": "gpu_lost"}})
+            await self.send_event({"error": {"message": "the engine lost its GPU", "code": "gpu_lost"}})
             self.finish()
             return
         if model == "whole-calls":  # as some Ollama versions: every call whole, in one chunk, no index
-            await self._send(chat_chunk(model, {"tool_calls": calls}))
+            await self.send_event(chat_chunk(model, {"tool_calls": calls}))
             calls = []
         for i, call in enumerate(calls):  # the arguments in two pieces, as OpenAI and vLLM stream them
             cut = len(call["function"]["arguments"]) // 2
             name, arguments = call["function"]["name"], call["function"]["arguments"]
             first = {**call, "function": {"name": name, "arguments": arguments[:cut]}}
-            await self._send(chat_chunk(model, {"tool_calls": [{"index": i, **first}]}))
+            await self.send_event(chat_chunk(model, {"tool_calls": [{"index": i, **first}]}))
             rest = {"index": i, "function": {"arguments": arguments[cut:]}}
-            await self._send(chat_chunk(model, {"tool_calls": [rest]}))
-        await self._send(chat_chunk(model, {}, finish))
-        if (body.get("stream_options") or {}).get("include_usage"):
-            await self._send({**chat_chunk(model, {}), "choices": [], "usage": _usage(body, text)})
-        self.write("data: [DONE]\n\n")
-        self.finish()
-
-    async def _send(self, data: dict) -> None:
-        self.write(f"data: {json.dumps(data)}\n\n")
-        await self.flush()
+            await self.send_event(chat_chunk(model, {"tool_calls": [rest]}))
+        await self.end_chat_stream(body, finish, _usage(body, text))
 
 
 class Models(web.RequestHandler):
@@ -181,29 +172,12 @@ class Models(web.RequestHandler):
 
 
 @pytest.fixture
-def engine(jp_asyncio_loop) -> Engine:
+def engine(jp_asyncio_loop) -> Iterator[Engine]:
     fake = Engine()
-    app = web.Application(
-        [(r"/v1/models", Models), (r"/v1/chat/completions", Chat, {"engine": fake})]
-    )  # no /v1/responses: the server must not need it
-    sockets = bind_sockets(0, "127.0.0.1")
-    fake.port = sockets[0].getsockname()[1]
-
-    async def start() -> httpserver.HTTPServer:
-        server = httpserver.HTTPServer(app)
-        server.add_sockets(sockets)
-        return server
-
-    server = jp_asyncio_loop.run_until_complete(start())
-    yield fake
-    server.stop()
-    jp_asyncio_loop.run_until_complete(server.close_all_connections())
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    handlers = [(r"/v1/models", Models), (r"/v1/chat/completions", Chat, {"engine": fake})]
+    with serve_tornado(jp_asyncio_loop, handlers) as port:  # no /v1/responses: the server must not need it
+        fake.port = port
+        yield fake
 
 
 @pytest.fixture
@@ -214,7 +188,7 @@ def foundry_config(engine: Engine, monkeypatch) -> dict:
         "remote_engines": [
             {"name": "fake", "base_url": url, "api_key_env": KEY_ENV, "aliases": {"echoes": "echo"}},
             {"name": "narrow", "base_url": url, "api_key_env": KEY_ENV, "max_in_flight": 1},
-            {"name": "down", "base_url": f"http://127.0.0.1:{_closed_port()}/v1", "list_timeout": 1},
+            {"name": "down", "base_url": f"http://127.0.0.1:{closed_port()}/v1", "list_timeout": 1},
         ]
     }
 

@@ -164,6 +164,15 @@ async def busy(supervisor: RunnerSupervisor, runner: Runner, requests: int) -> N
     await settle(supervisor)
 
 
+async def two_busy_processes(supervisor: RunnerSupervisor) -> tuple[Runner, FakeProcess, FakeProcess]:
+    """Load model a:1 (allowed two processes) and keep both of its processes busy; return the runner,
+    its first process and its extra one."""
+    runner, _ = await supervisor.ensure("a:1", MODEL)
+    await busy(supervisor, runner, 2)
+    first, extra = runner.processes
+    return runner, first, extra
+
+
 async def settle(supervisor: RunnerSupervisor) -> None:
     """Let the background work (processes being started or stopped) finish."""
     for runner in supervisor.runners.values():
@@ -404,9 +413,7 @@ async def test_a_request_cut_by_a_forced_unload_says_the_model_was_unloaded():
 
 async def test_a_dead_extra_process_is_dropped_and_the_model_stays():
     async with supervised(processes=2, max_processes=2) as (supervisor, _spawn):
-        runner, _ = await supervisor.ensure("a:1", MODEL)
-        await busy(supervisor, runner, 2)
-        first, extra = runner.processes
+        runner, first, extra = await two_busy_processes(supervisor)
         extra.crash()
         assert await supervisor.reap() == []
         await settle(supervisor)
@@ -415,9 +422,7 @@ async def test_a_dead_extra_process_is_dropped_and_the_model_stays():
 
 async def test_the_first_process_dying_stops_the_others():
     async with supervised(processes=2, max_processes=2) as (supervisor, _spawn):
-        runner, _ = await supervisor.ensure("a:1", MODEL)
-        await busy(supervisor, runner, 2)
-        first, extra = runner.processes
+        _, first, extra = await two_busy_processes(supervisor)
         first.crash()
         await supervisor.reap()
         await settle(supervisor)
@@ -498,9 +503,7 @@ async def test_stop_stops_a_process_still_starting_for_a_busy_model():
 async def test_stop_waits_for_the_processes_stopping_after_their_model_died():
     async with supervised(processes=2, max_processes=2) as (supervisor, spawn):
         spawn.stop_delay_s = 0.2  # processes that take a while to exit when asked
-        runner, _ = await supervisor.ensure("a:1", MODEL)
-        await busy(supervisor, runner, 2)
-        first, extra = runner.processes
+        _, first, extra = await two_busy_processes(supervisor)
         first.crash()
         assert supervisor.get("a:1") is None  # its other process now stops in the background
         await supervisor.stop()

@@ -6,16 +6,25 @@ class Engine(JsonHandler):
 
 with serve(Engine) as url:
     ...  # url is "http://127.0.0.1:PORT"
+
+A fake that must stream on the test's own event loop (to wait on events the server's requests set) is a
+tornado application instead, its chat handler a `ChatStreamHandler`:
+`with serve_tornado(jp_asyncio_loop, handlers) as port: ...`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tornado import httpserver, web
+from tornado.netutil import bind_sockets
 
 
 class JsonHandler(BaseHTTPRequestHandler):
@@ -58,6 +67,48 @@ def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class ChatStreamHandler(web.RequestHandler):
+    """A tornado request handler that streams chat completion chunks as server-sent events."""
+
+    async def send_event(self, data: object) -> None:
+        self.write(f"data: {json.dumps(data)}\n\n")
+        await self.flush()
+
+    async def end_chat_stream(self, body: dict[str, Any], finish: str, usage: dict[str, Any]) -> None:
+        """The chunk with the finish reason, the usage chunk when `body` asked for it, then `[DONE]`."""
+        model = body["model"]
+        await self.send_event(chat_chunk(model, {}, finish))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await self.send_event({**chat_chunk(model, {}), "choices": [], "usage": usage})
+        self.write("data: [DONE]\n\n")
+        self.finish()
+
+
+@contextmanager
+def serve_tornado(loop: asyncio.AbstractEventLoop, handlers: list[tuple]) -> Iterator[int]:
+    """Serves a tornado application of `handlers` on a free loopback port, on `loop`; yields the port."""
+    sockets = bind_sockets(0, "127.0.0.1")
+
+    async def start() -> httpserver.HTTPServer:
+        server = httpserver.HTTPServer(web.Application(handlers))
+        server.add_sockets(sockets)
+        return server
+
+    server = loop.run_until_complete(start())
+    try:
+        yield sockets[0].getsockname()[1]
+    finally:
+        server.stop()
+        loop.run_until_complete(server.close_all_connections())
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: an engine that is down."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def chat_chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
