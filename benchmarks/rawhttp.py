@@ -99,20 +99,42 @@ class Connection:
         reader = self._reader
         assert reader is not None
         if "chunked" in headers.get("transfer-encoding", ""):
-            while True:
-                size_line = await asyncio.wait_for(reader.readline(), self.timeout_s)
-                size = int(size_line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    await reader.readline()  # the blank line after the last chunk (no trailers sent)
-                    return
-                data = await asyncio.wait_for(reader.readexactly(size + 2), self.timeout_s)
-                self._quickack()
-                yield data[:-2]
+            async for data in self._chunked(reader):
+                yield data
         elif "content-length" in headers:
             yield await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), self.timeout_s)
         else:
             while data := await asyncio.wait_for(reader.read(65536), self.timeout_s):
                 yield data
+
+    async def _chunked(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+        """A chunked body's data, what each read brought in one piece: one wake-up per read, not two
+        awaits (each a task of `wait_for`) per chunk. On a 2-core machine the client's CPU is taken
+        from the server it measures."""
+        buffer = bytearray()
+        while True:
+            async with asyncio.timeout(self.timeout_s):
+                data = await reader.read(65536)
+            if not data:
+                raise ConnectionError("server closed the connection mid-response")
+            self._quickack()
+            buffer += data
+            pieces = []
+            start = 0
+            while (eol := buffer.find(b"\r\n", start)) >= 0:
+                size = int(bytes(buffer[start:eol]).split(b";")[0].strip() or b"0", 16)
+                end = eol + 2 + size + 2  # the chunk's data and its CRLF; the last chunk's blank line
+                if len(buffer) < end:
+                    break
+                if size == 0:  # no trailers are sent
+                    if pieces:
+                        yield b"".join(pieces)
+                    return
+                pieces.append(bytes(buffer[eol + 2 : end - 2]))
+                start = end
+            del buffer[:start]
+            if pieces:
+                yield b"".join(pieces)
 
     async def get_json(self, path: str) -> Any:
         return json.loads(b"".join([piece async for piece in self.stream("GET", path)]))

@@ -31,9 +31,10 @@ if sys.platform != "win32":  # POSIX only: how much a socket's reader has not re
 log = logging.getLogger("foundry_jupyter.runner")
 
 # At most one text message per this interval: each message costs a wake-up and CPU in the runner, the
-# server and the client, so a fast model sends many tokens a message, while a model slower than this
-# sends every token as it comes. The first token always goes out at once. Twice a 60 Hz screen's rate.
-MIN_SEND_INTERVAL_S = 0.008
+# server and the client, so a fast model sends several tokens a message, while a model slower than this
+# sends every token as it comes. The first token always goes out at once. A 60 Hz screen's frame: on a
+# machine whose cores all run the model, that CPU is taken from the model's own threads.
+MIN_SEND_INTERVAL_S = 1 / 60
 
 
 class RunnerServer:
