@@ -140,6 +140,17 @@ class OwnerThread:
     def held_conversations(self) -> int:
         return len(self.held)
 
+    def _queued_jobs(self) -> list[Any]:
+        """The jobs still in the inbox (on shutdown: they will never start)."""
+        jobs = []
+        while True:
+            try:
+                job = self._inbox.get_nowait()
+            except queue.Empty:
+                return jobs
+            if job is not None:
+                jobs.append(job)
+
 
 class EngineScheduler(OwnerThread):
     backend = ENGINE
@@ -370,10 +381,5 @@ class EngineScheduler(OwnerThread):
         # Drop the Engine on its owner thread.
         self._buffer = None
         self._engine = None
-        while True:
-            try:
-                job = self._inbox.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                self._finish(job, ("error", RuntimeError("the model was closed")))
+        for job in self._queued_jobs():
+            self._finish(job, ("error", RuntimeError("the model was closed")))

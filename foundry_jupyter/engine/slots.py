@@ -258,7 +258,6 @@ class SlotScheduler(OwnerThread):
             return
         seq.next_token = token
         seq.generated += 1
-        seq.job._tokens.append(token)
         seq.job.events.put(("token", token))
         if seq.generated >= seq.job.max_new:
             self._end(seq, "MAX_GENERATED_TOKENS")
@@ -290,13 +289,7 @@ class SlotScheduler(OwnerThread):
         jobs = [s.job for s in self._active] + list(self._waiting)
         if self._reading is not None:
             jobs.append(self._reading.job)
-        while True:
-            try:
-                job = self._inbox.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                jobs.append(job)
+        jobs += self._queued_jobs()
         for job in jobs:
             job.events.put(("error", closed))
             job.started.set()
