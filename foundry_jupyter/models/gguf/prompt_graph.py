@@ -24,6 +24,7 @@ import numpy as np
 
 from ...engine.slot_model import PROMPT_FILE
 from .builder import GraphBuilder
+from .quants import BLOCK, expand_4bit
 
 PROMPT_DATA_FILE = f"{PROMPT_FILE}.data"
 _STEPS = (1 / 127, 1 / (127 * 254))  # the two passes' rounding steps, for rows scaled to [-1, 1]
@@ -83,20 +84,23 @@ class _Rewrite:
     def _is_body_linear(self, node: Any) -> bool:
         if node.op_type != "MatMulNBits" or "logits" in node.output or len(node.input) != 3:
             return False
-        return _attrs(node)["bits"] == 4 and all(name in self.initializers for name in node.input[1:])
+        attrs = _attrs(node)
+        return (attrs["bits"], attrs["block_size"]) == (4, BLOCK) and all(
+            name in self.initializers for name in node.input[1:]
+        )
 
     def _integer_gemm(self, node: Any) -> None:
         b = self.b
         attrs = _attrs(node)
-        k, n, block = attrs["K"], attrs["N"], attrs["block_size"]
+        k, n = attrs["K"], attrs["N"]
         packed, scales = (self._array(name) for name in node.input[1:])
-        w = _expand(packed.reshape(n, k // 2), scales.reshape(n, k // block), block)
         out = node.output[0]
         add, offsets = self._offset_term(out)
         if add is not None:
-            w += np.repeat(offsets.T, k // offsets.shape[0], axis=1)
             out = add.output[0]
             self.folded.add(out)
+        blocks = k // BLOCK
+        w = expand_4bit(packed.reshape(n, blocks, BLOCK // 2), scales.reshape(n, blocks), offsets)
         base = node.input[1].removesuffix(".packed")
         weight, column_scale = _int8_columns(w)
         weight = b.initializer(f"{base}.int8", weight)
@@ -117,7 +121,7 @@ class _Rewrite:
         other = self.producer.get(add.input[1] if add.input[0] == out else add.input[0])
         if other is None or other.op_type != "MatMul" or other.input[1] not in self.initializers:
             return None, None
-        return add, self._array(other.input[1])
+        return add, self._array(other.input[1]).T  # [N, blocks], as expand_4bit takes it
 
     def _uint8_passes(self, x: str) -> tuple[list[list[str]], str]:
         """`x`'s rows scaled to a largest magnitude of 1, as two uint8 tensors that sum back to them
@@ -151,13 +155,6 @@ def _attrs(node: Any) -> dict[str, Any]:
     from onnx import helper
 
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _expand(packed: np.ndarray, scales: np.ndarray, block: int) -> np.ndarray:
-    """Float32 `[N, K]` from MatMulNBits' 4-bit values (low nibble first) and block scales, zero point 8."""
-    n = packed.shape[0]
-    q = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(n, -1).astype(np.float32) - 8.0
-    return q * np.repeat(scales, block, axis=1)
 
 
 def _int8_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
