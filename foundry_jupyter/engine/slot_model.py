@@ -6,7 +6,8 @@ the GGUF importer's: `GroupQueryAttention` with a shared past/present buffer, in
 `attention_mask` and `past_key_values.{i}.key/value`, outputs `logits` and `present.{i}.key/value`,
 no position ids (GQA rotates from seqlens_k = sum(mask) - 1 and total_sequence_length = mask width).
 
-The cache: per layer and kind one array `[rows, kv_heads, capacity, head_size]`. A run binds
+The cache: per layer and kind one array `[rows, kv_heads, capacity, head_size]` of the graph's cache
+type (float32, or int8 where GQA quantizes it with the graph's own scales). A run binds
 `array[first:first + count]` (contiguous) as both the past input and the present output, so GQA
 writes each new token's key and value in place (it shares the buffer when the two pointers are equal)
 and reads, per row, `sum(mask) - sequence_length` past positions. So each row's mask is its own count
@@ -43,6 +44,7 @@ class SlotGraph:
     kv_heads: int
     head_size: int
     vocab_size: int
+    cache_dtype: np.dtype  # float32, or int8 where GQA quantizes its cache
 
 
 def slot_graph(path: Path, config: dict[str, Any]) -> SlotGraph | None:
@@ -73,7 +75,8 @@ def slot_graph(path: Path, config: dict[str, Any]) -> SlotGraph | None:
         return None
     model_file = path / decoder.get("filename", "model.onnx")
     layers = int(decoder["num_hidden_layers"])
-    if not model_file.is_file() or not _has_gqa(model_file, layers):
+    cache_dtype = _gqa_cache_dtype(model_file, layers) if model_file.is_file() else None
+    if cache_dtype is None:
         return None
     return SlotGraph(
         model_file=model_file,
@@ -82,16 +85,19 @@ def slot_graph(path: Path, config: dict[str, Any]) -> SlotGraph | None:
         kv_heads=int(decoder.get("num_key_value_heads") or decoder["num_attention_heads"]),
         head_size=int(decoder["head_size"]),
         vocab_size=int(model.get("vocab_size", 0)),
+        cache_dtype=cache_dtype,
     )
 
 
-def _has_gqa(model_file: Path, layers: int) -> bool:
+def _gqa_cache_dtype(model_file: Path, layers: int) -> np.dtype | None:
+    """The element type of the KV cache of `model_file` when it is a graph `SlotModel` runs."""
     import onnx
+    from onnx import helper
 
     try:
         proto = onnx.load(str(model_file), load_external_data=False)
     except Exception:
-        return False
+        return None
     ops = [node.op_type for node in proto.graph.node]
     graph_inputs = {i.name for i in proto.graph.input}
     allowed = {"input_ids", "attention_mask", LOGITS_FROM} | {
@@ -100,7 +106,10 @@ def _has_gqa(model_file: Path, layers: int) -> bool:
     # LongRoPE ("cos_caches": short and long factors) picks its factors by the mask width, which in a
     # batch is the longest row's: rows of other lengths would be rotated with the wrong ones.
     longrope = any(i.name == "cos_caches" for i in proto.graph.initializer)
-    return "GroupQueryAttention" in ops and not longrope and graph_inputs <= allowed
+    if "GroupQueryAttention" not in ops or longrope or not graph_inputs <= allowed:
+        return None
+    past = next(i for i in proto.graph.input if i.name == _KV_INPUT.format(0, "key"))
+    return np.dtype(helper.tensor_dtype_to_np_dtype(past.type.tensor_type.elem_type))
 
 
 @dataclass
@@ -170,7 +179,7 @@ class SlotModel:
     def _resize(self, capacity: int, used: list[int]) -> None:
         g = self.graph
         shape = (self.rows, g.kv_heads, capacity, g.head_size)
-        resized = [_mapped_zeros(shape) for _ in range(2 * g.layers)]
+        resized = [_mapped_zeros(shape, g.cache_dtype) for _ in range(2 * g.layers)]
         for old, new in zip(self._cache, resized, strict=False):
             for row, length in enumerate(used):
                 new[row, :, :length] = old[row, :, :length]
@@ -250,10 +259,10 @@ class SlotModel:
         return binding
 
 
-def _mapped_zeros(shape: tuple[int, ...]) -> np.ndarray:
-    """A float32 array of zeros over its own anonymous memory map (unmapped when the array goes)."""
-    size = int(np.prod(shape)) * 4
-    return np.frombuffer(mmap.mmap(-1, size), np.float32).reshape(shape)
+def _mapped_zeros(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An array of zeros over its own anonymous memory map (unmapped when the array goes)."""
+    size = int(np.prod(shape)) * dtype.itemsize
+    return np.frombuffer(mmap.mmap(-1, size), dtype).reshape(shape)
 
 
 def sample(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator | None) -> int:

@@ -174,7 +174,7 @@ def _line_parser() -> tuple[_Parser, dict[str, _Parser]]:
     subs["download"].add_argument("--force", action="store_true", help="download again even if cached")
     subs["import"].add_argument("path", help="the .gguf file")
     subs["import"].add_argument("--alias", help="the name to run it by (default: from the file name)")
-    subs["import"].add_argument("--precision", help="int4 (default), int4-exact, int4-fast or fp32")
+    subs["import"].add_argument("--precision", help="int4 (default), int4-exact, int4-kv8, int4-fast or fp32")
     subs["load"].add_argument("--ep", help="execution provider (cpu, cuda, dml, ...)")
     subs["load"].add_argument("--ttl", type=_positive_int, help="seconds to stay loaded (server backend)")
     subs["backend"].add_argument("which", nargs="?", choices=("kernel", "server", "auto"))

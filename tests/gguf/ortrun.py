@@ -23,9 +23,11 @@ class Decoder:
             cfg["num_key_value_heads"],
             cfg["head_size"],
         )
+        past = next(i for i in self.session.get_inputs() if i.name == "past_key_values.0.key")
+        self.cache_dtype = np.int8 if past.type == "tensor(int8)" else np.float32
 
     def empty_cache(self) -> list[np.ndarray]:
-        return [np.zeros((1, self.kv_heads, 0, self.head_size), np.float32)] * (2 * self.layers)
+        return [np.zeros((1, self.kv_heads, 0, self.head_size), self.cache_dtype)] * (2 * self.layers)
 
     def step(
         self, ids: list[int], cache: list[np.ndarray], logits_from: int | None = None

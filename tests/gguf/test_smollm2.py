@@ -148,3 +148,48 @@ def test_default_int4_answers_alone_and_batched_alike(smollm2_int4):
 
 def test_int4_fast_top1_agreement_with_fp32(smollm2_gguf, converted, fp32_answers):
     assert top1_agreement(converted(smollm2_gguf, "int4-fast"), fp32_answers) >= 0.97
+
+
+@pytest.fixture(scope="session")
+def smollm2_kv8(smollm2_gguf, converted) -> Path:
+    return converted(smollm2_gguf, "int4-kv8")
+
+
+def test_int4_kv8_agrees_with_fp32_at_least_as_llamacpp_does(smollm2_kv8, fp32_answers):
+    from foundry_jupyter.models.gguf import PROMPT_FILE
+
+    assert Decoder(smollm2_kv8).cache_dtype == np.int8
+    assert top1_agreement(smollm2_kv8, fp32_answers) >= LLAMACPP_TOP1
+    assert top1_agreement(smollm2_kv8, fp32_answers, PROMPT_FILE) >= LLAMACPP_TOP1
+
+
+def decoded_top1(folder: Path, ids: list[int], read: int) -> np.ndarray:
+    """The engine's own loop (`SlotModel`): `ids[:read]` read as a prompt in chunks, then each later
+    token decoded from the cache; the top-1 after every position from `read - 1` on."""
+    from foundry_jupyter.engine.slot_model import SlotModel, slot_graph
+
+    config = json.loads((folder / "genai_config.json").read_text())
+    model = SlotModel(slot_graph(folder, config), rows=1, max_length=len(ids), threads=2)
+    for start in range(0, read, 256):
+        logits = model.prefill(0, ids[start : min(start + 256, read)], start, True, [start])
+    tops = [int(np.argmax(logits))]
+    for length in range(read, len(ids) - 1):
+        tops.append(int(np.argmax(model.decode([ids[length]], [length], [length])[0])))
+    return np.asarray(tops)
+
+
+def test_int4_kv8_decodes_at_long_context_within_a_few_points_of_int4(
+    smollm2_int4, smollm2_kv8, smollm2_fp32
+):
+    """The int8 cache read back over a 2,000-token past of Python source (the scales were calibrated on
+    Python's reference prose): next-token agreement with fp32 stays within a few points of int4's."""
+    import argparse
+
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(smollm2_fp32 / "tokenizer.json"))
+    ids = tokenizer.encode(Path(argparse.__file__).read_text()).ids[:2000]
+    read = len(ids) - 160
+    reference = decoded_top1(smollm2_fp32, ids, read)
+    int4, kv8 = (float(np.mean(decoded_top1(f, ids, read) == reference)) for f in (smollm2_int4, smollm2_kv8))
+    assert kv8 >= int4 - 0.04, (kv8, int4)

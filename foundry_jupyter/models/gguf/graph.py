@@ -54,6 +54,7 @@ class Precision:
     head_block: int = 32  # a Q8_0 embedding keeps its own blocks of 32 (exact) whatever this says
     head_accuracy_level: int = 4
     two_pass: bool = False  # 4-bit linears and the 8-bit head at level 4 on (int8 part, rest) rows
+    kv_bits: int = 32  # 8: the KV cache in int8 (`kv_cache.py`)
 
 
 PRECISIONS = {
@@ -64,6 +65,9 @@ PRECISIONS = {
     # activations: the same answers as fp32.
     "int4": Precision("int4", keep_int4=True, accuracy_level=4, head_bits=8),
     "int4-exact": Precision("int4-exact", keep_int4=True, accuracy_level=1),
+    # int4 with an 8-bit KV cache: decoding at long context about twice as fast, at a point or two of
+    # agreement (benchmarks/README.md).
+    "int4-kv8": Precision("int4-kv8", keep_int4=True, accuracy_level=4, head_bits=8, kv_bits=8),
     # Measured on SmolLM2 (decode tokens/s relative to int4 on 2 AVX2 cores, teacher-forced top-1
     # agreement with fp32): plain int8 activations everywhere run 2.9x at 0.947, even in one group of
     # linears they cost 0.02-0.05; two passes run 1.8-2.0x at 0.992 (greedy answers equal on 7/7).

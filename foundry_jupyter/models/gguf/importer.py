@@ -10,6 +10,7 @@ from ...errors import InvalidRequest
 from ..progress import StageCallback
 from .genai_config import write_genai_config
 from .graph import PRECISIONS, build_model
+from .kv_cache import quantize_kv_cache
 from .reader import GGUFModel
 from .tokenizer import write_tokenizer
 
@@ -28,9 +29,10 @@ def import_gguf(
     `precision`: "fp32" (every weight dequantized), "int4" (Q4_0/Q4_1 blocks and the tied head's 8-bit
     blocks kept, computed on activations rounded to int8 as llama.cpp computes them: the fastest, with
     llama.cpp's agreement with fp32), "int4-exact" (the same blocks on float32 activations: the same
-    answers as fp32) or "int4-fast" (int8 kernels in two passes, the activations' int8 part and then
-    the rest: about 99 % top-1 agreement with fp32; prompts are read more slowly).
-    `progress` receives one short line per stage. The folder
+    answers as fp32), "int4-kv8" (int4 with an 8-bit KV cache: decodes about twice as fast at long
+    context, a point or two less agreement) or "int4-fast" (int8 kernels in two passes, the
+    activations' int8 part and then the rest: about 99 % top-1 agreement with fp32; prompts are read
+    more slowly). `progress` receives one short line per stage. The folder
     appears whole or not at all: it is written beside `dest_dir` and renamed into place; `dest_dir`
     must not exist or be empty.
     """
@@ -58,6 +60,9 @@ def import_gguf(
         write_genai_config(model, work)
         say(f"writing {precision} decoder")
         build_model(model, work, PRECISIONS[precision], progress)
+        if PRECISIONS[precision].kv_bits == 8:
+            say("calibrating the 8-bit KV cache")
+            quantize_kv_cache(work)
         if dest.exists():
             dest.rmdir()
         work.rename(dest)
