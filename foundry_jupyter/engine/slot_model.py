@@ -29,6 +29,10 @@ from foundry_jupyter.engine.params import Sampling
 LOGITS_FROM = "logits_from"  # optional graph input: logits only for positions >= it
 # Optional, beside the decoder: the same graph with kernels faster for many rows, to read prompts with.
 PROMPT_FILE = "model.prompt.onnx"
+# A prompt graph whose metadata says so outputs only the new positions' keys and values (not the
+# whole bound rows, written in place), for the caller to write into its cache.
+PRESENT_METADATA = "foundry_jupyter.present"
+NEW_POSITIONS = "new_positions"
 _KV_INPUT = "past_key_values.{}.{}"
 _KV_OUTPUT = "present.{}.{}"
 _KINDS = ("key", "value")
@@ -142,6 +146,8 @@ class SlotModel:
             self.prompt_session = ort.InferenceSession(
                 str(graph.prompt_file), options, providers=["CPUExecutionProvider"]
             )
+        metadata = self.prompt_session.get_modelmeta().custom_metadata_map
+        self.prompt_writes_new = metadata.get(PRESENT_METADATA) == NEW_POSITIONS
         # An overridable initializer is not among the session's inputs.
         names = {i.name for i in (*self.session.get_inputs(), *self.session.get_overridable_initializers())}
         self.has_logits_from = LOGITS_FROM in names
@@ -214,8 +220,24 @@ class SlotModel:
         mask = np.ones((1, past + count), np.int64)
         first = count - 1 if self.has_logits_from else 0
         logits = np.empty((1, count - first, self.graph.vocab_size), np.float32)
+        if not self.prompt_writes_new:
+            self._run(self.prompt_session, binding, tokens, mask, logits, first)
+            return logits[0, -1] if want_logits else None
+        new = self._bind_new_positions(binding, count)
         self._run(self.prompt_session, binding, tokens, mask, logits, first)
+        for array, positions in zip(self._cache, new, strict=True):
+            array[row, :, past : past + count] = positions[0]
         return logits[0, -1] if want_logits else None
+
+    def _bind_new_positions(self, binding: Any, count: int) -> list[np.ndarray]:
+        """Fresh arrays bound as the present outputs, for a prompt graph that outputs only the `count`
+        new positions."""
+        g = self.graph
+        arrays = [np.empty((1, g.kv_heads, count, g.head_size), g.cache_dtype) for _ in self._cache]
+        for index, array in enumerate(arrays):
+            name = _KV_OUTPUT.format(index // 2, _KINDS[index % 2])
+            binding.bind_ortvalue_output(name, self._ort.OrtValue.ortvalue_from_numpy(array))
+        return arrays
 
     def decode(self, tokens: list[int], lengths: list[int], used: list[int]) -> np.ndarray:
         """Read one token into each of rows 0..n-1 (whose caches hold `lengths[i]` positions); their

@@ -28,6 +28,11 @@ def smollm2_int4(smollm2_gguf, converted) -> Path:
 
 
 @pytest.fixture(scope="session")
+def smollm2_kv8(smollm2_gguf, converted) -> Path:
+    return converted(smollm2_gguf, "int4-kv8")
+
+
+@pytest.fixture(scope="session")
 def smollm2_fp32(smollm2_gguf, converted) -> Path:
     return converted(smollm2_gguf, "fp32")
 
@@ -128,14 +133,17 @@ def test_int4_prompt_graph_agrees_with_fp32_at_least_as_llamacpp_does(smollm2_in
     assert top1_agreement(smollm2_int4, fp32_answers, PROMPT_FILE) >= LLAMACPP_TOP1
 
 
-def test_default_int4_answers_alone_and_batched_alike(smollm2_int4):
-    """The same greedy answer whether a request runs alone or streams beside others in one batch."""
+@pytest.mark.parametrize("precision", ["smollm2_int4", "smollm2_kv8"])
+def test_int4_answers_alone_and_batched_alike(precision, request):
+    """The same greedy answer whether a request runs alone or streams beside others in one batch, with
+    the default's float32 KV cache and int4-kv8's int8 one."""
+    folder = request.getfixturevalue(precision)
     from foundry_jupyter.engine.model import ChatModel
     from foundry_jupyter.engine.types import GenerationParams
 
     params = GenerationParams(max_tokens=NEW_TOKENS, temperature=0)
     questions = [[{"role": "user", "content": q}] for q in PROMPTS[:4]]
-    with ChatModel.load(smollm2_int4, model_id="smollm2") as model:
+    with ChatModel.load(folder, model_id="smollm2") as model:
         alone = [model.complete_chat(q, params).text for q in questions]
 
         def streamed(question: list[dict[str, str]]) -> str:
@@ -148,11 +156,6 @@ def test_default_int4_answers_alone_and_batched_alike(smollm2_int4):
 
 def test_int4_fast_top1_agreement_with_fp32(smollm2_gguf, converted, fp32_answers):
     assert top1_agreement(converted(smollm2_gguf, "int4-fast"), fp32_answers) >= 0.97
-
-
-@pytest.fixture(scope="session")
-def smollm2_kv8(smollm2_gguf, converted) -> Path:
-    return converted(smollm2_gguf, "int4-kv8")
 
 
 def test_int4_kv8_agrees_with_fp32_at_least_as_llamacpp_does(smollm2_kv8, fp32_answers):

@@ -6,20 +6,26 @@ float32's bytes. GQA takes static scales, one per (KV head, channel), as inputs:
 here on a text read through the folder's float32-cache graphs. A key channel's scale comes from its
 rotary pair's norm, since rotation moves a key's value within its pair, so that norm bounds both
 channels at every position. A value channel's scale comes from its largest magnitude.
+
+`model.onnx` (decode steps, and everything og runs) uses GQA's quantized cache as it is. Its prompt
+path costs every query row a pass over the whole int8 past, several times float32's at long context,
+so `model.prompt.onnx` reads prompts in float32: it dequantizes the past, runs float GQA over it, and
+outputs only the new positions' keys and values, quantized with the same scales, for the engine to
+write into its cache (`PRESENT_METADATA`).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ...engine.slot_model import PROMPT_FILE, SlotModel, slot_graph
+from ...engine.slot_model import NEW_POSITIONS, PRESENT_METADATA, PROMPT_FILE, SlotModel, slot_graph
 
 CALIBRATION_TOKENS = 2048
 _CHUNK = 256  # tokens per prompt run while calibrating
-_GRAPHS = ("model.onnx", PROMPT_FILE)
 
 
 def quantize_kv_cache(folder: Path, tokens: int = CALIBRATION_TOKENS) -> None:
@@ -29,9 +35,9 @@ def quantize_kv_cache(folder: Path, tokens: int = CALIBRATION_TOKENS) -> None:
 
     ids = Tokenizer.from_file(str(folder / "tokenizer.json")).encode(calibration_text()).ids[:tokens]
     scales = _calibrate(folder, ids)
-    for name in _GRAPHS:
-        if (folder / name).is_file():
-            _rewrite(folder / name, scales)
+    _quantize_in_gqa(folder / "model.onnx", scales)
+    if (folder / PROMPT_FILE).is_file():
+        _quantize_around_gqa(folder / PROMPT_FILE, scales)
 
 
 def calibration_text() -> str:
@@ -70,25 +76,19 @@ def _calibrate(folder: Path, ids: list[int]) -> list[tuple[np.ndarray, np.ndarra
     return scales
 
 
-def _rewrite(path: Path, scales: list[tuple[np.ndarray, np.ndarray]]) -> None:
-    """`path`'s cache inputs and outputs as int8 and each GQA node quantizing with its layer's scales
+def _quantize_in_gqa(path: Path, scales: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """`path`'s cache inputs and outputs as int8, each GQA node quantizing with its layer's scales
     (the weights in the external data file are untouched)."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     proto = onnx.load(str(path), load_external_data=False)
     graph = proto.graph
-    for value in [*graph.input, *graph.output]:
-        if value.name.startswith(("past_key_values.", "present.")):
-            value.type.tensor_type.elem_type = TensorProto.INT8
-    attention = [node for node in graph.node if node.op_type == "GroupQueryAttention"]
-    if len(attention) != len(scales):
-        raise ValueError(f"{path.name} has {len(attention)} attention layers, calibrated {len(scales)}")
-    for layer, (node, (key_scale, value_scale)) in enumerate(zip(attention, scales, strict=True)):
+    _int8_cache(graph)
+    for layer, node in enumerate(_attention(graph, scales)):
         names = [f"kv_cache.{layer}.key_scale", f"kv_cache.{layer}.value_scale"]
         graph.initializer.extend(
-            numpy_helper.from_array(array, name)
-            for array, name in zip((key_scale, value_scale), names, strict=True)
+            numpy_helper.from_array(a, n) for a, n in zip(scales[layer], names, strict=True)
         )
         # GQA's inputs 12 and 13 (k_scale, v_scale); those between stay absent.
         node.input.extend([""] * (12 - len(node.input)) + names)
@@ -100,3 +100,152 @@ def _rewrite(path: Path, scales: list[tuple[np.ndarray, np.ndarray]]) -> None:
             ]
         )
     onnx.save_model(proto, str(path))
+
+
+def _quantize_around_gqa(path: Path, scales: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """`path` (a prompt graph) reading the int8 cache in float32. Per layer: the new positions' keys
+    rotated (RotaryEmbedding, as GQA rotates them) and their keys and values rounded to the cache's
+    int8 steps; the bound rows' past positions dequantized; float GQA over both, without rotary. So a
+    position's key and value are the cache's int8 values whether it is read now or was read before
+    (the same answers whatever the chunks). The new positions' int8 keys and values are outputs."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    proto = onnx.load(str(path), load_external_data=False)
+    graph = proto.graph
+    _int8_cache(graph)
+    head_size = _head_size(graph)
+    inits: list[Any] = []
+
+    def node(into: list[Any], op: str, inputs: list[str], name: str, **attrs: Any) -> str:
+        into.append(helper.make_node(op, inputs, [name], name=name, **attrs))
+        return name
+
+    def const(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(value, name))
+        return name
+
+    def ints(name: str, values: list[int]) -> str:
+        return const(f"kv_cache.{name}", np.array(values, np.int64))
+
+    axis, second, start = ints("axis", [2]), ints("second", [1]), ints("start", [0])
+    unit = const("kv_cache.unit", np.array(1.0, np.float32))
+    int8_zero = const("kv_cache.zero_point", np.array(0, np.int8))
+    # The bound rows hold `past` positions: the mask's width less the tokens read now, whose
+    # positions are past, past + 1, ...
+    shared: list[Any] = []
+    ids_shape = node(shared, "Shape", ["input_ids"], "kv_cache.ids_shape")
+    width = node(
+        shared,
+        "Gather",
+        [node(shared, "Shape", ["attention_mask"], "kv_cache.mask_shape"), second],
+        "kv_cache.width",
+    )
+    count = node(shared, "Gather", [ids_shape, second], "kv_cache.count")
+    past = node(shared, "Sub", [width, count], "kv_cache.past")
+    scalar = node(shared, "Squeeze", [count], "kv_cache.count_scalar")
+    zero, step = (const(f"kv_cache.range_{n}", np.array(v, np.int64)) for n, v in (("start", 0), ("step", 1)))
+    offsets = node(shared, "Range", [zero, scalar, step], "kv_cache.offsets")
+    positions = node(
+        shared,
+        "Expand",
+        [node(shared, "Add", [offsets, past], "kv_cache.positions_row"), ids_shape],
+        "kv_cache.positions",
+    )
+    around: dict[str, tuple[list[Any], list[Any]]] = {}
+    for layer, gqa in enumerate(_attention(graph, scales)):
+        name = f"kv_cache.{layer}"
+        attrs = {a.name: helper.get_attribute_value(a) for a in gqa.attribute}
+        heads, kv_heads = attrs["num_heads"], attrs["kv_num_heads"]
+        before: list[Any] = []
+        if gqa.input[1]:
+            q, k, v = gqa.input[:3]
+        else:
+            widths = ints(f"{layer}.widths", [heads * head_size, kv_heads * head_size, kv_heads * head_size])
+            before.append(
+                helper.make_node("Split", [gqa.input[0], widths], [f"{name}.{x}" for x in "qkv"], axis=-1)
+            )
+            q, k, v = (f"{name}.{x}" for x in "qkv")
+        cos, sin = gqa.input[7], gqa.input[8]
+        rotary = {"domain": "com.microsoft", "interleaved": attrs.get("rotary_interleaved", 0)}
+        q = node(
+            before,
+            "RotaryEmbedding",
+            [q, positions, cos, sin],
+            f"{name}.q_rotated",
+            num_heads=heads,
+            **rotary,
+        )
+        k = node(
+            before,
+            "RotaryEmbedding",
+            [k, positions, cos, sin],
+            f"{name}.k_rotated",
+            num_heads=kv_heads,
+            **rotary,
+        )
+        after: list[Any] = []
+        new_kv = []
+        for slot, kind, x, scale in ((3, "key", k, scales[layer][0]), (4, "value", v, scales[layer][1])):
+            steps = node(
+                before, "Mul", [x, const(f"{name}.{kind}.inverse", 1 / scale)], f"{name}.{kind}.steps"
+            )
+            rounded = node(before, "QuantizeLinear", [steps, unit, int8_zero], f"{name}.{kind}.int8")
+            floats = node(before, "Cast", [rounded], f"{name}.{kind}.int8_float", to=TensorProto.FLOAT)
+            new_kv.append(
+                node(before, "Mul", [floats, const(f"{name}.{kind}.scale", scale)], f"{name}.{kind}.new")
+            )
+            # The past: the bound rows' first `past` positions, dequantized.
+            held = node(before, "Slice", [gqa.input[slot], start, past, axis], f"{name}.{kind}.held")
+            held = node(before, "Cast", [held], f"{name}.{kind}.held_float", to=TensorProto.FLOAT)
+            shaped = const(f"{name}.{kind}.head_scale", scale.reshape(1, kv_heads, 1, head_size))
+            gqa.input[slot] = node(before, "Mul", [held, shaped], f"{name}.{kind}.past")
+            # The output: the new positions' int8 values, [batch, kv_heads, count, head_size].
+            split = node(
+                after,
+                "Reshape",
+                [rounded, ints(f"{layer}.{kind}.heads", [0, 0, kv_heads, head_size])],
+                f"{name}.{kind}.by_head",
+            )
+            present, gqa.output[slot - 2] = gqa.output[slot - 2], f"{name}.{kind}.present_float"
+            after.append(helper.make_node("Transpose", [split], [present], name=present, perm=[0, 2, 1, 3]))
+        gqa.input[0], gqa.input[1], gqa.input[2] = q, *new_kv
+        del gqa.input[7:]
+        for a in gqa.attribute:
+            if a.name == "do_rotary":
+                a.i = 0
+        around[gqa.output[0]] = before, after
+    ordered = list(shared)
+    for n in graph.node:
+        before, after = around.get(n.output[0], ([], [])) if n.op_type == "GroupQueryAttention" else ([], [])
+        ordered.extend([*before, n, *after])
+    del graph.node[:]
+    graph.node.extend(ordered)
+    graph.initializer.extend(inits)
+    for value in graph.output:
+        if value.name.startswith("present."):
+            dim = value.type.tensor_type.shape.dim[2]
+            dim.Clear()
+            dim.dim_param = "sequence_length"
+    proto.metadata_props.add(key=PRESENT_METADATA, value=NEW_POSITIONS)
+    onnx.save_model(proto, str(path))
+
+
+def _int8_cache(graph: Any) -> None:
+    from onnx import TensorProto
+
+    for value in [*graph.input, *graph.output]:
+        if value.name.startswith(("past_key_values.", "present.")):
+            value.type.tensor_type.elem_type = TensorProto.INT8
+
+
+def _attention(graph: Any, scales: list[tuple[np.ndarray, np.ndarray]]) -> list[Any]:
+    attention = [node for node in graph.node if node.op_type == "GroupQueryAttention"]
+    if len(attention) != len(scales):
+        raise ValueError(f"the graph has {len(attention)} attention layers, calibrated {len(scales)}")
+    return attention
+
+
+def _head_size(graph: Any) -> int:
+    past = next(i for i in graph.input if i.name.startswith("past_key_values."))
+    return past.type.tensor_type.shape.dim[3].dim_value
