@@ -33,7 +33,9 @@ def quantize_kv_cache(folder: Path, tokens: int = CALIBRATION_TOKENS) -> None:
     in int8, with scales calibrated on the first `tokens` tokens of `calibration_text()`."""
     from tokenizers import Tokenizer
 
-    ids = Tokenizer.from_file(str(folder / "tokenizer.json")).encode(calibration_text()).ids[:tokens]
+    context = json.loads((folder / "genai_config.json").read_text())["model"]["context_length"]
+    ids = Tokenizer.from_file(str(folder / "tokenizer.json")).encode(calibration_text()).ids
+    ids = ids[: min(tokens, context)]
     scales = _calibrate(folder, ids)
     _quantize_in_gqa(folder / "model.onnx", scales)
     if (folder / PROMPT_FILE).is_file():
