@@ -12,22 +12,24 @@ _ALIGN = 4096  # external data offsets aligned so onnxruntime can memory-map the
 
 
 class GraphBuilder:
-    """Collects nodes and initializers; large initializers go straight to `data_path` as they come."""
+    """Collects nodes and initializers; large initializers go straight to `data_path` as they come
+    (without one, every initializer stays inside the graph)."""
 
-    def __init__(self, data_path: Path, prefix: str = "") -> None:
+    def __init__(self, data_path: Path | None, prefix: str = "") -> None:
         from onnx import helper
 
         self.helper = helper
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
-        self._data = data_path.open("wb")
-        self._data_name = data_path.name
+        self._data = data_path.open("wb") if data_path else None
+        self._data_name = data_path.name if data_path else ""
         self._prefix = prefix  # keeps generated names apart from those of a graph being extended
         self._names: dict[str, int] = {}
         self._consts: dict[tuple[str, bytes], str] = {}
 
     def close(self) -> None:
-        self._data.close()
+        if self._data:
+            self._data.close()
 
     def name(self, base: str) -> str:
         count = self._names.get(base, 0)
@@ -47,7 +49,7 @@ class GraphBuilder:
         from onnx import TensorProto, numpy_helper
 
         array = np.ascontiguousarray(array)
-        if array.nbytes < _INLINE_LIMIT:
+        if array.nbytes < _INLINE_LIMIT or self._data is None:
             self.initializers.append(numpy_helper.from_array(array, name))
             return name
         tensor = TensorProto()

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ...engine.slot_model import NEW_POSITIONS, PRESENT_METADATA, PROMPT_FILE, SlotModel, slot_graph
+from .builder import GraphBuilder
 
 CALIBRATION_TOKENS = 2048
 _CHUNK = 256  # tokens per prompt run while calibrating
@@ -34,7 +35,8 @@ def quantize_kv_cache(folder: Path, tokens: int = CALIBRATION_TOKENS) -> None:
     from tokenizers import Tokenizer
 
     context = json.loads((folder / "genai_config.json").read_text())["model"]["context_length"]
-    ids = Tokenizer.from_file(str(folder / "tokenizer.json")).encode(calibration_text()).ids
+    text = calibration_text()[: tokens * 16]  # far more characters than `tokens` needs
+    ids = Tokenizer.from_file(str(folder / "tokenizer.json")).encode(text).ids
     ids = ids[: min(tokens, context)]
     scales = _calibrate(folder, ids)
     _quantize_in_gqa(folder / "model.onnx", scales)
@@ -111,119 +113,69 @@ def _quantize_around_gqa(path: Path, scales: list[tuple[np.ndarray, np.ndarray]]
     position's key and value are the cache's int8 values whether it is read now or was read before
     (the same answers whatever the chunks). The new positions' int8 keys and values are outputs."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     proto = onnx.load(str(path), load_external_data=False)
     graph = proto.graph
     _int8_cache(graph)
     head_size = _head_size(graph)
-    inits: list[Any] = []
-
-    def node(into: list[Any], op: str, inputs: list[str], name: str, **attrs: Any) -> str:
-        into.append(helper.make_node(op, inputs, [name], name=name, **attrs))
-        return name
-
-    def const(name: str, value: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(value, name))
-        return name
-
-    def ints(name: str, values: list[int]) -> str:
-        return const(f"kv_cache.{name}", np.array(values, np.int64))
-
-    axis, second, start = ints("axis", [2]), ints("second", [1]), ints("start", [0])
-    unit = const("kv_cache.unit", np.array(1.0, np.float32))
-    int8_zero = const("kv_cache.zero_point", np.array(0, np.int8))
+    b = GraphBuilder(None, prefix="kv_cache.")
+    unit, int8_zero = b.const(1.0, np.float32), b.const(0, np.int8)
     # The bound rows hold `past` positions: the mask's width less the tokens read now, whose
     # positions are past, past + 1, ...
-    shared: list[Any] = []
-    ids_shape = node(shared, "Shape", ["input_ids"], "kv_cache.ids_shape")
-    width = node(
-        shared,
-        "Gather",
-        [node(shared, "Shape", ["attention_mask"], "kv_cache.mask_shape"), second],
-        "kv_cache.width",
-    )
-    count = node(shared, "Gather", [ids_shape, second], "kv_cache.count")
-    past = node(shared, "Sub", [width, count], "kv_cache.past")
-    scalar = node(shared, "Squeeze", [count], "kv_cache.count_scalar")
-    zero, step = (const(f"kv_cache.range_{n}", np.array(v, np.int64)) for n, v in (("start", 0), ("step", 1)))
-    offsets = node(shared, "Range", [zero, scalar, step], "kv_cache.offsets")
-    positions = node(
-        shared,
-        "Expand",
-        [node(shared, "Add", [offsets, past], "kv_cache.positions_row"), ids_shape],
-        "kv_cache.positions",
-    )
+    ids_shape = b.node("Shape", ["input_ids"])
+    count = b.node("Gather", [ids_shape, b.const([1])])
+    past = b.node("Sub", [b.node("Gather", [b.node("Shape", ["attention_mask"]), b.const([1])]), count])
+    offsets = b.node("Range", [b.const(0), b.node("Squeeze", [count]), b.const(1)])
+    positions = b.node("Expand", [b.node("Add", [offsets, past]), ids_shape])
     around: dict[str, tuple[list[Any], list[Any]]] = {}
     for layer, gqa in enumerate(_attention(graph, scales)):
-        name = f"kv_cache.{layer}"
         attrs = {a.name: helper.get_attribute_value(a) for a in gqa.attribute}
         heads, kv_heads = attrs["num_heads"], attrs["kv_num_heads"]
-        before: list[Any] = []
-        if gqa.input[1]:
-            q, k, v = gqa.input[:3]
-        else:
-            widths = ints(f"{layer}.widths", [heads * head_size, kv_heads * head_size, kv_heads * head_size])
-            before.append(
-                helper.make_node("Split", [gqa.input[0], widths], [f"{name}.{x}" for x in "qkv"], axis=-1)
-            )
-            q, k, v = (f"{name}.{x}" for x in "qkv")
-        cos, sin = gqa.input[7], gqa.input[8]
+        start = len(b.nodes)
+        q, k, v = gqa.input[:3]
+        if not k:  # packed
+            widths = b.const([heads * head_size, kv_heads * head_size, kv_heads * head_size])
+            q, k, v = b.node("Split", [q, widths], 3, axis=-1)
         rotary = {"domain": "com.microsoft", "interleaved": attrs.get("rotary_interleaved", 0)}
-        q = node(
-            before,
-            "RotaryEmbedding",
-            [q, positions, cos, sin],
-            f"{name}.q_rotated",
-            num_heads=heads,
-            **rotary,
-        )
-        k = node(
-            before,
-            "RotaryEmbedding",
-            [k, positions, cos, sin],
-            f"{name}.k_rotated",
-            num_heads=kv_heads,
-            **rotary,
-        )
-        after: list[Any] = []
-        new_kv = []
-        for slot, kind, x, scale in ((3, "key", k, scales[layer][0]), (4, "value", v, scales[layer][1])):
-            steps = node(
-                before, "Mul", [x, const(f"{name}.{kind}.inverse", 1 / scale)], f"{name}.{kind}.steps"
+        cos, sin = gqa.input[7], gqa.input[8]
+        q = b.node("RotaryEmbedding", [q, positions, cos, sin], num_heads=heads, **rotary)
+        k = b.node("RotaryEmbedding", [k, positions, cos, sin], num_heads=kv_heads, **rotary)
+        new, rounded = [], []
+        for slot, x, scale in ((3, k, scales[layer][0]), (4, v, scales[layer][1])):
+            rounded.append(
+                b.node(
+                    "QuantizeLinear", [b.node("Mul", [x, b.const(1 / scale, np.float32)]), unit, int8_zero]
+                )
             )
-            rounded = node(before, "QuantizeLinear", [steps, unit, int8_zero], f"{name}.{kind}.int8")
-            floats = node(before, "Cast", [rounded], f"{name}.{kind}.int8_float", to=TensorProto.FLOAT)
-            new_kv.append(
-                node(before, "Mul", [floats, const(f"{name}.{kind}.scale", scale)], f"{name}.{kind}.new")
+            new.append(
+                b.node(
+                    "Mul", [b.node("Cast", [rounded[-1]], to=TensorProto.FLOAT), b.const(scale, np.float32)]
+                )
             )
             # The past: the bound rows' first `past` positions, dequantized.
-            held = node(before, "Slice", [gqa.input[slot], start, past, axis], f"{name}.{kind}.held")
-            held = node(before, "Cast", [held], f"{name}.{kind}.held_float", to=TensorProto.FLOAT)
-            shaped = const(f"{name}.{kind}.head_scale", scale.reshape(1, kv_heads, 1, head_size))
-            gqa.input[slot] = node(before, "Mul", [held, shaped], f"{name}.{kind}.past")
-            # The output: the new positions' int8 values, [batch, kv_heads, count, head_size].
-            split = node(
-                after,
-                "Reshape",
-                [rounded, ints(f"{layer}.{kind}.heads", [0, 0, kv_heads, head_size])],
-                f"{name}.{kind}.by_head",
-            )
-            present, gqa.output[slot - 2] = gqa.output[slot - 2], f"{name}.{kind}.present_float"
-            after.append(helper.make_node("Transpose", [split], [present], name=present, perm=[0, 2, 1, 3]))
-        gqa.input[0], gqa.input[1], gqa.input[2] = q, *new_kv
-        del gqa.input[7:]
-        for a in gqa.attribute:
-            if a.name == "do_rotary":
-                a.i = 0
-        around[gqa.output[0]] = before, after
-    ordered = list(shared)
+            held = b.node("Slice", [gqa.input[slot], b.const([0]), past, b.const([2])])
+            head_scale = b.const(scale.reshape(1, kv_heads, 1, head_size), np.float32)
+            gqa.input[slot] = b.node("Mul", [b.node("Cast", [held], to=TensorProto.FLOAT), head_scale])
+        middle = len(b.nodes)
+        # The outputs: the new positions' int8 values, [batch, kv_heads, count, head_size].
+        for i, values in enumerate(rounded):
+            by_head = b.node("Reshape", [values, b.const([0, 0, kv_heads, head_size])])
+            b.node("Transpose", [by_head], [gqa.output[1 + i]], perm=[0, 2, 1, 3])
+            gqa.output[1 + i] = b.name("/unused_present")
+        gqa.input[0], gqa.input[1], gqa.input[2] = q, *new
+        del gqa.input[7:]  # no rotary caches: the keys come rotated
+        next(a for a in gqa.attribute if a.name == "do_rotary").i = 0
+        around[gqa.output[0]] = b.nodes[start:middle], b.nodes[middle:]
+        del b.nodes[start:]
+    shared = list(b.nodes)
+    nodes = []
     for n in graph.node:
         before, after = around.get(n.output[0], ([], [])) if n.op_type == "GroupQueryAttention" else ([], [])
-        ordered.extend([*before, n, *after])
+        nodes.extend([*before, n, *after])
     del graph.node[:]
-    graph.node.extend(ordered)
-    graph.initializer.extend(inits)
+    graph.node.extend([*shared, *nodes])
+    graph.initializer.extend(b.initializers)
     for value in graph.output:
         if value.name.startswith("present."):
             dim = value.type.tensor_type.shape.dim[2]
