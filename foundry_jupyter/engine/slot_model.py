@@ -159,6 +159,9 @@ class SlotModel:
         self.grown = 0  # times the cache grew
         self._cache: list[np.ndarray] = []
         self._bindings: dict[tuple[Any, int, int], Any] = {}
+        # Per row count, a decode step's binding with its logits output and `logits_from` bound once.
+        self._steps: dict[int, tuple[Any, np.ndarray]] = {}
+        self._ones = np.ones((1, max_length + 1), np.int64)  # one row's mask, sliced to its width
         self._resize(self._initial, [])
 
     # ---- cache layout ------------------------------------------------------------------------
@@ -191,6 +194,7 @@ class SlotModel:
                 new[row, :, :length] = old[row, :, :length]
         self._cache, self.capacity = resized, capacity
         self._bindings.clear()  # they point into the old arrays
+        self._steps.clear()
 
     def move(self, source: int, dest: int, length: int) -> None:
         """Copy row `source`'s first `length` positions into row `dest`."""
@@ -241,15 +245,34 @@ class SlotModel:
 
     def decode(self, tokens: list[int], lengths: list[int], used: list[int]) -> np.ndarray:
         """Read one token into each of rows 0..n-1 (whose caches hold `lengths[i]` positions); their
-        logits `[n, vocab]`. `used`: as for `ensure` (rows after n may hold a prompt being read)."""
+        logits `[n, vocab]`, valid until the next decode step. `used`: as for `ensure` (rows after n
+        may hold a prompt being read)."""
         n = len(tokens)
         width = max(lengths) + 1
         self.ensure(width, used)
-        binding = self._binding(self.session, 0, n)
-        mask = (np.arange(width)[None, :] <= np.asarray(lengths)[:, None]).astype(np.int64)
-        logits = np.empty((n, 1, self.graph.vocab_size), np.float32)
-        self._run(self.session, binding, np.asarray(tokens, np.int64).reshape(n, 1), mask, logits, 0)
+        binding, logits = self._step(n)
+        if n == 1:
+            mask = self._ones[:, :width]
+        else:
+            mask = (np.arange(width)[None, :] <= np.asarray(lengths)[:, None]).astype(np.int64)
+        binding.bind_cpu_input("input_ids", np.asarray(tokens, np.int64).reshape(n, 1))
+        binding.bind_cpu_input("attention_mask", mask)
+        self.session.run_with_iobinding(binding)
         return logits[:, 0]
+
+    def _step(self, n: int) -> tuple[Any, np.ndarray]:
+        """The binding of a decode step over rows 0..n-1, and the logits array it writes. Its own
+        binding (not the prompt reader's, which may be the same session and row): a step's logits
+        output and `logits_from` are bound once, which saves per-step work the model waits for."""
+        if n not in self._steps:
+            binding = self._binding(self.session, 0, n, fresh=True)
+            logits = np.empty((n, 1, self.graph.vocab_size), np.float32)
+            binding.bind_ortvalue_output("logits", self._ort.OrtValue.ortvalue_from_numpy(logits))
+            if self.has_logits_from:
+                zero = self._ort.OrtValue.ortvalue_from_numpy(np.asarray(0, np.int64))
+                binding.bind_ortvalue_input(LOGITS_FROM, zero)
+            self._steps[n] = binding, logits
+        return self._steps[n]
 
     def _run(
         self, session: Any, binding: Any, tokens: np.ndarray, mask: np.ndarray, logits: np.ndarray, first: int
@@ -264,11 +287,11 @@ class SlotModel:
         binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
         session.run_with_iobinding(binding)
 
-    def _binding(self, session: Any, first: int, count: int) -> Any:
+    def _binding(self, session: Any, first: int, count: int, fresh: bool = False) -> Any:
         """An IO binding of `session` with rows first..first+count-1 of every cache array as past and
-        present."""
+        present (kept for the next call with the same rows, unless `fresh`)."""
         key = (session, first, count)
-        binding = self._bindings.get(key)
+        binding = None if fresh else self._bindings.get(key)
         if binding is None:
             binding = session.io_binding()
             for layer in range(self.graph.layers):
@@ -277,7 +300,8 @@ class SlotModel:
                     value = self._ort.OrtValue.ortvalue_from_numpy(rows)
                     binding.bind_ortvalue_input(_KV_INPUT.format(layer, kind), value)
                     binding.bind_ortvalue_output(_KV_OUTPUT.format(layer, kind), value)
-            self._bindings[key] = binding
+            if not fresh:
+                self._bindings[key] = binding
         return binding
 
 
