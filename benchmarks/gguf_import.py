@@ -130,6 +130,8 @@ def top1_agreement(folder: Path, reference: list[dict[str, Any]]) -> float:
     options = ort.SessionOptions()
     session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
     decoder = json.loads((folder / "genai_config.json").read_text())["model"]["decoder"]
+    past = next(i for i in session.get_inputs() if i.name == "past_key_values.0.key")
+    cache_type = np.int8 if past.type == "tensor(int8)" else np.float32  # int4-kv8's cache is int8
     agree = total = 0
     for item in reference:
         ids = item["prompt"] + item["answer"]
@@ -137,7 +139,7 @@ def top1_agreement(folder: Path, reference: list[dict[str, Any]]) -> float:
             "input_ids": np.asarray([ids], np.int64),
             "attention_mask": np.ones((1, len(ids)), np.int64),
         }
-        empty = np.zeros((1, decoder["num_key_value_heads"], 0, decoder["head_size"]), np.float32)
+        empty = np.zeros((1, decoder["num_key_value_heads"], 0, decoder["head_size"]), cache_type)
         for i in range(decoder["num_hidden_layers"]):
             feeds[f"past_key_values.{i}.key"] = feeds[f"past_key_values.{i}.value"] = empty
         logits = session.run(["logits"], feeds)[0][0]
