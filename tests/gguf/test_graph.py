@@ -267,3 +267,14 @@ def test_int4_kv8_reads_prompts_alike_in_chunks_and_decodes_near_int4(tiny_gguf,
     scale = np.abs(want).max()
     np.testing.assert_allclose(got, read, atol=0.05 * scale)
     np.testing.assert_allclose(got, want, atol=0.1 * scale)
+
+
+def test_int4_kv8_import_refuses_longrope_models_and_leaves_nothing(tiny_gguf, tmp_path):
+    """The engine's own loop does not run LongRoPE models, so nothing would read their int8 cache's
+    prompt graph: a clear error, and no folder left behind."""
+    from foundry_jupyter.errors import InvalidRequest
+    from foundry_jupyter.models.gguf import import_gguf
+
+    with pytest.raises(InvalidRequest, match="int4-kv8"):
+        import_gguf(tiny_gguf("Q4_0", arch="phi3", rope="longrope"), tmp_path / "out", precision="int4-kv8")
+    assert list(tmp_path.iterdir()) == []

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ...engine.slot_model import NEW_POSITIONS, PRESENT_METADATA, PROMPT_FILE, SlotModel, slot_graph
+from ...errors import InvalidRequest
 from .builder import GraphBuilder
 
 CALIBRATION_TOKENS = 2048
@@ -61,7 +62,12 @@ def _calibrate(folder: Path, ids: list[int]) -> list[tuple[np.ndarray, np.ndarra
     config = json.loads((folder / "genai_config.json").read_text())
     graph = slot_graph(folder, config)
     if graph is None or graph.cache_dtype != np.float32:
-        raise ValueError(f"{folder} holds no float32-cache decoder to calibrate")
+        # LongRoPE models: the engine's own loop, which reads the cache the prompt graph writes, does
+        # not run them.
+        raise InvalidRequest(
+            "int4-kv8 needs a decoder the engine's own loop runs (not LongRoPE); import it as int4",
+            param="precision",
+        )
     model = SlotModel(graph, rows=1, max_length=len(ids), threads=None, capacity=len(ids))
     for start in range(0, len(ids), _CHUNK):
         model.prefill(0, ids[start : start + _CHUNK], start, False, [start])
